@@ -1,0 +1,54 @@
+import { AttnError } from '../errors';
+import { Tensor } from '../tensor';
+
+// Type checks of JS arguments. Ranges, shapes and bounds are checked natively (native/core/validate.cpp),
+// the one place that decides what memory may be touched.
+
+export function tensorArg(name: string, t: unknown): Tensor {
+  if (!(t instanceof Tensor)) throw new AttnError('ERR_ATTN_ARGUMENT', `${name} must be a Tensor, got ${describe(t)}`);
+  if (t.disposed) throw new AttnError('ERR_ATTN_DISPOSED', `${name} was disposed`);
+  if (t.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `${name} is on ${t.device}; this op runs where its inputs live and all must be on one device`);
+  return t;
+}
+
+export function optionalTensorArg(name: string, t: unknown): Tensor | undefined {
+  return t === undefined || t === null ? undefined : tensorArg(name, t);
+}
+
+export function numberArg(name: string, v: unknown, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') throw new AttnError('ERR_ATTN_ARGUMENT', `${name} must be a number, got ${describe(v)}`);
+  return v;
+}
+
+export function float32ArrayArg(name: string, v: unknown): Float32Array | null {
+  if (v === undefined || v === null) return null;
+  if (v instanceof Float32Array) return v;
+  if (Array.isArray(v) && v.every((x) => typeof x === 'number')) return Float32Array.from(v);
+  throw new AttnError('ERR_ATTN_ARGUMENT', `${name} must be a Float32Array, got ${describe(v)}`);
+}
+
+export function int32ArrayArg(name: string, v: unknown): Int32Array | null {
+  if (v === undefined || v === null) return null;
+  if (v instanceof Int32Array) return v;
+  if (Array.isArray(v) && v.every((x) => Number.isInteger(x))) return Int32Array.from(v);
+  throw new AttnError('ERR_ATTN_ARGUMENT', `${name} must be an Int32Array, got ${describe(v)}`);
+}
+
+export function signalArg(v: unknown): AbortSignal | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'object' || typeof (v as AbortSignal).aborted !== 'boolean' || typeof (v as AbortSignal).addEventListener !== 'function') {
+    throw new AttnError('ERR_ATTN_ARGUMENT', `signal must be an AbortSignal, got ${describe(v)}`);
+  }
+  return v as AbortSignal;
+}
+
+export function abortedError(op: string): AttnError {
+  return new AttnError('ERR_ATTN_ABORTED', `${op} was aborted by its AbortSignal`);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
+  return typeof v;
+}

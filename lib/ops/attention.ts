@@ -1,0 +1,142 @@
+import { AttnError, asAttnError } from '../errors';
+import { Tensor } from '../tensor';
+import { native, AttentionArgs } from '../native/binding';
+import {
+  ATTENTION_DESCRIPTOR_LENGTH, ATTENTION_OPTIONS, AttentionOption, AttentionSlot, writeTensorRecord,
+} from '../native/descriptor';
+import {
+  abortedError, float32ArrayArg, int32ArrayArg, numberArg, optionalTensorArg, signalArg, tensorArg,
+} from './args';
+
+export interface AttentionOptions {
+  /** Default 1/sqrt(D). */
+  scale?: number;
+  /** Bottom-right aligned: query i sees key j iff j <= i + (Sk - Sq). */
+  causal?: boolean;
+  /** Key j visible iff a-left <= j <= a+right with a = i + Sk - Sq; -1 = unbounded on that side. */
+  window?: [left: number, right: number];
+  /** Keys j < sinks are exempt from the window (StreamingLLM), not from causal. */
+  sinks?: number;
+  /** s = softcap * tanh(s / softcap) on the scaled score; 0 = off. */
+  softcap?: number;
+  /** [Hq]: s -= slope[h] * |a - j| (after softcap). */
+  alibiSlopes?: Float32Array;
+  /** Additive float score bias broadcastable to [B, Hq, Sq, Sk] (after softcap). */
+  bias?: Tensor;
+  /** uint8 broadcastable to [B, Hq, Sq, Sk]; 0 = masked out. */
+  mask?: Tensor;
+  /** [Hq]: adds exp(sink[h]) to the softmax denominator only. */
+  sinkLogits?: Float32Array;
+  /** Packed variable-length batch (B = 1): segment b is query rows [cuQ[b], cuQ[b+1]). */
+  cuSeqlensQ?: Int32Array;
+  /** Segment b attends keys [cuK[b], cuK[b+1]); causal and window align per segment. */
+  cuSeqlensK?: Int32Array;
+  /** Written in place (any strides, any float dtype) and returned. */
+  out?: Tensor;
+  /** Also return lse [B, Hq, Sq] float32: natural log of the softmax denominator. */
+  returnLse?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface AttentionWithLse { out: Tensor; lse: Tensor }
+
+// One descriptor reused by every call: native reads it synchronously, before the call returns.
+const descriptor = new Float64Array(ATTENTION_DESCRIPTOR_LENGTH);
+const EMPTY = new Float32Array(0);
+
+interface Marshalled { args: AttentionArgs; out: Tensor; lse: Tensor | undefined; signal: AbortSignal | undefined }
+
+function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions | undefined): Marshalled {
+  if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
+    throw new AttnError('ERR_ATTN_ARGUMENT', 'attention options must be an object');
+  }
+  const o = opts ?? {};
+  const q = tensorArg('q', q_), k = tensorArg('k', k_), v = tensorArg('v', v_);
+  const bias = optionalTensorArg('bias', o.bias);
+  const mask = optionalTensorArg('mask', o.mask);
+  const ranksOk = q.rank === 4 && k.rank === 4 && v.rank === 4;
+  const [B, Hq, Sq] = ranksOk ? q.shape : [0, 0, 0];
+  // With bad ranks the native side reports the error on q/k/v before it looks at out.
+  const out = optionalTensorArg('out', o.out) ??
+    (ranksOk ? Tensor.empty([B, Hq, Sq, v.shape[3]], { dtype: q.dtype }) : Tensor.from(EMPTY, [0]));
+  const lse = o.returnLse ? Tensor.empty([B, Hq, Sq], { dtype: 'float32' }) : undefined;
+
+  const d = descriptor;
+  writeTensorRecord(d, AttentionSlot.Q, q, 'q');
+  writeTensorRecord(d, AttentionSlot.K, k, 'k');
+  writeTensorRecord(d, AttentionSlot.V, v, 'v');
+  writeTensorRecord(d, AttentionSlot.Out, out, 'out');
+  if (bias) writeTensorRecord(d, AttentionSlot.Bias, bias, 'bias');
+  if (mask) writeTensorRecord(d, AttentionSlot.Mask, mask, 'mask');
+  const opt = ATTENTION_OPTIONS;
+  d[opt + AttentionOption.HasScale] = o.scale === undefined ? 0 : 1;
+  d[opt + AttentionOption.Scale] = numberArg('scale', o.scale, 0);
+  d[opt + AttentionOption.Causal] = o.causal ? 1 : 0;
+  if (o.window !== undefined) {
+    const w = o.window;
+    if (!Array.isArray(w) || w.length !== 2 || typeof w[0] !== 'number' || typeof w[1] !== 'number') {
+      throw new AttnError('ERR_ATTN_ARGUMENT', `window must be [left, right] (numbers, -1 = unbounded), got ${JSON.stringify(w)}`);
+    }
+    d[opt + AttentionOption.HasWindow] = 1;
+    d[opt + AttentionOption.WindowLeft] = w[0];
+    d[opt + AttentionOption.WindowRight] = w[1];
+  } else {
+    d[opt + AttentionOption.HasWindow] = 0;
+  }
+  d[opt + AttentionOption.Sinks] = numberArg('sinks', o.sinks, 0);
+  d[opt + AttentionOption.Softcap] = numberArg('softcap', o.softcap, 0);
+  d[opt + AttentionOption.HasBias] = bias ? 1 : 0;
+  d[opt + AttentionOption.HasMask] = mask ? 1 : 0;
+
+  const args: AttentionArgs = [
+    q.data, k.data, v.data, out.data, bias ? bias.data : null, mask ? mask.data : null,
+    float32ArrayArg('alibiSlopes', o.alibiSlopes), float32ArrayArg('sinkLogits', o.sinkLogits),
+    int32ArrayArg('cuSeqlensQ', o.cuSeqlensQ), int32ArrayArg('cuSeqlensK', o.cuSeqlensK),
+    lse ? (lse.data as Float32Array) : null, d, null,
+  ];
+  return { args, out, lse, signal: signalArg(o.signal) };
+}
+
+function result(m: Marshalled): Tensor | AttentionWithLse {
+  return m.lse ? { out: m.out, lse: m.lse } : m.out;
+}
+
+/** Exact fused attention, on the calling thread. */
+export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): AttentionWithLse;
+export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor;
+export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor | AttentionWithLse {
+  try {
+    const m = marshal(q, k, v, opts);
+    if (m.signal?.aborted) throw abortedError('attention');
+    native().attentionSync(...m.args);
+    return result(m);
+  } catch (e) {
+    throw asAttnError(e);
+  }
+}
+
+/** Exact fused attention off the JS thread (attnkit's pool). Bad input rejects; never throws. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor>;
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor | AttentionWithLse> {
+  let m: Marshalled;
+  let onAbort: (() => void) | undefined;
+  try {
+    m = marshal(q, k, v, opts);
+    const signal = m.signal;
+    if (signal?.aborted) throw abortedError('attention');
+    if (signal) {
+      // The kernels poll this flag between tiles.
+      const flag = new Int32Array(1);
+      m.args[12] = flag;
+      onAbort = () => { Atomics.store(flag, 0, 1); };
+      signal.addEventListener('abort', onAbort, { once: true });
+    }
+    const pending = native().attentionAsync(...m.args);
+    const done = () => { if (onAbort) signal!.removeEventListener('abort', onAbort); };
+    return pending.then(() => { done(); return result(m); }, (e: unknown) => { done(); throw asAttnError(e); });
+  } catch (e) {
+    if (onAbort) m!.signal!.removeEventListener('abort', onAbort);
+    return Promise.reject(asAttnError(e));
+  }
+}

@@ -1,0 +1,246 @@
+#include "validate.h"
+
+#include <cmath>
+#include <sstream>
+#include <string>
+
+#include "error.h"
+
+namespace attnkit {
+namespace {
+
+std::string shape_str(const TensorView& t) {
+  std::ostringstream s;
+  s << "[";
+  for (int i = 0; i < t.rank; ++i) s << (i ? ", " : "") << t.shape[i];
+  s << "]";
+  return s.str();
+}
+
+[[noreturn]] void shape_fail(const std::string& msg) { fail(ErrorCode::Shape, msg); }
+[[noreturn]] void arg_fail(const std::string& msg) { fail(ErrorCode::Argument, msg); }
+
+bool storable_in(DType tensor, DType array) {
+  if (tensor == DType::Float16 || tensor == DType::BFloat16) return array == DType::Float16 || array == DType::BFloat16;
+  return tensor == array;
+}
+
+// Resolves a float/uint8 tensor broadcastable to [B, H, Sq, Sk] into stride-0 broadcast form.
+Broadcast4 broadcast_to(const char* name, const TensorView& t, const int64_t (&target)[4]) {
+  if (t.rank > 4) shape_fail(std::string(name) + " must have rank <= 4 (broadcastable to [B, Hq, Sq, Sk]), got rank " + std::to_string(t.rank));
+  Broadcast4 b;
+  b.data = t.data;
+  b.dtype = t.dtype;
+  const int pad = 4 - t.rank;
+  for (int d = 0; d < 4; ++d) {
+    if (d < pad) { b.strides[d] = 0; continue; }
+    const int64_t n = t.shape[d - pad];
+    if (n == target[d]) {
+      b.strides[d] = target[d] == 1 ? 0 : t.strides[d - pad];
+    } else if (n == 1) {
+      b.strides[d] = 0;
+    } else {
+      std::ostringstream s;
+      s << name << " of shape " << shape_str(t) << " does not broadcast to [B, Hq, Sq, Sk] = [" << target[0] << ", "
+        << target[1] << ", " << target[2] << ", " << target[3] << "]";
+      shape_fail(s.str());
+    }
+  }
+  return b;
+}
+
+void check_cu_seqlens(const char* name, const Int32Array& cu, int64_t total) {
+  if (cu.length < 2) arg_fail(std::string(name) + " must hold at least 2 entries (segments + 1), got " + std::to_string(cu.length));
+  if (cu.data[0] != 0) arg_fail(std::string(name) + "[0] must be 0, got " + std::to_string(cu.data[0]));
+  for (size_t i = 1; i < cu.length; ++i) {
+    if (cu.data[i] < cu.data[i - 1]) {
+      arg_fail(std::string(name) + " must be non-decreasing, but " + name + "[" + std::to_string(i) + "] = " +
+               std::to_string(cu.data[i]) + " < " + name + "[" + std::to_string(i - 1) + "] = " + std::to_string(cu.data[i - 1]));
+    }
+  }
+  if (cu.data[cu.length - 1] != total) {
+    arg_fail(std::string(name) + " must end at the packed length " + std::to_string(total) + ", got " +
+             std::to_string(cu.data[cu.length - 1]));
+  }
+}
+
+}  // namespace
+
+TensorView make_view(const char* name, const CallerBuffer& buf, const TensorDesc& desc) {
+  if (buf.detached) arg_fail(std::string(name) + "'s ArrayBuffer is detached (transferred or freed); pass a live buffer");
+  if (desc.rank < 0 || desc.rank > kMaxRank) shape_fail(std::string(name) + " has unsupported rank " + std::to_string(desc.rank));
+  if (!storable_in(desc.dtype, buf.array_dtype)) {
+    fail(ErrorCode::DType, std::string(name) + " has dtype " + dtype_name(desc.dtype) + " but its data is a " +
+                               dtype_name(buf.array_dtype) + " array");
+  }
+  TensorView v;
+  v.dtype = desc.dtype;
+  v.rank = desc.rank;
+  if (desc.offset < 0) arg_fail(std::string(name) + ".offset must be >= 0, got " + std::to_string(desc.offset));
+  bool empty = false;
+  int64_t last = desc.offset;  // highest element index reached
+  for (int i = 0; i < desc.rank; ++i) {
+    if (desc.shape[i] < 0) shape_fail(std::string(name) + ".shape[" + std::to_string(i) + "] must be >= 0, got " + std::to_string(desc.shape[i]));
+    if (desc.strides[i] < 0) arg_fail(std::string(name) + ".strides[" + std::to_string(i) + "] must be >= 0, got " + std::to_string(desc.strides[i]));
+    v.shape[i] = desc.shape[i];
+    v.strides[i] = desc.strides[i];
+    if (desc.shape[i] == 0) empty = true;
+  }
+  if (!empty) {
+    for (int i = 0; i < desc.rank; ++i) {
+      int64_t reach;
+      if (__builtin_mul_overflow(desc.shape[i] - 1, desc.strides[i], &reach) || __builtin_add_overflow(last, reach, &last)) {
+        arg_fail(std::string(name) + ": shape " + shape_str(v) + " with its strides overflows the address range");
+      }
+    }
+    if (static_cast<uint64_t>(last) >= buf.length) {
+      std::ostringstream s;
+      s << name << " of shape " << shape_str(v) << " with offset " << desc.offset << " and strides [";
+      for (int i = 0; i < desc.rank; ++i) s << (i ? ", " : "") << desc.strides[i];
+      s << "] reaches element " << last << " but its buffer holds " << buf.length << " elements";
+      arg_fail(s.str());
+    }
+    v.data = static_cast<char*>(buf.base) + static_cast<size_t>(desc.offset) * dtype_size(buf.array_dtype);
+  } else {
+    v.data = buf.base;
+  }
+  return v;
+}
+
+void require_no_self_overlap(const char* name, const TensorView& t) {
+  // Sufficient condition: ordered by stride, each stride is at least the span of the smaller dims.
+  int order[kMaxRank];
+  int n = 0;
+  for (int i = 0; i < t.rank; ++i) {
+    if (t.shape[i] == 0) return;
+    if (t.shape[i] > 1) order[n++] = i;
+  }
+  for (int a = 1; a < n; ++a)
+    for (int b = a; b > 0 && t.strides[order[b]] < t.strides[order[b - 1]]; --b) std::swap(order[b], order[b - 1]);
+  int64_t span = 1;
+  for (int a = 0; a < n; ++a) {
+    const int d = order[a];
+    if (t.strides[d] < span) arg_fail(std::string(name) + " has overlapping strides; an output needs each element at its own address");
+    span = t.strides[d] * t.shape[d];
+  }
+}
+
+AttentionParams validate_attention(const AttentionRequest& r) {
+  const TensorView& q = r.q;
+  const TensorView& k = r.k;
+  const TensorView& v = r.v;
+  if (q.rank != 4) shape_fail("q must have rank 4 [B, Hq, Sq, D], got shape " + shape_str(q));
+  if (k.rank != 4) shape_fail("k must have rank 4 [B, Hkv, Sk, D], got shape " + shape_str(k));
+  if (v.rank != 4) shape_fail("v must have rank 4 [B, Hkv, Sk, Dv], got shape " + shape_str(v));
+  if (!is_float(q.dtype)) fail(ErrorCode::DType, std::string("q must be float32, float16 or bfloat16, got ") + dtype_name(q.dtype));
+  if (k.dtype != q.dtype) fail(ErrorCode::DType, std::string("k must have q's dtype ") + dtype_name(q.dtype) + ", got " + dtype_name(k.dtype));
+  if (v.dtype != q.dtype) fail(ErrorCode::DType, std::string("v must have q's dtype ") + dtype_name(q.dtype) + ", got " + dtype_name(v.dtype));
+
+  AttentionParams p;
+  p.q = q; p.k = k; p.v = v; p.out = r.out;
+  p.batch = q.shape[0]; p.heads_q = q.shape[1]; p.seq_q = q.shape[2]; p.head_dim = q.shape[3];
+  p.heads_kv = k.shape[1]; p.seq_k = k.shape[2]; p.head_dim_v = v.shape[3];
+  if (k.shape[0] != p.batch) shape_fail("k batch " + std::to_string(k.shape[0]) + " must equal q batch " + std::to_string(p.batch) + " (q " + shape_str(q) + ", k " + shape_str(k) + ")");
+  if (v.shape[0] != p.batch) shape_fail("v batch " + std::to_string(v.shape[0]) + " must equal q batch " + std::to_string(p.batch));
+  if (k.shape[3] != p.head_dim) shape_fail("k head dim " + std::to_string(k.shape[3]) + " must equal q head dim " + std::to_string(p.head_dim) + " (q " + shape_str(q) + ", k " + shape_str(k) + ")");
+  if (v.shape[1] != p.heads_kv) shape_fail("v heads " + std::to_string(v.shape[1]) + " must equal k heads " + std::to_string(p.heads_kv));
+  if (v.shape[2] != p.seq_k) shape_fail("v length " + std::to_string(v.shape[2]) + " must equal k length " + std::to_string(p.seq_k));
+  if (p.heads_kv == 0 || p.heads_q % p.heads_kv != 0) {
+    shape_fail("q heads (" + std::to_string(p.heads_q) + ") must be a multiple of k/v heads (" + std::to_string(p.heads_kv) + ") for GQA/MQA");
+  }
+  if (p.head_dim == 0) shape_fail("head dim D must be >= 1, got q " + shape_str(q));
+
+  const TensorView& o = r.out;
+  if (o.rank != 4 || o.shape[0] != p.batch || o.shape[1] != p.heads_q || o.shape[2] != p.seq_q || o.shape[3] != p.head_dim_v) {
+    std::ostringstream s;
+    s << "out must have shape [" << p.batch << ", " << p.heads_q << ", " << p.seq_q << ", " << p.head_dim_v << "], got " << shape_str(o);
+    shape_fail(s.str());
+  }
+  if (!is_float(o.dtype)) fail(ErrorCode::DType, std::string("out must be float32, float16 or bfloat16, got ") + dtype_name(o.dtype));
+  require_no_self_overlap("out", o);
+
+  if (!r.has_scale) {
+    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.head_dim)));
+  } else {
+    if (!std::isfinite(r.scale) || r.scale < 0) arg_fail("scale must be a finite number >= 0, got " + std::to_string(r.scale));
+    p.scale = static_cast<float>(r.scale);
+  }
+  if (!std::isfinite(r.softcap) || r.softcap < 0) arg_fail("softcap must be a finite number >= 0 (0 turns it off), got " + std::to_string(r.softcap));
+  p.softcap = static_cast<float>(r.softcap);
+  p.causal = r.causal;
+  if (r.has_window) {
+    for (double w : {r.window_left, r.window_right}) {
+      if (!(w >= -1) || w != std::floor(w) || w > 9.0e15) arg_fail("window must be [left, right] with integers >= -1 (-1 = unbounded), got [" + std::to_string(r.window_left) + ", " + std::to_string(r.window_right) + "]");
+    }
+    p.window_left = static_cast<int64_t>(r.window_left);
+    p.window_right = static_cast<int64_t>(r.window_right);
+  }
+  if (!(r.sinks >= 0) || r.sinks != std::floor(r.sinks) || r.sinks > 9.0e15) arg_fail("sinks must be an integer >= 0, got " + std::to_string(r.sinks));
+  p.sinks = static_cast<int64_t>(r.sinks);
+
+  if (r.alibi_slopes.present) {
+    if (static_cast<int64_t>(r.alibi_slopes.length) != p.heads_q) arg_fail("alibiSlopes must have one slope per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.alibi_slopes.length));
+    p.alibi_slopes = r.alibi_slopes.data;
+  }
+  if (r.sink_logits.present) {
+    if (static_cast<int64_t>(r.sink_logits.length) != p.heads_q) arg_fail("sinkLogits must have one logit per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.sink_logits.length));
+    p.sink_logits = r.sink_logits.data;
+  }
+
+  if (r.cu_seqlens_q.present != r.cu_seqlens_k.present) arg_fail("cuSeqlensQ and cuSeqlensK must be given together");
+  if (r.cu_seqlens_q.present) {
+    if (p.batch != 1) shape_fail("packed variable-length input (cuSeqlensQ/K) needs batch 1, got q " + shape_str(q));
+    if (r.cu_seqlens_q.length != r.cu_seqlens_k.length) arg_fail("cuSeqlensQ (" + std::to_string(r.cu_seqlens_q.length) + " entries) and cuSeqlensK (" + std::to_string(r.cu_seqlens_k.length) + ") must describe the same number of segments");
+    check_cu_seqlens("cuSeqlensQ", r.cu_seqlens_q, p.seq_q);
+    check_cu_seqlens("cuSeqlensK", r.cu_seqlens_k, p.seq_k);
+    p.cu_seqlens_q = r.cu_seqlens_q.data;
+    p.cu_seqlens_k = r.cu_seqlens_k.data;
+    p.num_segments = static_cast<int64_t>(r.cu_seqlens_q.length) - 1;
+  }
+
+  const int64_t target[4] = {p.batch, p.heads_q, p.seq_q, p.seq_k};
+  if (r.has_bias) {
+    if (!is_float(r.bias.dtype)) fail(ErrorCode::DType, std::string("bias must be float32, float16 or bfloat16, got ") + dtype_name(r.bias.dtype));
+    p.bias = broadcast_to("bias", r.bias, target);
+    p.has_bias = true;
+  }
+  if (r.has_mask) {
+    if (r.mask.dtype != DType::UInt8) fail(ErrorCode::DType, std::string("mask must be uint8 (0 = masked out), got ") + dtype_name(r.mask.dtype));
+    p.mask = broadcast_to("mask", r.mask, target);
+    p.has_mask = true;
+  }
+  if (r.lse) {
+    const int64_t n = p.batch * p.heads_q * p.seq_q;
+    if (static_cast<int64_t>(r.lse_length) != n) arg_fail("lse buffer must hold B*Hq*Sq = " + std::to_string(n) + " floats, got " + std::to_string(r.lse_length));
+    p.lse = r.lse;
+  }
+  return p;
+}
+
+void validate_merge(const MergeRequest& r) {
+  if (r.num_parts < 1) arg_fail("parts must hold at least one { out, lse } pair");
+  const TensorView& o0 = r.outs[0];
+  if (o0.rank != 4) shape_fail("parts[0].out must have rank 4 [B, H, S, Dv], got " + shape_str(o0));
+  for (int64_t i = 0; i < r.num_parts; ++i) {
+    const TensorView& o = r.outs[i];
+    const TensorView& l = r.lses[i];
+    const std::string n = "parts[" + std::to_string(i) + "]";
+    if (!is_float(o.dtype)) fail(ErrorCode::DType, n + ".out must be a float tensor, got " + dtype_name(o.dtype));
+    if (l.dtype != DType::Float32) fail(ErrorCode::DType, n + ".lse must be float32, got " + dtype_name(l.dtype));
+    if (o.rank != 4 || o.shape[0] != o0.shape[0] || o.shape[1] != o0.shape[1] || o.shape[2] != o0.shape[2] || o.shape[3] != o0.shape[3]) {
+      shape_fail(n + ".out has shape " + shape_str(o) + " but parts[0].out has " + shape_str(o0));
+    }
+    if (l.rank != 3 || l.shape[0] != o0.shape[0] || l.shape[1] != o0.shape[1] || l.shape[2] != o0.shape[2]) {
+      shape_fail(n + ".lse must have shape [B, H, S] = [" + std::to_string(o0.shape[0]) + ", " + std::to_string(o0.shape[1]) + ", " + std::to_string(o0.shape[2]) + "], got " + shape_str(l));
+    }
+  }
+  const TensorView& o = r.out;
+  if (o.rank != 4 || o.shape[0] != o0.shape[0] || o.shape[1] != o0.shape[1] || o.shape[2] != o0.shape[2] || o.shape[3] != o0.shape[3]) {
+    shape_fail("merged out must have the parts' shape " + shape_str(o0) + ", got " + shape_str(o));
+  }
+  require_no_self_overlap("out", o);
+  if (r.lse.dtype != DType::Float32 || r.lse.rank != 3) shape_fail("merged lse must be float32 [B, H, S]");
+  require_no_self_overlap("lse", r.lse);
+}
+
+}  // namespace attnkit

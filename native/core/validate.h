@@ -1,0 +1,73 @@
+// Validation at the trust boundary: every extent, stride and option the caller sends is checked
+// here before any kernel touches memory. Messages name the argument, what was expected, what came.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "attention_params.h"
+#include "tensor_view.h"
+
+namespace attnkit {
+
+// The caller's memory: a typed array's first element and its length in elements.
+struct CallerBuffer {
+  void* base = nullptr;
+  size_t length = 0;      // elements of the array's own type
+  DType array_dtype = DType::Float32;  // what the array holds; Uint16Array serves float16 and bfloat16
+  bool detached = false;
+};
+
+// A tensor as described by the caller (numbers not yet trusted).
+struct TensorDesc {
+  DType dtype = DType::Float32;
+  int rank = 0;
+  int64_t shape[kMaxRank] = {0};
+  int64_t strides[kMaxRank] = {0};
+  int64_t offset = 0;
+};
+
+// Checks that desc addresses only elements inside buf; returns the view.
+TensorView make_view(const char* name, const CallerBuffer& buf, const TensorDesc& desc);
+
+// Fails unless `out` can be written without two logical elements sharing one address.
+void require_no_self_overlap(const char* name, const TensorView& t);
+
+struct FloatArray {
+  const float* data = nullptr;
+  size_t length = 0;
+  bool present = false;
+};
+struct Int32Array {
+  const int32_t* data = nullptr;
+  size_t length = 0;
+  bool present = false;
+};
+
+struct AttentionRequest {
+  TensorView q, k, v, out;
+  bool has_bias = false, has_mask = false;
+  TensorView bias, mask;
+  FloatArray alibi_slopes, sink_logits;
+  Int32Array cu_seqlens_q, cu_seqlens_k;
+  float* lse = nullptr;
+  size_t lse_length = 0;
+  bool has_scale = false;  // not given: 1/sqrt(D)
+  double scale = 0;
+  bool causal = false;
+  bool has_window = false;
+  double window_left = -1, window_right = -1;
+  double sinks = 0;
+  double softcap = 0;
+};
+
+AttentionParams validate_attention(const AttentionRequest& req);
+
+struct MergeRequest {
+  int64_t num_parts = 0;
+  const TensorView* outs = nullptr;
+  const TensorView* lses = nullptr;
+  TensorView out, lse;
+};
+void validate_merge(const MergeRequest& req);
+
+}  // namespace attnkit

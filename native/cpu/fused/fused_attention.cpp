@@ -1,0 +1,83 @@
+#include "fused_attention.h"
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "../../core/cpu_features.h"
+#include "../../core/error.h"
+#include "../../core/thread_pool.h"
+#include "../scratch.h"
+
+namespace attnkit {
+namespace {
+
+QueryBlockKernel kernel_for(Isa isa) {
+  switch (isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx512: return cpu_avx512::attention_query_block;
+    case Isa::Avx2: return cpu_avx2::attention_query_block;
+#endif
+    default: return cpu_scalar::attention_query_block;
+  }
+}
+
+struct WorkItem {
+  int64_t segment, head, i0, i1, cost;
+};
+
+}  // namespace
+
+size_t fused_attention_scratch_floats(int64_t d, int64_t dv) {
+  return static_cast<size_t>(d * kQueryBlock + kKeyBlock * kQueryBlock + dv * kQueryBlock + kKeyBlock * d +
+                             kKeyBlock * dv + 2 * kQueryBlock);
+}
+
+void fused_attention_cpu(const AttentionParams& p) {
+  std::vector<AttentionSegment> segments;
+  if (p.cu_seqlens_q) {
+    for (int64_t s = 0; s < p.num_segments; ++s) {
+      AttentionSegment g;
+      g.q_start = p.cu_seqlens_q[s];
+      g.k_start = p.cu_seqlens_k[s];
+      g.q_len = p.cu_seqlens_q[s + 1] - g.q_start;
+      g.k_len = p.cu_seqlens_k[s + 1] - g.k_start;
+      segments.push_back(g);
+    }
+  } else {
+    for (int64_t b = 0; b < p.batch; ++b) {
+      AttentionSegment g;
+      g.batch = b;
+      g.q_len = p.seq_q;
+      g.k_len = p.seq_k;
+      segments.push_back(g);
+    }
+  }
+
+  // Work items, heaviest first (causal / windowed rows see different numbers of keys), so the
+  // dynamic hand-out in the pool ends with small items and threads finish together.
+  std::vector<WorkItem> items;
+  for (int64_t s = 0; s < static_cast<int64_t>(segments.size()); ++s) {
+    const AttentionSegment& g = segments[s];
+    for (int64_t i0 = 0; i0 < g.q_len; i0 += kQueryBlock) {
+      const int64_t i1 = std::min(i0 + kQueryBlock, g.q_len);
+      const KeyRange r = visible_keys(p, g, i0, i1);
+      const int64_t main = r.main_end - std::min(r.main_begin, r.main_end);
+      const int64_t cost = main + r.sink_end + 1;
+      for (int64_t h = 0; h < p.heads_q; ++h) items.push_back({s, h, i0, i1, cost});
+    }
+  }
+  std::stable_sort(items.begin(), items.end(), [](const WorkItem& a, const WorkItem& b) { return a.cost > b.cost; });
+
+  const QueryBlockKernel kernel = kernel_for(active_isa());
+  const size_t scratch = fused_attention_scratch_floats(p.head_dim, p.head_dim_v);
+  std::atomic<bool> aborted{false};
+  ThreadPool::global().parallel_for(static_cast<int64_t>(items.size()), [&](int64_t n, int) {
+    if (aborted.load(std::memory_order_relaxed)) return;
+    const WorkItem& w = items[n];
+    if (!kernel(p, segments[w.segment], w.head, w.i0, w.i1, thread_scratch(scratch))) aborted.store(true);
+  });
+  if (aborted.load()) fail(ErrorCode::Aborted, "attention was aborted by its AbortSignal");
+}
+
+}  // namespace attnkit

@@ -1,0 +1,68 @@
+// Fused (FlashAttention-style) attention on the CPU: the planner splits the work into query blocks
+// and hands each to the ISA-specific tile kernel picked at run time.
+#pragma once
+#include <cstdint>
+
+#include "../../core/attention_params.h"
+
+namespace attnkit {
+
+// One independent attention problem inside a call: a batch entry, or a varlen segment.
+struct AttentionSegment {
+  int64_t batch = 0;    // index into dim 0 of q/k/v/out
+  int64_t q_start = 0;  // first query row (dim 2) of the segment
+  int64_t k_start = 0;  // first key row
+  int64_t q_len = 0;
+  int64_t k_len = 0;
+};
+
+// Query rows per work item and keys per tile; shared by every ISA so scratch sizing is common.
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kKeyBlock = 64;
+
+size_t fused_attention_scratch_floats(int64_t head_dim, int64_t head_dim_v);
+
+// Computes out rows [i0, i1) (segment-local) of query head h. Returns false if aborted.
+using QueryBlockKernel = bool (*)(const AttentionParams& p, const AttentionSegment& seg, int64_t h, int64_t i0,
+                                  int64_t i1, float* scratch);
+
+namespace cpu_avx512 { bool attention_query_block(const AttentionParams&, const AttentionSegment&, int64_t, int64_t, int64_t, float*); }
+namespace cpu_avx2 { bool attention_query_block(const AttentionParams&, const AttentionSegment&, int64_t, int64_t, int64_t, float*); }
+namespace cpu_scalar { bool attention_query_block(const AttentionParams&, const AttentionSegment&, int64_t, int64_t, int64_t, float*); }
+
+// Runs the whole call on the global thread pool; throws AttnException(Aborted) if the flag is raised.
+void fused_attention_cpu(const AttentionParams& p);
+
+// Keys a query-row range [i0, i1) of a segment can see: [main_begin, main_end) plus the sink
+// prefix [0, sink_end). Shared by the planner (cost) and the kernels (which key tiles to visit).
+struct KeyRange {
+  int64_t main_begin, main_end, sink_end;
+};
+static inline KeyRange visible_keys(const AttentionParams& p, const AttentionSegment& s, int64_t i0, int64_t i1) {
+  const int64_t off = s.k_len - s.q_len;  // bottom-right alignment: row i sits at key i + off
+  int64_t end = s.k_len;
+  if (p.causal && i1 + off < end) end = i1 + off;
+  if (end < 0) end = 0;
+  KeyRange r{0, end, 0};
+  if (p.window_right >= 0 && i1 + off + p.window_right < r.main_end) r.main_end = i1 + off + p.window_right;
+  if (p.window_left >= 0 && i0 + off - p.window_left > r.main_begin) r.main_begin = i0 + off - p.window_left;
+  if (r.main_end < r.main_begin) r.main_end = r.main_begin;
+  const bool windowed = p.window_left >= 0 || p.window_right >= 0;
+  r.sink_end = windowed ? (p.sinks < end ? p.sinks : end) : 0;
+  return r;
+}
+
+// Query rows (segment-local, inclusive) that key j can see, before intersecting with [0, q_len).
+static inline void visible_queries(const AttentionParams& p, const AttentionSegment& s, int64_t j, int64_t* lo, int64_t* hi) {
+  const int64_t off = s.k_len - s.q_len;
+  int64_t l = p.causal ? j - off : INT64_MIN / 4;
+  int64_t h = INT64_MAX / 4;
+  if (j >= p.sinks) {
+    if (p.window_left >= 0 && j - off + p.window_left < h) h = j - off + p.window_left;
+    if (p.window_right >= 0 && j - off - p.window_right > l) l = j - off - p.window_right;
+  }
+  *lo = l;
+  *hi = h;
+}
+
+}  // namespace attnkit

@@ -1,0 +1,276 @@
+// The fused attention tile kernel, written once over the simd/ Vec interface and compiled once per
+// ISA (fused_attention_<isa>.cpp includes it inside namespace attnkit::cpu_<isa>).
+//
+// Layout: the work item is kQueryBlock query rows of one head. Scores are kept transposed,
+// S^T[key][query], so that
+//   * both matmuls (S^T = K Q^T and O^T += V^T P^T) are one register-blocked micro-kernel that
+//     broadcasts a scalar of K (or V) against vectors of packed queries: K and V are read in place,
+//     any strides, with no transposition or packing for float32;
+//   * the online softmax runs down columns: the running max and sum of each query are vectors and
+//     no horizontal reduction is ever needed.
+// Only Q (scaled, transposed once per work item) and float16/bfloat16 K/V tiles (converted) are
+// copied into scratch.
+//
+// Requires (from the including TU): Vec, kWidth, the v* operations, vexp2, vtanh, cvt_*_row, and
+// the micro-tile shape kTileRows x kTileCols (rows broadcast x vectors of queries).
+
+static_assert(kQueryBlock % (kTileCols * kWidth) == 0, "query block must hold whole micro-tiles");
+constexpr int64_t kQueryVecs = kQueryBlock / kWidth;
+
+// c[r][cols] = (c_scale ? c[r][cols] * c_scale : 0) + sum_t a[r*a_rs + t*a_ts] * b[t][cols]
+// b and c have row stride kQueryBlock; cols are C vectors starting at the pointers given.
+template <int R, int C>
+static inline void bcast_gemm_tile(const float* a, int64_t a_rs, int64_t a_ts, const float* b, int64_t T, float* c,
+                                   const Vec* c_scale) {
+  Vec acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < C; ++x)
+      acc[r][x] = c_scale ? vmul(vload(c + r * kQueryBlock + x * kWidth), c_scale[x]) : vzero();
+  for (int64_t t = 0; t < T; ++t) {
+    const float* bt = b + t * kQueryBlock;
+    Vec bv[C];
+    for (int x = 0; x < C; ++x) bv[x] = vload(bt + x * kWidth);
+    const float* at = a + t * a_ts;
+    for (int r = 0; r < R; ++r) {
+      const Vec ar = vset1(at[r * a_rs]);
+      for (int x = 0; x < C; ++x) acc[r][x] = vfma(ar, bv[x], acc[r][x]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < C; ++x) vstore(c + r * kQueryBlock + x * kWidth, acc[r][x]);
+}
+
+template <int C>
+static inline void bcast_gemm_rows(int64_t rows, const float* a, int64_t a_rs, int64_t a_ts, const float* b, int64_t T,
+                                   float* c, const Vec* c_scale) {
+  int64_t r = 0;
+  for (; r + kTileRows <= rows; r += kTileRows)
+    bcast_gemm_tile<kTileRows, C>(a + r * a_rs, a_rs, a_ts, b, T, c + r * kQueryBlock, c_scale);
+  const float* ar = a + r * a_rs;
+  float* cr = c + r * kQueryBlock;
+  switch (rows - r) {
+    case 0: break;
+    case 1: bcast_gemm_tile<1, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
+    case 2: bcast_gemm_tile<2, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
+    case 3: bcast_gemm_tile<3, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
+    case 4: if constexpr (kTileRows > 4) bcast_gemm_tile<4, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
+    case 5: if constexpr (kTileRows > 5) bcast_gemm_tile<5, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
+    default: break;
+  }
+}
+
+// C[rows][query vecs 0..ncv) over all column micro-tiles; query-column-major so a slice of b stays
+// in L1 while every row group streams past it.
+static inline void bcast_gemm(int64_t rows, int64_t ncv, const float* a, int64_t a_rs, int64_t a_ts, const float* b,
+                              int64_t T, float* c, const Vec* c_scale) {
+  for (int64_t v = 0; v < ncv; v += kTileCols) {
+    const int64_t n = ncv - v < kTileCols ? ncv - v : kTileCols;
+    const float* bv = b + v * kWidth;
+    float* cv = c + v * kWidth;
+    const Vec* sv = c_scale ? c_scale + v : nullptr;
+    // n <= kTileCols; the min() keeps unreachable instantiations out of narrower ISAs.
+    switch (n) {
+      case 1: bcast_gemm_rows<1>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
+      case 2: bcast_gemm_rows<(kTileCols < 2 ? kTileCols : 2)>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
+      case 3: bcast_gemm_rows<(kTileCols < 3 ? kTileCols : 3)>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
+      case 4: bcast_gemm_rows<(kTileCols < 4 ? kTileCols : 4)>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
+      default: break;
+    }
+  }
+}
+
+// Rows [j0, j0+n) of a [.., S, D]-strided K or V as float32 rows with unit stride. float32 rows that
+// are already unit-stride are used in place; everything else is converted into buf.
+static inline const float* rows_as_f32(const TensorView& t, const char* base, int64_t j0, int64_t n, int64_t width,
+                                       float* buf, int64_t* row_stride) {
+  const int64_t s2 = t.strides[2], s3 = t.strides[3];
+  const size_t es = dtype_size(t.dtype);
+  if (t.dtype == DType::Float32 && (s3 == 1 || width == 1)) {
+    *row_stride = s2;
+    return reinterpret_cast<const float*>(base) + j0 * s2;
+  }
+  *row_stride = width;
+  for (int64_t j = 0; j < n; ++j) {
+    const char* row = base + (j0 + j) * s2 * es;
+    float* dst = buf + j * width;
+    if (s3 == 1 && t.dtype == DType::Float16) {
+      cvt_f16_row(reinterpret_cast<const uint16_t*>(row), dst, width);
+    } else if (s3 == 1 && t.dtype == DType::BFloat16) {
+      cvt_bf16_row(reinterpret_cast<const uint16_t*>(row), dst, width);
+    } else {
+      for (int64_t d = 0; d < width; ++d) dst[d] = load_as_float(row, t.dtype, d * s3);
+    }
+  }
+  return buf;
+}
+
+static inline const char* head_base(const TensorView& t, int64_t b, int64_t h) {
+  return static_cast<const char*>(t.data) + (b * t.strides[0] + h * t.strides[1]) * static_cast<int64_t>(dtype_size(t.dtype));
+}
+
+enum class TileKind { Skip, Full, Partial };
+
+static inline TileKind classify_tile(const AttentionParams& p, const AttentionSegment& s, int64_t i0, int64_t i1,
+                                     int64_t j0, int64_t j1) {
+  bool all_full = true, all_empty = true;
+  for (int64_t j = j0; j < j1; ++j) {
+    int64_t lo, hi;
+    visible_queries(p, s, j, &lo, &hi);
+    if (lo < i0) lo = i0;
+    if (hi > i1 - 1) hi = i1 - 1;
+    if (lo <= hi) all_empty = false;
+    if (lo != i0 || hi != i1 - 1) all_full = false;
+  }
+  if (all_empty) return TileKind::Skip;
+  return all_full && !p.has_mask ? TileKind::Full : TileKind::Partial;
+}
+
+bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg, int64_t h, int64_t i0, int64_t i1,
+                           float* scratch) {
+  const int64_t D = p.head_dim, Dv = p.head_dim_v;
+  const int64_t nq = i1 - i0;
+  const int64_t ncv = (nq + kWidth - 1) / kWidth;
+  const int64_t hk = h / (p.heads_q / p.heads_kv);
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+
+  float* QT = scratch;                    // [D][kQueryBlock]   scaled queries, transposed
+  float* ST = QT + D * kQueryBlock;       // [kKeyBlock][kQueryBlock] scores, then probabilities
+  float* OT = ST + kKeyBlock * kQueryBlock;  // [Dv][kQueryBlock] unnormalised output, transposed
+  float* Kb = OT + Dv * kQueryBlock;      // [kKeyBlock][D]   converted keys (non-f32 or strided)
+  float* Vb = Kb + kKeyBlock * D;         // [kKeyBlock][Dv]  converted values
+  float* mrow = Vb + kKeyBlock * Dv;      // [kQueryBlock] running max (natural-log units)
+  float* lrow = mrow + kQueryBlock;       // [kQueryBlock] running sum
+  Vec corr[kQueryVecs];
+
+  // Q^T, scaled, zero in the padding columns.
+  {
+    const char* qb = head_base(p.q, sg.batch, h);
+    const int64_t s2 = p.q.strides[2], s3 = p.q.strides[3];
+    for (int64_t d = 0; d < D; ++d) {
+      float* dst = QT + d * kQueryBlock;
+      for (int64_t i = 0; i < nq; ++i) dst[i] = p.scale * load_as_float(qb, p.q.dtype, (sg.q_start + i0 + i) * s2 + d * s3);
+      for (int64_t i = nq; i < ncv * kWidth; ++i) dst[i] = 0.0f;
+    }
+  }
+  for (int64_t i = 0; i < kQueryBlock; ++i) { mrow[i] = neg_inf; lrow[i] = 0.0f; }
+  for (int64_t d = 0; d < Dv; ++d)
+    for (int64_t i = 0; i < ncv * kWidth; ++i) OT[d * kQueryBlock + i] = 0.0f;
+
+  const char* kbase = head_base(p.k, sg.batch, hk) + sg.k_start * p.k.strides[2] * static_cast<int64_t>(dtype_size(p.k.dtype));
+  const char* vbase = head_base(p.v, sg.batch, hk) + sg.k_start * p.v.strides[2] * static_cast<int64_t>(dtype_size(p.v.dtype));
+  const KeyRange kr = visible_keys(p, sg, i0, i1);
+  const int64_t off = sg.k_len - sg.q_len;
+  const float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
+  const Vec log2e = vset1(kLog2e);
+  const Vec lowest = vset1(-std::numeric_limits<float>::max());
+
+  // Key tiles start at the segment's first key so that tiles line up across query blocks; the
+  // first one visited is the one holding a sink or the start of the visible range.
+  const int64_t first = kr.sink_end > 0 ? 0 : kr.main_begin / kKeyBlock * kKeyBlock;
+  for (int64_t j0 = first; j0 < kr.main_end || j0 < kr.sink_end; j0 += kKeyBlock) {
+    const int64_t j1 = j0 + kKeyBlock < sg.k_len ? j0 + kKeyBlock : sg.k_len;
+    const bool in_sinks = j0 < kr.sink_end;
+    const bool in_main = j1 > kr.main_begin && j0 < kr.main_end;
+    if (!in_sinks && !in_main) continue;
+    if (p.abort_flag && p.abort_flag->load(std::memory_order_relaxed)) return false;
+    const TileKind kind = classify_tile(p, sg, i0, i1, j0, j1);
+    if (kind == TileKind::Skip) continue;
+    const int64_t nk = j1 - j0;
+
+    // S^T = K Q^T
+    int64_t ks, vs;
+    const float* Kt = rows_as_f32(p.k, kbase, j0, nk, D, Kb, &ks);
+    bcast_gemm(nk, ncv, Kt, ks, 1, QT, D, ST, nullptr);
+
+    // score modifiers, in the documented order: softcap, + bias, - alibi
+    if (p.softcap > 0.0f) {
+      const Vec cap = vset1(p.softcap), inv = vset1(1.0f / p.softcap);
+      for (int64_t j = 0; j < nk; ++j)
+        for (int64_t v = 0; v < ncv; ++v) {
+          float* s = ST + j * kQueryBlock + v * kWidth;
+          vstore(s, vmul(cap, vtanh(vmul(vload(s), inv))));
+        }
+    }
+    if (p.has_bias) {
+      const Broadcast4& B = p.bias;
+      const int64_t base = sg.batch * B.strides[0] + h * B.strides[1];
+      for (int64_t j = 0; j < nk; ++j) {
+        float* s = ST + j * kQueryBlock;
+        const int64_t col = base + (sg.k_start + j0 + j) * B.strides[3];
+        for (int64_t i = 0; i < nq; ++i) s[i] += load_as_float(B.data, B.dtype, col + (sg.q_start + i0 + i) * B.strides[2]);
+      }
+    }
+    if (p.alibi_slopes) {
+      for (int64_t j = 0; j < nk; ++j) {
+        float* s = ST + j * kQueryBlock;
+        const int64_t rel = i0 + off - (j0 + j);  // (i + off) - j at i = i0
+        for (int64_t i = 0; i < ncv * kWidth; ++i) s[i] -= slope * std::fabs(static_cast<float>(rel + i));
+      }
+    }
+    if (kind == TileKind::Partial) {
+      for (int64_t j = 0; j < nk; ++j) {
+        float* s = ST + j * kQueryBlock;
+        int64_t lo, hi;
+        visible_queries(p, sg, j0 + j, &lo, &hi);
+        lo = lo < i0 ? 0 : lo - i0;
+        hi = hi > i1 - 1 ? nq - 1 : hi - i0;
+        if (lo > nq) lo = nq;
+        for (int64_t i = 0; i < lo; ++i) s[i] = neg_inf;
+        for (int64_t i = (hi + 1 > lo ? hi + 1 : lo); i < nq; ++i) s[i] = neg_inf;
+        if (p.has_mask) {
+          const Broadcast4& M = p.mask;
+          const uint8_t* m = static_cast<const uint8_t*>(M.data);
+          const int64_t col = sg.batch * M.strides[0] + h * M.strides[1] + (sg.k_start + j0 + j) * M.strides[3];
+          for (int64_t i = 0; i < nq; ++i)
+            if (!m[col + (sg.q_start + i0 + i) * M.strides[2]]) s[i] = neg_inf;
+        }
+      }
+    }
+
+    // online softmax down each query column
+    for (int64_t v = 0; v < ncv; ++v) {
+      Vec mt = vset1(neg_inf);
+      for (int64_t j = 0; j < nk; ++j) mt = vmax(mt, vload(ST + j * kQueryBlock + v * kWidth));
+      const Vec m_old = vload(mrow + v * kWidth);
+      const Vec m_new = vmax(m_old, mt);
+      const Vec base = vmax(m_new, lowest);  // a column with nothing visible yet: avoid -inf - -inf
+      const Vec c = vexp2(vmul(vsub(m_old, base), log2e));
+      Vec sum = vzero();
+      for (int64_t j = 0; j < nk; ++j) {
+        float* s = ST + j * kQueryBlock + v * kWidth;
+        const Vec pr = vexp2(vmul(vsub(vload(s), base), log2e));
+        vstore(s, pr);
+        sum = vadd(sum, pr);
+      }
+      vstore(lrow + v * kWidth, vfma(vload(lrow + v * kWidth), c, sum));
+      vstore(mrow + v * kWidth, m_new);
+      corr[v] = c;
+    }
+
+    // O^T = O^T * corr + V^T P^T
+    const float* Vt = rows_as_f32(p.v, vbase, j0, nk, Dv, Vb, &vs);
+    bcast_gemm(Dv, ncv, Vt, 1, vs, ST, nk, OT, corr);
+  }
+
+  // normalise (folding in the learned sink logit) and write out / lse
+  const TensorView& o = p.out;
+  char* ob = static_cast<char*>(o.data) + (sg.batch * o.strides[0] + h * o.strides[1]) * static_cast<int64_t>(dtype_size(o.dtype));
+  for (int64_t i = 0; i < nq; ++i) {
+    float m = mrow[i], l = lrow[i];
+    float factor;
+    if (p.sink_logits) {
+      const float sink = p.sink_logits[h];
+      const float mf = m > sink ? m : sink;
+      const float keep = l > 0.0f ? std::exp(m - mf) : 0.0f;
+      l = l * keep + std::exp(sink - mf);
+      factor = keep / l;
+      m = mf;
+    } else {
+      factor = l > 0.0f ? 1.0f / l : 0.0f;
+    }
+    const int64_t row = sg.q_start + i0 + i;
+    for (int64_t d = 0; d < Dv; ++d) store_from_float(ob, o.dtype, row * o.strides[2] + d * o.strides[3], OT[d * kQueryBlock + i] * factor);
+    if (p.lse) p.lse[(sg.batch * p.heads_q + h) * p.seq_q + row] = l > 0.0f ? m + std::log(l) : neg_inf;
+  }
+  return true;
+}

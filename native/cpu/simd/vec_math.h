@@ -1,0 +1,27 @@
+// exp2 / exp / tanh written once over whichever Vec the including TU selected (via `using`).
+// Include after a vec_<isa>.h, inside that ISA's namespace.
+// exp2: x = n + f with |f| <= 1/2, 2^f by a degree-6 Taylor polynomial (relative error ~1e-7),
+// scaled by 2^n built in the exponent bits. Inputs are clamped to [-127, 127]; -127 and below
+// (including -inf) give exactly 0, which the online softmax relies on for masked scores.
+static inline Vec vexp2(Vec x) {
+  x = vmax(vmin(x, vset1(127.0f)), vset1(-127.0f));
+  const Vec n = vround(x);
+  const Vec f = vsub(x, n);
+  Vec p = vset1(1.5403530393381606e-4f);
+  p = vfma(p, f, vset1(1.3333558146428443e-3f));
+  p = vfma(p, f, vset1(9.6181291076284772e-3f));
+  p = vfma(p, f, vset1(5.5504108664821580e-2f));
+  p = vfma(p, f, vset1(2.4022650695910071e-1f));
+  p = vfma(p, f, vset1(6.9314718055994531e-1f));
+  p = vfma(p, f, vset1(1.0f));
+  return vmul(p, vpow2i(n));
+}
+
+static constexpr float kLog2e = 1.4426950408889634f;
+
+// tanh(x) = sign(x) (e - 1) / (e + 1), e = exp(2|x|): absolute error ~1e-7.
+static inline Vec vtanh(Vec x) {
+  const Vec e = vexp2(vmul(vabs(x), vset1(2.0f * kLog2e)));
+  const Vec t = vdiv(vsub(e, vset1(1.0f)), vadd(e, vset1(1.0f)));
+  return vcopysign(t, x);
+}

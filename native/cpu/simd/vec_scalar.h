@@ -1,0 +1,39 @@
+// Portable 4-lane "vector" of plain floats: the fallback for any CPU (the compiler maps it onto
+// SSE2 or NEON where it can). Same interface as vec_avx2.h / vec_avx512.h.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace attnkit {
+namespace simd_scalar {
+
+constexpr int kWidth = 4;
+struct Vec { float v[4]; };
+
+#define ATTNKIT_LANES(expr) Vec r; for (int i = 0; i < 4; ++i) r.v[i] = (expr); return r
+static inline Vec vzero() { ATTNKIT_LANES(0.0f); }
+static inline Vec vset1(float x) { ATTNKIT_LANES(x); }
+static inline Vec vload(const float* p) { ATTNKIT_LANES(p[i]); }
+static inline void vstore(float* p, Vec a) { for (int i = 0; i < 4; ++i) p[i] = a.v[i]; }
+static inline Vec vadd(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] + b.v[i]); }
+static inline Vec vsub(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] - b.v[i]); }
+static inline Vec vmul(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] * b.v[i]); }
+static inline Vec vdiv(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] / b.v[i]); }
+static inline Vec vmax(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] > b.v[i] ? a.v[i] : b.v[i]); }
+static inline Vec vmin(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] < b.v[i] ? a.v[i] : b.v[i]); }
+static inline Vec vfma(Vec a, Vec b, Vec c) { ATTNKIT_LANES(a.v[i] * b.v[i] + c.v[i]); }
+static inline Vec vabs(Vec a) { ATTNKIT_LANES(std::fabs(a.v[i])); }
+static inline Vec vcopysign(Vec mag, Vec sgn) { ATTNKIT_LANES(std::copysign(mag.v[i], sgn.v[i])); }
+static inline Vec vround(Vec a) { ATTNKIT_LANES(std::nearbyint(a.v[i])); }
+static inline Vec vpow2i(Vec n) { ATTNKIT_LANES(bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n.v[i]) + 127) << 23)); }
+#undef ATTNKIT_LANES
+
+static inline void cvt_f16_row(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_float(src[i]);
+}
+static inline void cvt_bf16_row(const uint16_t* src, float* dst, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+}
+
+}  // namespace simd_scalar
+}  // namespace attnkit

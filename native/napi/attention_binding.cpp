@@ -1,0 +1,160 @@
+// attention() and mergeAttentionStates() bindings: arguments -> validated params -> CPU kernel,
+// synchronously or on a libuv worker that waits for attnkit's own pool.
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "../core/validate.h"
+#include "../cpu/fused/fused_attention.h"
+#include "../cpu/merge/merge_states.h"
+#include "bindings.h"
+#include "descriptor.h"
+#include "js_errors.h"
+#include "tensor_args.h"
+
+namespace attnkit {
+namespace {
+
+// Argument positions of attention(q, k, v, out, bias, mask, alibiSlopes, sinkLogits, cuSeqlensQ,
+// cuSeqlensK, lse, descriptor, abortFlag).
+enum { aQ = 0, aK, aV, aOut, aBias, aMask, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aCount };
+
+AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: attention binding needs 13 arguments");
+  const double* d = descriptor_arg(env, info[aDesc], desc::kAttentionLength);
+  const double* opt = d + desc::kOptions;
+  AttentionRequest r;
+  r.q = tensor_arg("q", caller_buffer(env, info[aQ], "q"), d, desc::kQ);
+  r.k = tensor_arg("k", caller_buffer(env, info[aK], "k"), d, desc::kK);
+  r.v = tensor_arg("v", caller_buffer(env, info[aV], "v"), d, desc::kV);
+  r.out = tensor_arg("out", caller_buffer(env, info[aOut], "out"), d, desc::kOut);
+  r.has_bias = opt[desc::kHasBias] != 0;
+  r.has_mask = opt[desc::kHasMask] != 0;
+  if (r.has_bias) r.bias = tensor_arg("bias", caller_buffer(env, info[aBias], "bias"), d, desc::kBias);
+  if (r.has_mask) r.mask = tensor_arg("mask", caller_buffer(env, info[aMask], "mask"), d, desc::kMask);
+  r.alibi_slopes = float_array_arg(env, info[aAlibi], "alibiSlopes");
+  r.sink_logits = float_array_arg(env, info[aSinkLogits], "sinkLogits");
+  r.cu_seqlens_q = int32_array_arg(env, info[aCuQ], "cuSeqlensQ");
+  r.cu_seqlens_k = int32_array_arg(env, info[aCuK], "cuSeqlensK");
+  FloatArray lse = float_array_arg(env, info[aLse], "lse");
+  r.lse = const_cast<float*>(lse.data);
+  r.lse_length = lse.length;
+  r.has_scale = opt[desc::kHasScale] != 0;
+  r.scale = opt[desc::kScale];
+  r.causal = opt[desc::kCausal] != 0;
+  r.has_window = opt[desc::kHasWindow] != 0;
+  r.window_left = opt[desc::kWindowLeft];
+  r.window_right = opt[desc::kWindowRight];
+  r.sinks = opt[desc::kSinks];
+  r.softcap = opt[desc::kSoftcap];
+  AttentionParams p = validate_attention(r);
+  if (!info[aAbort].IsNull() && !info[aAbort].IsUndefined()) {
+    Int32Array flag = int32_array_arg(env, info[aAbort], "abort flag");
+    if (flag.length < 1) throw_attn_error(env, ErrorCode::Argument, "internal: abort flag must hold one int32");
+    // The flag lives in a JS Int32Array; an aligned int32 is lock-free, so reading it as an atomic is sound.
+    p.abort_flag = reinterpret_cast<const std::atomic<int32_t>*>(flag.data);
+  }
+  return p;
+}
+
+// Keeps every JS array of a call alive until the worker is done with their memory.
+class ArgumentPins {
+ public:
+  ArgumentPins(const Napi::CallbackInfo& info) {
+    for (size_t i = 0; i < info.Length(); ++i)
+      if (info[i].IsObject()) refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+  }
+
+ private:
+  std::vector<Napi::ObjectReference> refs_;
+};
+
+class AttentionWorker : public Napi::AsyncWorker {
+ public:
+  AttentionWorker(Napi::Env env, const Napi::CallbackInfo& info, const AttentionParams& p)
+      : Napi::AsyncWorker(env, "attnkit.attention"), deferred_(Napi::Promise::Deferred::New(env)), pins_(info), params_(p) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      fused_attention_cpu(params_);
+    } catch (const AttnException& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = ErrorCode::OutOfMemory;
+      SetError("attention: out of memory for scratch buffers");
+    } catch (const std::exception& e) {
+      code_ = ErrorCode::Argument;
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(make_attn_error(Env(), code_, e.Message())); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  ArgumentPins pins_;
+  AttentionParams params_;
+  ErrorCode code_ = ErrorCode::Argument;
+};
+
+Napi::Value attention_sync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    fused_attention_cpu(attention_params_from(info));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value attention_async(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    AttentionParams p = attention_params_from(info);
+    auto* w = new AttentionWorker(info.Env(), info, p);
+    Napi::Promise promise = w->promise();
+    w->Queue();
+    return promise;
+  });
+}
+
+// mergeAttentionStates(outs: TypedArray[], lses: TypedArray[], out, lse, descriptor): the
+// descriptor holds records for outs[0..n), lses[0..n), out, lse.
+Napi::Value merge_states(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[0].IsArray() || !info[1].IsArray()) throw_attn_error(env, ErrorCode::Argument, "internal: merge binding arguments");
+    Napi::Array outs = info[0].As<Napi::Array>(), lses = info[1].As<Napi::Array>();
+    const uint32_t n = outs.Length();
+    if (n < 1 || lses.Length() != n) throw_attn_error(env, ErrorCode::Argument, "parts must hold at least one { out, lse } pair");
+    const double* d = descriptor_arg(env, info[4], static_cast<size_t>(2 * n + 2) * desc::kTensorRecord);
+    std::vector<TensorView> ov(n), lv(n);
+    std::vector<std::string> names(2 * n);
+    for (uint32_t i = 0; i < n; ++i) {
+      names[2 * i] = "parts[" + std::to_string(i) + "].out";
+      names[2 * i + 1] = "parts[" + std::to_string(i) + "].lse";
+      ov[i] = tensor_arg(names[2 * i].c_str(), caller_buffer(env, outs.Get(i), names[2 * i].c_str()), d, static_cast<int>(i));
+      lv[i] = tensor_arg(names[2 * i + 1].c_str(), caller_buffer(env, lses.Get(i), names[2 * i + 1].c_str()), d, static_cast<int>(n + i));
+    }
+    MergeRequest r;
+    r.num_parts = n;
+    r.outs = ov.data();
+    r.lses = lv.data();
+    r.out = tensor_arg("out", caller_buffer(env, info[2], "out"), d, static_cast<int>(2 * n));
+    r.lse = tensor_arg("lse", caller_buffer(env, info[3], "lse"), d, static_cast<int>(2 * n + 1));
+    validate_merge(r);
+    merge_attention_states_cpu(r);
+    return env.Undefined();
+  });
+}
+
+}  // namespace
+
+void register_attention_bindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("attentionSync", Napi::Function::New(env, attention_sync, "attentionSync"));
+  exports.Set("attentionAsync", Napi::Function::New(env, attention_async, "attentionAsync"));
+  exports.Set("mergeStates", Napi::Function::New(env, merge_states, "mergeStates"));
+}
+
+}  // namespace attnkit

@@ -1,0 +1,21 @@
+// The layout of the Float64Array that lib/native/descriptor.ts fills for each call: one fixed-size record
+// per tensor, then the scalar options. Keep in step
+// with that file.
+#pragma once
+
+namespace attnkit {
+namespace desc {
+
+constexpr int kTensorRecord = 15;  // dtype, rank, shape[6], strides[6], offset
+constexpr int kDType = 0, kRank = 1, kShape = 2, kStrides = 8, kOffset = 14;
+
+// attention(): tensor records in this order, then the options
+enum AttentionSlot { kQ = 0, kK, kV, kOut, kBias, kMask, kAttentionSlots };
+constexpr int kOptions = kAttentionSlots * kTensorRecord;
+enum AttentionOption {
+  kScale = 0, kHasScale, kCausal, kWindowLeft, kWindowRight, kHasWindow, kSinks, kSoftcap, kHasBias, kHasMask, kOptionCount
+};
+constexpr int kAttentionLength = kOptions + kOptionCount;
+
+}  // namespace desc
+}  // namespace attnkit

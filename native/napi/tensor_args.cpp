@@ -1,0 +1,117 @@
+#include "tensor_args.h"
+
+#include <cmath>
+#include <string>
+
+#include "descriptor.h"
+#include "js_errors.h"
+
+namespace attnkit {
+namespace {
+
+bool array_dtype(napi_typedarray_type t, DType* out) {
+  switch (t) {
+    case napi_float32_array: *out = DType::Float32; return true;
+    case napi_uint16_array: *out = DType::Float16; return true;
+    case napi_int32_array: *out = DType::Int32; return true;
+    case napi_uint8_array: *out = DType::UInt8; return true;
+    default: return false;
+  }
+}
+
+struct RawTyped {
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  bool detached;
+};
+
+RawTyped raw_typed(Napi::Env env, const Napi::Value& v, const char* name) {
+  bool is_typed = false;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) {
+    throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be a TypedArray");
+  }
+  RawTyped r{};
+  napi_value ab;
+  size_t byte_offset;
+  if (napi_get_typedarray_info(env, v, &r.type, &r.length, &r.data, &ab, &byte_offset) != napi_ok) {
+    throw_attn_error(env, ErrorCode::Argument, std::string(name) + ": could not read the TypedArray");
+  }
+  r.detached = false;
+  if (r.length == 0) {
+    bool det = false;
+    if (napi_is_detached_arraybuffer(env, ab, &det) == napi_ok) r.detached = det;
+  }
+  return r;
+}
+
+}  // namespace
+
+CallerBuffer caller_buffer(Napi::Env env, const Napi::Value& v, const char* name) {
+  const RawTyped r = raw_typed(env, v, name);
+  CallerBuffer b;
+  if (!array_dtype(r.type, &b.array_dtype)) {
+    throw_attn_error(env, ErrorCode::DType, std::string(name) + "'s data must be a Float32Array, Uint16Array, Int32Array or Uint8Array");
+  }
+  b.base = r.data;
+  b.length = r.length;
+  b.detached = r.detached;
+  return b;
+}
+
+TensorView tensor_arg(const char* name, const CallerBuffer& buf, const double* d, int slot) {
+  const double* rec = d + slot * desc::kTensorRecord;
+  TensorDesc t;
+  const double dt = rec[desc::kDType];
+  if (!(dt >= 0 && dt <= 4) || dt != std::floor(dt)) fail(ErrorCode::DType, std::string(name) + " has an unknown dtype code");
+  t.dtype = static_cast<DType>(static_cast<int>(dt));
+  const double rank = rec[desc::kRank];
+  if (!(rank >= 0 && rank <= kMaxRank) || rank != std::floor(rank)) fail(ErrorCode::Shape, std::string(name) + " has unsupported rank");
+  t.rank = static_cast<int>(rank);
+  auto integer = [&](double x, const char* what) -> int64_t {
+    if (!std::isfinite(x) || x != std::floor(x) || std::fabs(x) > 9.0e15) {
+      fail(ErrorCode::Argument, std::string(name) + "." + what + " must hold integers, got " + std::to_string(x));
+    }
+    return static_cast<int64_t>(x);
+  };
+  for (int i = 0; i < t.rank; ++i) {
+    t.shape[i] = integer(rec[desc::kShape + i], "shape");
+    t.strides[i] = integer(rec[desc::kStrides + i], "strides");
+  }
+  t.offset = integer(rec[desc::kOffset], "offset");
+  return make_view(name, buf, t);
+}
+
+FloatArray float_array_arg(Napi::Env env, const Napi::Value& v, const char* name) {
+  FloatArray a;
+  if (v.IsNull() || v.IsUndefined()) return a;
+  const RawTyped r = raw_typed(env, v, name);
+  if (r.type != napi_float32_array) throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be a Float32Array");
+  if (r.detached) throw_attn_error(env, ErrorCode::Argument, std::string(name) + "'s ArrayBuffer is detached");
+  a.data = static_cast<const float*>(r.data);
+  a.length = r.length;
+  a.present = true;
+  return a;
+}
+
+Int32Array int32_array_arg(Napi::Env env, const Napi::Value& v, const char* name) {
+  Int32Array a;
+  if (v.IsNull() || v.IsUndefined()) return a;
+  const RawTyped r = raw_typed(env, v, name);
+  if (r.type != napi_int32_array) throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be an Int32Array");
+  if (r.detached) throw_attn_error(env, ErrorCode::Argument, std::string(name) + "'s ArrayBuffer is detached");
+  a.data = static_cast<const int32_t*>(r.data);
+  a.length = r.length;
+  a.present = true;
+  return a;
+}
+
+const double* descriptor_arg(Napi::Env env, const Napi::Value& v, size_t length) {
+  const RawTyped r = raw_typed(env, v, "descriptor");
+  if (r.type != napi_float64_array || r.length != length) {
+    throw_attn_error(env, ErrorCode::Argument, "internal: call descriptor must be a Float64Array of " + std::to_string(length));
+  }
+  return static_cast<const double*>(r.data);
+}
+
+}  // namespace attnkit
