@@ -109,9 +109,27 @@ Napi::Value attention_sync(const Napi::CallbackInfo& info) {
   });
 }
 
+// Below this many multiply-adds a call finishes in microseconds: cheaper to run it on the JS thread
+// and hand back a settled promise than to pay a round trip through libuv's queue (tens of µs).
+constexpr double kInlineAsyncMacs = 1 << 18;
+
+double attention_macs(const AttentionParams& p) {
+  return static_cast<double>(p.batch) * p.heads_q * p.seq_q * p.seq_k * static_cast<double>(p.head_dim + p.head_dim_v);
+}
+
 Napi::Value attention_async(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     AttentionParams p = attention_params_from(info);
+    if (attention_macs(p) <= kInlineAsyncMacs) {
+      Napi::Promise::Deferred d = Napi::Promise::Deferred::New(info.Env());
+      try {
+        fused_attention_cpu(p);
+        d.Resolve(info.Env().Undefined());
+      } catch (const AttnException& e) {
+        d.Reject(make_attn_error(info.Env(), e.code(), e.what()));
+      }
+      return d.Promise();
+    }
     auto* w = new AttentionWorker(info.Env(), info, p);
     Napi::Promise promise = w->promise();
     w->Queue();
