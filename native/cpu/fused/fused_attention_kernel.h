@@ -162,7 +162,7 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
   const int64_t off = sg.k_len - sg.q_len;
   const float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
   const Vec log2e = vset1(kLog2e);
-  const Vec lowest = vset1(-std::numeric_limits<float>::max());
+  const Vec lowest = vset1(-1e30f);  // finite, and its product with log2e stays finite
 
   // Key tiles start at the segment's first key so that tiles line up across query blocks; the
   // first one visited is the one holding a sink or the start of the visible range.
@@ -233,12 +233,15 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
       for (int64_t j = 0; j < nk; ++j) mt = vmax(mt, vload(ST + j * kQueryBlock + v * kWidth));
       const Vec m_old = vload(mrow + v * kWidth);
       const Vec m_new = vmax(m_old, mt);
-      const Vec base = vmax(m_new, lowest);  // a column with nothing visible yet: avoid -inf - -inf
-      const Vec c = vexp2(vmul(vsub(m_old, base), log2e));
+      // exp(s - m) = 2^(s*log2e - m*log2e): one FMA per score. A column with nothing visible yet
+      // (m = -inf) uses a large finite base instead, so -inf scores give 2^-inf = 0, never NaN.
+      const Vec base = vmax(m_new, lowest);
+      const Vec neg_base = vmul(base, vset1(-kLog2e));
+      const Vec c = vexp2_nonpositive(vfma(m_old, log2e, neg_base));
       Vec sum = vzero();
       for (int64_t j = 0; j < nk; ++j) {
         float* s = ST + j * kQueryBlock + v * kWidth;
-        const Vec pr = vexp2(vmul(vsub(vload(s), base), log2e));
+        const Vec pr = vexp2_nonpositive(vfma(vload(s), log2e, neg_base));
         vstore(s, pr);
         sum = vadd(sum, pr);
       }

@@ -19,6 +19,21 @@ static inline Vec vexp2(Vec x) {
 
 static constexpr float kLog2e = 1.4426950408889634f;
 
+// 2^x for x <= 0 (softmax arguments s - max): skips the upper clamp of vexp2.
+static inline Vec vexp2_nonpositive(Vec x) {
+  x = vmax(x, vset1(-127.0f));
+  const Vec n = vround(x);
+  const Vec f = vsub(x, n);
+  Vec p = vset1(1.5403530393381606e-4f);
+  p = vfma(p, f, vset1(1.3333558146428443e-3f));
+  p = vfma(p, f, vset1(9.6181291076284772e-3f));
+  p = vfma(p, f, vset1(5.5504108664821580e-2f));
+  p = vfma(p, f, vset1(2.4022650695910071e-1f));
+  p = vfma(p, f, vset1(6.9314718055994531e-1f));
+  p = vfma(p, f, vset1(1.0f));
+  return vmul(p, vpow2i(n));
+}
+
 // tanh(x) = sign(x) (e - 1) / (e + 1), e = exp(2|x|): absolute error ~1e-7.
 static inline Vec vtanh(Vec x) {
   const Vec e = vexp2(vmul(vabs(x), vset1(2.0f * kLog2e)));
