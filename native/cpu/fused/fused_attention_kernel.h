@@ -104,6 +104,13 @@ static inline const float* rows_as_f32(const TensorView& t, const char* base, in
   return buf;
 }
 
+static inline void fill(float* p, int64_t n, float x) {
+  const Vec v = vset1(x);
+  int64_t i = 0;
+  for (; i + kWidth <= n; i += kWidth) vstore(p + i, v);
+  for (; i < n; ++i) p[i] = x;
+}
+
 static inline const char* head_base(const TensorView& t, int64_t b, int64_t h) {
   return static_cast<const char*>(t.data) + (b * t.strides[0] + h * t.strides[1]) * static_cast<int64_t>(dtype_size(t.dtype));
 }
@@ -142,19 +149,24 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
   float* lrow = mrow + kQueryBlock;       // [kQueryBlock] running sum
   Vec corr[kQueryVecs];
 
-  // Q^T, scaled, zero in the padding columns.
+  // Q^T, scaled, zero in the padding columns: each row converted to float32 (in place when it
+  // already is), then scattered into its column.
   {
     const char* qb = head_base(p.q, sg.batch, h);
-    const int64_t s2 = p.q.strides[2], s3 = p.q.strides[3];
+    int64_t row_stride;
+    static_assert(kQueryBlock <= kKeyBlock, "the key buffer also stages query rows");
+    const float* rows = rows_as_f32(p.q, qb, sg.q_start + i0, nq, D, Kb, &row_stride);  // unit stride
+    // column by column: contiguous stores, strided scalar loads (cheaper than scattered stores)
     for (int64_t d = 0; d < D; ++d) {
       float* dst = QT + d * kQueryBlock;
-      for (int64_t i = 0; i < nq; ++i) dst[i] = p.scale * load_as_float(qb, p.q.dtype, (sg.q_start + i0 + i) * s2 + d * s3);
-      for (int64_t i = nq; i < ncv * kWidth; ++i) dst[i] = 0.0f;
+      const float* src = rows + d;
+      for (int64_t i = 0; i < nq; ++i) dst[i] = p.scale * src[i * row_stride];
+      fill(dst + nq, ncv * kWidth - nq, 0.0f);
     }
   }
-  for (int64_t i = 0; i < kQueryBlock; ++i) { mrow[i] = neg_inf; lrow[i] = 0.0f; }
-  for (int64_t d = 0; d < Dv; ++d)
-    for (int64_t i = 0; i < ncv * kWidth; ++i) OT[d * kQueryBlock + i] = 0.0f;
+  fill(mrow, kQueryBlock, neg_inf);
+  fill(lrow, kQueryBlock, 0.0f);
+  for (int64_t d = 0; d < Dv; ++d) fill(OT + d * kQueryBlock, ncv * kWidth, 0.0f);
 
   const char* kbase = head_base(p.k, sg.batch, hk) + sg.k_start * p.k.strides[2] * static_cast<int64_t>(dtype_size(p.k.dtype));
   const char* vbase = head_base(p.v, sg.batch, hk) + sg.k_start * p.v.strides[2] * static_cast<int64_t>(dtype_size(p.v.dtype));
@@ -177,10 +189,34 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     if (kind == TileKind::Skip) continue;
     const int64_t nk = j1 - j0;
 
-    // S^T = K Q^T
+    // S^T = K Q^T. In a partial tile each key sees an interval of the tile's queries (causal,
+    // window, sinks); per group of kTileRows keys only the query vectors that some key sees are
+    // computed, the rest are set to -inf. Diagonal tiles so cost about half.
     int64_t ks, vs;
     const float* Kt = rows_as_f32(p.k, kbase, j0, nk, D, Kb, &ks);
-    bcast_gemm(nk, ncv, Kt, ks, 1, QT, D, ST, nullptr);
+    int64_t lo[kKeyBlock], hi[kKeyBlock];  // visible queries of key j0+j, tile-local, inclusive
+    if (kind == TileKind::Full) {
+      bcast_gemm(nk, ncv, Kt, ks, 1, QT, D, ST, nullptr);
+    } else {
+      for (int64_t j = 0; j < nk; ++j) {
+        visible_queries(p, sg, j0 + j, &lo[j], &hi[j]);
+        lo[j] = lo[j] < i0 ? 0 : lo[j] - i0;
+        hi[j] = hi[j] > i1 - 1 ? nq - 1 : hi[j] - i0;
+      }
+      for (int64_t j = 0; j < nk; j += kTileRows) {
+        const int64_t rr = nk - j < kTileRows ? nk - j : kTileRows;
+        int64_t glo = nq, ghi = -1;
+        for (int64_t r = j; r < j + rr; ++r)
+          if (lo[r] <= hi[r]) { glo = lo[r] < glo ? lo[r] : glo; ghi = hi[r] > ghi ? hi[r] : ghi; }
+        const int64_t v0 = glo <= ghi ? glo / kWidth : 0, v1 = glo <= ghi ? ghi / kWidth + 1 : 0;
+        if (v1 > v0) bcast_gemm(rr, v1 - v0, Kt + j * ks, ks, 1, QT + v0 * kWidth, D, ST + j * kQueryBlock + v0 * kWidth, nullptr);
+        for (int64_t r = j; r < j + rr; ++r) {
+          float* srow = ST + r * kQueryBlock;
+          fill(srow, v0 * kWidth, neg_inf);
+          fill(srow + v1 * kWidth, (ncv - v1) * kWidth, neg_inf);
+        }
+      }
+    }
 
     // score modifiers, in the documented order: softcap, + bias, - alibi
     if (p.softcap > 0.0f) {
@@ -210,13 +246,10 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     if (kind == TileKind::Partial) {
       for (int64_t j = 0; j < nk; ++j) {
         float* s = ST + j * kQueryBlock;
-        int64_t lo, hi;
-        visible_queries(p, sg, j0 + j, &lo, &hi);
-        lo = lo < i0 ? 0 : lo - i0;
-        hi = hi > i1 - 1 ? nq - 1 : hi - i0;
-        if (lo > nq) lo = nq;
-        for (int64_t i = 0; i < lo; ++i) s[i] = neg_inf;
-        for (int64_t i = (hi + 1 > lo ? hi + 1 : lo); i < nq; ++i) s[i] = neg_inf;
+        const int64_t l = lo[j] > nq ? nq : lo[j];
+        const int64_t h = hi[j] + 1 > l ? hi[j] + 1 : l;
+        fill(s, l, neg_inf);
+        fill(s + h, nq - h, neg_inf);
         if (p.has_mask) {
           const Broadcast4& M = p.mask;
           const uint8_t* m = static_cast<const uint8_t*>(M.data);
@@ -252,7 +285,20 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
 
     // O^T = O^T * corr + V^T P^T
     const float* Vt = rows_as_f32(p.v, vbase, j0, nk, Dv, Vb, &vs);
-    bcast_gemm(Dv, ncv, Vt, 1, vs, ST, nk, OT, corr);
+    if (kind == TileKind::Full) {
+      bcast_gemm(Dv, ncv, Vt, 1, vs, ST, nk, OT, corr);
+    } else {
+      // Partial tile: each query vector only sums the keys some of its queries see (outside
+      // that range P is 0), one vector at a time.
+      for (int64_t v = 0; v < ncv; ++v) {
+        const int64_t q_first = v * kWidth, q_last = v * kWidth + kWidth - 1;
+        int64_t t0 = nk, t1 = 0;
+        for (int64_t j = 0; j < nk; ++j)
+          if (lo[j] <= hi[j] && lo[j] <= q_last && hi[j] >= q_first) { t0 = j < t0 ? j : t0; t1 = j + 1; }
+        if (t1 < t0) t0 = t1 = 0;  // nothing visible: only the rescale by corr
+        bcast_gemm(Dv, 1, Vt + t0 * vs, 1, vs, ST + t0 * kQueryBlock + v * kWidth, t1 - t0, OT + v * kWidth, corr + v);
+      }
+    }
   }
 
   // normalise (folding in the learned sink logit) and write out / lse
@@ -272,7 +318,13 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
       factor = l > 0.0f ? 1.0f / l : 0.0f;
     }
     const int64_t row = sg.q_start + i0 + i;
-    for (int64_t d = 0; d < Dv; ++d) store_from_float(ob, o.dtype, row * o.strides[2] + d * o.strides[3], OT[d * kQueryBlock + i] * factor);
+    const int64_t ds = o.strides[3];
+    if (o.dtype == DType::Float32) {
+      float* dst = reinterpret_cast<float*>(ob) + row * o.strides[2];
+      for (int64_t d = 0; d < Dv; ++d) dst[d * ds] = OT[d * kQueryBlock + i] * factor;
+    } else {
+      for (int64_t d = 0; d < Dv; ++d) store_from_float(ob, o.dtype, row * o.strides[2] + d * ds, OT[d * kQueryBlock + i] * factor);
+    }
     if (p.lse) p.lse[(sg.batch * p.heads_q + h) * p.seq_q + row] = l > 0.0f ? m + std::log(l) : neg_inf;
   }
   return true;
