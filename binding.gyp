@@ -45,8 +45,6 @@
       "sources": ["<@(attnkit_common_sources)"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
-      # libstdc++ linked in: a prebuilt binary then needs only glibc (2.27), not this compiler's runtime.
-      "ldflags": ["-static-libstdc++", "-static-libgcc"],
       "conditions": [["target_arch=='x64'", {
         "dependencies": ["attnkit_avx2", "attnkit_avx512"]
       }]]
