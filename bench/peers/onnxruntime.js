@@ -9,9 +9,9 @@
 //  - Sq == Sk: attribute unidirectional=1 (MHA has it; no separate causal attribute).
 //  - Sq != Sk: ORT 1.30's CPU kernel aligns unidirectional top-left (query i sees keys
 //    j <= i) and leaves the last query row unmasked (measured), which is right only
-//    for square shapes. So a constant attention_bias
-//    [1, 1, Sq, Sk] initializer carries the bottom-right mask (j > i + Sk - Sq gets
-//    -1e30; finite rather than -inf so that a fully masked row cannot make NaNs).
+//    for square shapes. So a constant attention_bias [1, 1, Sq, Sk] initializer
+//    carries the bottom-right mask instead (j > i + Sk - Sq gets -1e30: finite rather
+//    than -inf so that a fully masked row cannot make NaNs).
 //  Either way ORT leaves its MLAS flash-attention path, which it only takes with no
 //  mask and no bias, for the unfused kernel: it materializes B*H*Sq*Sk float scores,
 //  computes the masked half of Q*K^T too, and softmaxes whole rows. So causal runs at
