@@ -21,7 +21,7 @@
   },
   "target_defaults": {
     "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17"],
-    "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-fPIC", "-fvisibility=hidden"]
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-O3", "-fPIC", "-fvisibility=hidden", "-Wall"]
   },
   "targets": [
     {
@@ -29,7 +29,7 @@
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
         "sources": ["native/cpu/fused/fused_attention_avx2.cpp", "native/cpu/peak/fma_peak_avx2.cpp"],
-        "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
+        "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-Wshadow"]
       }]]
     },
     {
@@ -37,7 +37,7 @@
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
         "sources": ["native/cpu/fused/fused_attention_avx512.cpp", "native/cpu/peak/fma_peak_avx512.cpp"],
-        "cflags_cc": ["-mavx512f", "-mavx2", "-mfma", "-mf16c", "-Wno-maybe-uninitialized"]
+        "cflags_cc": ["-mavx512f", "-mavx2", "-mfma", "-mf16c", "-Wno-maybe-uninitialized", "-Wshadow"]
       }]]
     },
     {

@@ -74,7 +74,11 @@ export class Tensor {
       dtype = opts.dtype ?? 'float32';
       const Ctor = arrayTypeOf(dtype);
       const bytes = Ctor.BYTES_PER_ELEMENT;
-      arr = new Ctor(data as ArrayBuffer, 0, Math.floor(data.byteLength / bytes));
+      try {
+        arr = new Ctor(data as ArrayBuffer, 0, Math.floor(data.byteLength / bytes));
+      } catch (e) {
+        throw new AttnError('ERR_ATTN_ARGUMENT', `Tensor.from: data's ArrayBuffer is detached (transferred); pass a live buffer`, { cause: e });
+      }
     } else if (ArrayBuffer.isView(data)) {
       const natural = defaultDTypeOf(data);
       if (natural === undefined) {
@@ -177,8 +181,23 @@ export class Tensor {
     return new Tensor(this.data, this.dtype, shape, this.strides.slice(), this.offset + (e > s ? s * this.strides[dim] : 0));
   }
 
+  /** Throws unless every element of the view is still inside data (the buffer may have been
+   *  detached or shrunk since from()). Native ops check this themselves. */
+  private requireLive(op: string): TypedArray {
+    const data = this.data;
+    if (this.numel > 0) {
+      let last = this.offset;
+      for (let i = 0; i < this.shape.length; i++) last += (this.shape[i] - 1) * this.strides[i];
+      if (last >= data.length) {
+        throw new AttnError('ERR_ATTN_ARGUMENT', `${op}: the tensor's buffer was detached or shrunk (it holds ${data.length} elements, the view reaches element ${last})`);
+      }
+    }
+    return data;
+  }
+
   /** This tensor if already contiguous, else a contiguous copy. */
   contiguous(): Tensor {
+    this.requireLive('contiguous');
     if (this.isContiguous()) return this;
     const out = Tensor.empty(this.shape.slice(), { dtype: this.dtype });
     const dst = out.data;
@@ -200,8 +219,8 @@ export class Tensor {
 
   /** A float32 copy in logical (row-major) order. */
   toFloat32Array(): Float32Array {
+    const src = this.requireLive('toFloat32Array');
     const out = new Float32Array(this.numel);
-    const src = this.data;
     const read = elementReader(this.dtype);
     let i = 0;
     forEachOffset(this, (o) => { out[i++] = read(src, o); });

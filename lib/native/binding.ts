@@ -14,11 +14,12 @@ export interface NativeBinding {
   mergeStates(outs: TypedArray[], lses: TypedArray[], out: TypedArray, lse: TypedArray, desc: Float64Array): void;
 }
 
-/** q, k, v, out, bias, mask, alibiSlopes, sinkLogits, cuSeqlensQ, cuSeqlensK, lse, descriptor, abortFlag */
+/** q, k, v, out, bias, mask, alibiSlopes, sinkLogits, cuSeqlensQ, cuSeqlensK, lse, descriptor,
+ *  abortFlag, index of the first argument over a resizable ArrayBuffer (-1: none; async only) */
 export type AttentionArgs = [
   TypedArray, TypedArray, TypedArray, TypedArray, TypedArray | null, TypedArray | null,
   Float32Array | null, Float32Array | null, Int32Array | null, Int32Array | null, Float32Array | null,
-  Float64Array, Int32Array | null,
+  Float64Array, Int32Array | null, number,
 ];
 
 const packageRoot = path.join(__dirname, '..', '..');

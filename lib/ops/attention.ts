@@ -92,9 +92,20 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
     q.data, k.data, v.data, out.data, bias ? bias.data : null, mask ? mask.data : null,
     float32ArrayArg('alibiSlopes', o.alibiSlopes), float32ArrayArg('sinkLogits', o.sinkLogits),
     int32ArrayArg('cuSeqlensQ', o.cuSeqlensQ), int32ArrayArg('cuSeqlensK', o.cuSeqlensK),
-    lse ? (lse.data as Float32Array) : null, d, null,
+    lse ? (lse.data as Float32Array) : null, d, null, -1,
   ];
   return { args, out, lse, signal: signalArg(o.signal) };
+}
+
+// A resizable ArrayBuffer could shrink under the kernel while an async call runs: native rejects
+// the argument whose index this returns (the sync form is safe: no JavaScript runs during the call).
+// Transferring a buffer away while an async call uses it is caller misuse, as with fs.read: see README.
+function firstResizable(args: AttentionArgs): number {
+  for (let i = 0; i <= 10; i++) {
+    const a = args[i] as ArrayBufferView | null;
+    if (a && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) return i;
+  }
+  return -1;
 }
 
 function result(m: Marshalled): Tensor | AttentionWithLse {
@@ -123,6 +134,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
   let onAbort: (() => void) | undefined;
   try {
     m = marshal(q, k, v, opts);
+    m.args[13] = firstResizable(m.args);
     const signal = m.signal;
     if (signal?.aborted) throw abortedError('attention');
     if (signal) {

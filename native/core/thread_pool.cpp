@@ -25,7 +25,7 @@ ThreadPool& ThreadPool::global() {
 void ThreadPool::start(int threads) {
   threads_ = threads < 1 ? 1 : threads;
   quit_ = false;
-  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < threads_.load(); ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 
 void ThreadPool::stop() {
@@ -38,11 +38,23 @@ void ThreadPool::stop() {
   workers_.clear();
 }
 
+int ThreadPool::threads() const {
+  const int pending = pending_threads_.load();
+  return pending > 0 ? pending : threads_.load();
+}
+
 void ThreadPool::resize(int threads) {
-  std::lock_guard<std::mutex> job(job_lock_);
-  if (threads == threads_) return;
+  pending_threads_.store(threads < 1 ? 1 : threads);
+  // Apply now if no job is running; otherwise the next job applies it.
+  std::unique_lock<std::mutex> job(job_lock_, std::try_to_lock);
+  if (job.owns_lock()) apply_pending_resize();
+}
+
+void ThreadPool::apply_pending_resize() {
+  const int n = pending_threads_.exchange(0);
+  if (n <= 0 || n == threads_.load()) return;
   stop();
-  start(threads);
+  start(n);
 }
 
 void ThreadPool::run_tasks(int worker_id) {
@@ -74,7 +86,8 @@ void ThreadPool::worker_loop(int id) {
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int)>& task) {
   if (n <= 0) return;
   std::lock_guard<std::mutex> job(job_lock_);
-  if (n == 1 || threads_ == 1) {
+  apply_pending_resize();
+  if (n == 1 || threads_.load() == 1) {
     for (int64_t i = 0; i < n; ++i) task(i, 0);
     return;
   }

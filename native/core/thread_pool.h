@@ -19,7 +19,9 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  int threads() const { return threads_; }
+  // The size the pool has, or will have from its next job if a resize is pending.
+  int threads() const;
+  // Takes effect at the start of the next job, so it never waits for a running one.
   void resize(int threads);
 
   // Runs task(i) for i in [0, n) across the pool; returns when all are done. Tasks are handed out
@@ -35,7 +37,10 @@ class ThreadPool {
   void worker_loop(int id);
   void run_tasks(int worker_id);
 
-  int threads_ = 1;
+  void apply_pending_resize();  // caller holds job_lock_
+
+  std::atomic<int> threads_{1};
+  std::atomic<int> pending_threads_{0};  // 0: none
   std::vector<std::thread> workers_;
   std::mutex job_lock_;  // serialises jobs and resizes
 

@@ -18,12 +18,13 @@ namespace attnkit {
 namespace {
 
 // Argument positions of attention(q, k, v, out, bias, mask, alibiSlopes, sinkLogits, cuSeqlensQ,
-// cuSeqlensK, lse, descriptor, abortFlag).
-enum { aQ = 0, aK, aV, aOut, aBias, aMask, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aCount };
+// cuSeqlensK, lse, descriptor, abortFlag, resizableArg).
+enum { aQ = 0, aK, aV, aOut, aBias, aMask, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aResizable, aCount };
+const char* const kArgNames[] = {"q", "k", "v", "out", "bias", "mask", "alibiSlopes", "sinkLogits", "cuSeqlensQ", "cuSeqlensK", "lse"};
 
 AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: attention binding needs 13 arguments");
+  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: attention binding needs 14 arguments");
   const double* d = descriptor_arg(env, info[aDesc], desc::kAttentionLength);
   const double* opt = d + desc::kOptions;
   AttentionRequest r;
@@ -120,6 +121,14 @@ double attention_macs(const AttentionParams& p) {
 Napi::Value attention_async(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     AttentionParams p = attention_params_from(info);
+    // lib/ops marks the first argument whose ArrayBuffer is resizable (JS can see that, N-API
+    // cannot). Such a buffer could shrink under the kernel while the call runs, so async calls
+    // refuse it, after every other check so sync and async report the same first error.
+    const double resizable = info[aResizable].IsNumber() ? info[aResizable].As<Napi::Number>().DoubleValue() : -1;
+    if (resizable >= 0 && resizable < static_cast<double>(aLse + 1)) {
+      fail(ErrorCode::Argument, std::string(kArgNames[static_cast<int>(resizable)]) +
+                                    " is backed by a resizable ArrayBuffer, which could shrink while the async call runs; use a fixed-length buffer or attentionSync");
+    }
     if (attention_macs(p) <= kInlineAsyncMacs) {
       Napi::Promise::Deferred d = Napi::Promise::Deferred::New(info.Env());
       try {

@@ -106,9 +106,9 @@ static inline const float* rows_as_f32(const TensorView& t, const char* base, in
 
 static inline void fill(float* p, int64_t n, float x) {
   const Vec v = vset1(x);
-  int64_t i = 0;
-  for (; i + kWidth <= n; i += kWidth) vstore(p + i, v);
-  for (; i < n; ++i) p[i] = x;
+  const int64_t whole = n / kWidth * kWidth;
+  for (int64_t i = 0; i < whole; i += kWidth) vstore(p + i, v);
+  for (int64_t i = whole; i < n; ++i) p[i] = x;
 }
 
 static inline const char* head_base(const TensorView& t, int64_t b, int64_t h) {
@@ -247,9 +247,9 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
       for (int64_t j = 0; j < nk; ++j) {
         float* s = ST + j * kQueryBlock;
         const int64_t l = lo[j] > nq ? nq : lo[j];
-        const int64_t h = hi[j] + 1 > l ? hi[j] + 1 : l;
+        const int64_t after = hi[j] + 1 > l ? hi[j] + 1 : l;
         fill(s, l, neg_inf);
-        fill(s + h, nq - h, neg_inf);
+        fill(s + after, nq - after, neg_inf);
         if (p.has_mask) {
           const Broadcast4& M = p.mask;
           const uint8_t* m = static_cast<const uint8_t*>(M.data);

@@ -24,7 +24,7 @@ static inline Vec vfma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, 
 static inline Vec vabs(Vec a) { return {_mm512_abs_ps(a.v)}; }
 static inline Vec vcopysign(Vec mag, Vec sgn) {
   const __m512i m = _mm512_set1_epi32(0x80000000);
-  return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(m, _mm512_castps_si512(sgn.v), _mm512_castps_si512(mag.v), 0xe4))};
+  return {_mm512_castsi512_ps(_mm512_ternarylogic_epi32(m, _mm512_castps_si512(sgn.v), _mm512_castps_si512(mag.v), 0xca))};  // mask ? sgn : mag
 }
 // round to nearest integer; integer -> exponent bits
 static inline Vec vround(Vec a) { return {_mm512_roundscale_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
