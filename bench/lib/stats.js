@@ -41,11 +41,13 @@ const now = () => performance.now();
  * Stops after a round once every peer has >= minReps samples and >= minTimeMs of samples, or after
  * maxReps rounds, or once maxTimeMs of wall time went by (but never before 3 rounds, or minReps when
  * that is smaller).
+ * settleMs: idle time before each timed run (not counted), so one peer's lingering threads do not
+ * slow the next.
  * onRound(round) is called before each round (progress reporting).
  * Returns { [name]: samples (ms) }.
  */
 async function timeInterleaved(peers, opts = {}) {
-  const { warmup = 1, minReps = 5, maxReps = 50, minTimeMs = 1000, maxTimeMs = 15000, onRound } = opts;
+  const { warmup = 1, minReps = 5, maxReps = 50, minTimeMs = 1000, maxTimeMs = 15000, settleMs = 50, onRound } = opts;
   const samples = Object.fromEntries(peers.map((p) => [p.name, []]));
   for (let w = 0; w < warmup; w++) {
     if (onRound) onRound(-1 - w);
@@ -56,6 +58,9 @@ async function timeInterleaved(peers, opts = {}) {
   for (let round = 0; round < maxReps; round++) {
     if (onRound) onRound(round);
     for (const p of peers) {
+      // Idle gap before each timed run: onnxruntime's pool threads keep spinning for a while after
+      // a run, and would otherwise eat the next peer's cores (attnkit's pool threads sleep at once).
+      if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
       const t0 = now();
       await p.run();
       samples[p.name].push(now() - t0);

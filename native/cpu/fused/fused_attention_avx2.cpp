@@ -1,5 +1,6 @@
 // The fused attention tile kernel built for avx2 (see fused_attention_kernel.h).
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "../element_io.h"

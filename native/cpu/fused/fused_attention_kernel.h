@@ -19,9 +19,11 @@ constexpr int64_t kQueryVecs = kQueryBlock / kWidth;
 
 // c[r][cols] = (c_scale ? c[r][cols] * c_scale : 0) + sum_t a[r*a_rs + t*a_ts] * b[t][cols]
 // b and c have row stride kQueryBlock; cols are C vectors starting at the pointers given.
+// col_max (optional): also folds each column's maximum over these R rows into col_max[x], so the
+// softmax needs no separate pass over the scores for their maximum.
 template <int R, int C>
 static inline void bcast_gemm_tile(const float* a, int64_t a_rs, int64_t a_ts, const float* b, int64_t T, float* c,
-                                   const Vec* c_scale) {
+                                   const Vec* c_scale, Vec* col_max) {
   Vec acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < C; ++x)
@@ -38,23 +40,30 @@ static inline void bcast_gemm_tile(const float* a, int64_t a_rs, int64_t a_ts, c
   }
   for (int r = 0; r < R; ++r)
     for (int x = 0; x < C; ++x) vstore(c + r * kQueryBlock + x * kWidth, acc[r][x]);
+  if (col_max) {
+    for (int x = 0; x < C; ++x) {
+      Vec m = acc[0][x];
+      for (int r = 1; r < R; ++r) m = vmax(m, acc[r][x]);
+      col_max[x] = vmax(col_max[x], m);
+    }
+  }
 }
 
 template <int C>
 static inline void bcast_gemm_rows(int64_t rows, const float* a, int64_t a_rs, int64_t a_ts, const float* b, int64_t T,
-                                   float* c, const Vec* c_scale) {
+                                   float* c, const Vec* c_scale, Vec* col_max) {
   int64_t r = 0;
   for (; r + kTileRows <= rows; r += kTileRows)
-    bcast_gemm_tile<kTileRows, C>(a + r * a_rs, a_rs, a_ts, b, T, c + r * kQueryBlock, c_scale);
+    bcast_gemm_tile<kTileRows, C>(a + r * a_rs, a_rs, a_ts, b, T, c + r * kQueryBlock, c_scale, col_max);
   const float* ar = a + r * a_rs;
   float* cr = c + r * kQueryBlock;
   switch (rows - r) {
     case 0: break;
-    case 1: bcast_gemm_tile<1, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
-    case 2: bcast_gemm_tile<2, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
-    case 3: bcast_gemm_tile<3, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
-    case 4: if constexpr (kTileRows > 4) bcast_gemm_tile<4, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
-    case 5: if constexpr (kTileRows > 5) bcast_gemm_tile<5, C>(ar, a_rs, a_ts, b, T, cr, c_scale); break;
+    case 1: bcast_gemm_tile<1, C>(ar, a_rs, a_ts, b, T, cr, c_scale, col_max); break;
+    case 2: bcast_gemm_tile<2, C>(ar, a_rs, a_ts, b, T, cr, c_scale, col_max); break;
+    case 3: bcast_gemm_tile<3, C>(ar, a_rs, a_ts, b, T, cr, c_scale, col_max); break;
+    case 4: if constexpr (kTileRows > 4) bcast_gemm_tile<4, C>(ar, a_rs, a_ts, b, T, cr, c_scale, col_max); break;
+    case 5: if constexpr (kTileRows > 5) bcast_gemm_tile<5, C>(ar, a_rs, a_ts, b, T, cr, c_scale, col_max); break;
     default: break;
   }
 }
@@ -62,30 +71,34 @@ static inline void bcast_gemm_rows(int64_t rows, const float* a, int64_t a_rs, i
 // C[rows][query vecs 0..ncv) over all column micro-tiles; query-column-major so a slice of b stays
 // in L1 while every row group streams past it.
 static inline void bcast_gemm(int64_t rows, int64_t ncv, const float* a, int64_t a_rs, int64_t a_ts, const float* b,
-                              int64_t T, float* c, const Vec* c_scale) {
+                              int64_t T, float* c, const Vec* c_scale, Vec* col_max = nullptr) {
   for (int64_t v = 0; v < ncv; v += kTileCols) {
     const int64_t n = ncv - v < kTileCols ? ncv - v : kTileCols;
     const float* bv = b + v * kWidth;
     float* cv = c + v * kWidth;
     const Vec* sv = c_scale ? c_scale + v : nullptr;
+    Vec* mv = col_max ? col_max + v : nullptr;
     // n <= kTileCols; the min() keeps unreachable instantiations out of narrower ISAs.
     switch (n) {
-      case 1: bcast_gemm_rows<1>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
-      case 2: bcast_gemm_rows<(kTileCols < 2 ? kTileCols : 2)>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
-      case 3: bcast_gemm_rows<(kTileCols < 3 ? kTileCols : 3)>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
-      case 4: bcast_gemm_rows<(kTileCols < 4 ? kTileCols : 4)>(rows, a, a_rs, a_ts, bv, T, cv, sv); break;
+      case 1: bcast_gemm_rows<1>(rows, a, a_rs, a_ts, bv, T, cv, sv, mv); break;
+      case 2: bcast_gemm_rows<(kTileCols < 2 ? kTileCols : 2)>(rows, a, a_rs, a_ts, bv, T, cv, sv, mv); break;
+      case 3: bcast_gemm_rows<(kTileCols < 3 ? kTileCols : 3)>(rows, a, a_rs, a_ts, bv, T, cv, sv, mv); break;
+      case 4: bcast_gemm_rows<(kTileCols < 4 ? kTileCols : 4)>(rows, a, a_rs, a_ts, bv, T, cv, sv, mv); break;
       default: break;
     }
   }
 }
 
-// Rows [j0, j0+n) of a [.., S, D]-strided K or V as float32 rows with unit stride. float32 rows that
-// are already unit-stride are used in place; everything else is converted into buf.
+// Rows [j0, j0+n) of a [.., S, D]-strided K or V as float32 rows with unit stride: float32 rows
+// with unit stride are used in place, everything else is copied or converted into buf.
+// reread_rows: the caller re-reads each row many times (V in O^T += V^T P^T, once per group of
+// output rows). Then spaced-out rows are copied too: [B, S, H, D]-interleaved rows sit a power of
+// two apart and would alias onto a few L1 sets. K is read once per tile and stays in place.
 static inline const float* rows_as_f32(const TensorView& t, const char* base, int64_t j0, int64_t n, int64_t width,
-                                       float* buf, int64_t* row_stride) {
+                                       bool reread_rows, float* buf, int64_t* row_stride) {
   const int64_t s2 = t.strides[2], s3 = t.strides[3];
   const size_t es = dtype_size(t.dtype);
-  if (t.dtype == DType::Float32 && (s3 == 1 || width == 1)) {
+  if (t.dtype == DType::Float32 && (s3 == 1 || width == 1) && (!reread_rows || s2 == width || n == 1)) {
     *row_stride = s2;
     return reinterpret_cast<const float*>(base) + j0 * s2;
   }
@@ -93,7 +106,9 @@ static inline const float* rows_as_f32(const TensorView& t, const char* base, in
   for (int64_t j = 0; j < n; ++j) {
     const char* row = base + (j0 + j) * s2 * es;
     float* dst = buf + j * width;
-    if (s3 == 1 && t.dtype == DType::Float16) {
+    if (s3 == 1 && t.dtype == DType::Float32) {
+      std::memcpy(dst, row, static_cast<size_t>(width) * sizeof(float));
+    } else if (s3 == 1 && t.dtype == DType::Float16) {
       cvt_f16_row(reinterpret_cast<const uint16_t*>(row), dst, width);
     } else if (s3 == 1 && t.dtype == DType::BFloat16) {
       cvt_bf16_row(reinterpret_cast<const uint16_t*>(row), dst, width);
@@ -155,7 +170,7 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     const char* qb = head_base(p.q, sg.batch, h);
     int64_t row_stride;
     static_assert(kQueryBlock <= kKeyBlock, "the key buffer also stages query rows");
-    const float* rows = rows_as_f32(p.q, qb, sg.q_start + i0, nq, D, Kb, &row_stride);  // unit stride
+    const float* rows = rows_as_f32(p.q, qb, sg.q_start + i0, nq, D, false, Kb, &row_stride);  // unit stride
     // column by column: contiguous stores, strided scalar loads (cheaper than scattered stores)
     for (int64_t d = 0; d < D; ++d) {
       float* dst = QT + d * kQueryBlock;
@@ -173,6 +188,7 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
   const KeyRange kr = visible_keys(p, sg, i0, i1);
   const int64_t off = sg.k_len - sg.q_len;
   const float slope = p.alibi_slopes ? p.alibi_slopes[h] : 0.0f;
+  const bool score_mods = p.softcap > 0.0f || p.has_bias || p.alibi_slopes;
   const Vec log2e = vset1(kLog2e);
   const Vec lowest = vset1(-1e30f);  // finite, and its product with log2e stays finite
 
@@ -193,9 +209,15 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     // window, sinks); per group of kTileRows keys only the query vectors that some key sees are
     // computed, the rest are set to -inf. Diagonal tiles so cost about half.
     int64_t ks, vs;
-    const float* Kt = rows_as_f32(p.k, kbase, j0, nk, D, Kb, &ks);
+    const float* Kt = rows_as_f32(p.k, kbase, j0, nk, D, false, Kb, &ks);
     int64_t lo[kKeyBlock], hi[kKeyBlock];  // visible queries of key j0+j, tile-local, inclusive
-    if (kind == TileKind::Full) {
+    // Full tiles without score modifiers get each column's max from the micro-kernel itself.
+    const bool fused_max = kind == TileKind::Full && !score_mods;
+    Vec tile_max[kQueryVecs];
+    if (fused_max) {
+      for (int64_t v = 0; v < ncv; ++v) tile_max[v] = vset1(neg_inf);
+      bcast_gemm(nk, ncv, Kt, ks, 1, QT, D, ST, nullptr, tile_max);
+    } else if (kind == TileKind::Full) {
       bcast_gemm(nk, ncv, Kt, ks, 1, QT, D, ST, nullptr);
     } else {
       for (int64_t j = 0; j < nk; ++j) {
@@ -263,7 +285,8 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     // online softmax down each query column
     for (int64_t v = 0; v < ncv; ++v) {
       Vec mt = vset1(neg_inf);
-      for (int64_t j = 0; j < nk; ++j) mt = vmax(mt, vload(ST + j * kQueryBlock + v * kWidth));
+      if (fused_max) mt = tile_max[v];
+      else for (int64_t j = 0; j < nk; ++j) mt = vmax(mt, vload(ST + j * kQueryBlock + v * kWidth));
       const Vec m_old = vload(mrow + v * kWidth);
       const Vec m_new = vmax(m_old, mt);
       // exp(s - m) = 2^(s*log2e - m*log2e): one FMA per score. A column with nothing visible yet
@@ -284,7 +307,7 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     }
 
     // O^T = O^T * corr + V^T P^T
-    const float* Vt = rows_as_f32(p.v, vbase, j0, nk, Dv, Vb, &vs);
+    const float* Vt = rows_as_f32(p.v, vbase, j0, nk, Dv, true, Vb, &vs);
     if (kind == TileKind::Full) {
       bcast_gemm(Dv, ncv, Vt, 1, vs, ST, nk, OT, corr);
     } else {
