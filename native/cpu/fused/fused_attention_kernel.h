@@ -134,6 +134,7 @@ enum class TileKind { Skip, Full, Partial };
 
 static inline TileKind classify_tile(const AttentionParams& p, const AttentionSegment& s, int64_t i0, int64_t i1,
                                      int64_t j0, int64_t j1) {
+  if (!p.causal && p.window_left < 0 && p.window_right < 0) return p.has_mask ? TileKind::Partial : TileKind::Full;
   bool all_full = true, all_empty = true;
   for (int64_t j = j0; j < j1; ++j) {
     int64_t lo, hi;
@@ -171,13 +172,19 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     int64_t row_stride;
     static_assert(kQueryBlock <= kKeyBlock, "the key buffer also stages query rows");
     const float* rows = rows_as_f32(p.q, qb, sg.q_start + i0, nq, D, false, Kb, &row_stride);  // unit stride
-    // column by column: contiguous stores, strided scalar loads (cheaper than scattered stores)
-    for (int64_t d = 0; d < D; ++d) {
-      float* dst = QT + d * kQueryBlock;
-      const float* src = rows + d;
-      for (int64_t i = 0; i < nq; ++i) dst[i] = p.scale * src[i * row_stride];
-      fill(dst + nq, ncv * kWidth - nq, 0.0f);
+    // 8x8 register transposes, scalar loops for the ragged edges
+    float scale8[8];
+    for (float& x : scale8) x = p.scale;
+    int64_t i = 0;
+    for (; i + 8 <= nq; i += 8) {
+      int64_t d = 0;
+      for (; d + 8 <= D; d += 8) transpose8x8(rows + i * row_stride + d, row_stride, QT + d * kQueryBlock + i, kQueryBlock, scale8);
+      for (; d < D; ++d)
+        for (int64_t r = i; r < i + 8; ++r) QT[d * kQueryBlock + r] = p.scale * rows[r * row_stride + d];
     }
+    for (; i < nq; ++i)
+      for (int64_t d = 0; d < D; ++d) QT[d * kQueryBlock + i] = p.scale * rows[i * row_stride + d];
+    for (int64_t d = 0; d < D; ++d) fill(QT + d * kQueryBlock + nq, ncv * kWidth - nq, 0.0f);
   }
   fill(mrow, kQueryBlock, neg_inf);
   fill(lrow, kQueryBlock, 0.0f);
@@ -325,30 +332,47 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
   }
 
   // normalise (folding in the learned sink logit) and write out / lse
-  const TensorView& o = p.out;
-  char* ob = static_cast<char*>(o.data) + (sg.batch * o.strides[0] + h * o.strides[1]) * static_cast<int64_t>(dtype_size(o.dtype));
+  float* factor = mrow;  // reused in place: factor[i] replaces mrow[i] once lse is written
   for (int64_t i = 0; i < nq; ++i) {
+    // m stays -inf exactly when the row saw no key (masked scores leave a ~1e-38 trace in l).
     float m = mrow[i], l = lrow[i];
-    float factor;
+    const bool seen = m != neg_inf;
+    float f;
     if (p.sink_logits) {
       const float sink = p.sink_logits[h];
-      const float mf = m > sink ? m : sink;
-      const float keep = l > 0.0f ? std::exp(m - mf) : 0.0f;
+      const float mf = seen && m > sink ? m : sink;
+      const float keep = seen ? std::exp(m - mf) : 0.0f;
       l = l * keep + std::exp(sink - mf);
-      factor = keep / l;
+      f = keep / l;
       m = mf;
     } else {
-      factor = l > 0.0f ? 1.0f / l : 0.0f;
+      f = seen ? 1.0f / l : 0.0f;
     }
-    const int64_t row = sg.q_start + i0 + i;
-    const int64_t ds = o.strides[3];
-    if (o.dtype == DType::Float32) {
-      float* dst = reinterpret_cast<float*>(ob) + row * o.strides[2];
-      for (int64_t d = 0; d < Dv; ++d) dst[d * ds] = OT[d * kQueryBlock + i] * factor;
-    } else {
-      for (int64_t d = 0; d < Dv; ++d) store_from_float(ob, o.dtype, row * o.strides[2] + d * ds, OT[d * kQueryBlock + i] * factor);
-    }
-    if (p.lse) p.lse[(sg.batch * p.heads_q + h) * p.seq_q + row] = l > 0.0f ? m + std::log(l) : neg_inf;
+    if (p.lse) p.lse[(sg.batch * p.heads_q + h) * p.seq_q + sg.q_start + i0 + i] = seen || p.sink_logits ? m + std::log(l) : neg_inf;
+    factor[i] = f;
   }
+  fill(factor + nq, ncv * kWidth - nq, 0.0f);
+  for (int64_t d = 0; d < Dv; ++d)
+    for (int64_t v = 0; v < ncv; ++v) {
+      float* x = OT + d * kQueryBlock + v * kWidth;
+      vstore(x, vmul(vload(x), vload(factor + v * kWidth)));
+    }
+
+  const TensorView& o = p.out;
+  char* ob = static_cast<char*>(o.data) + (sg.batch * o.strides[0] + h * o.strides[1]) * static_cast<int64_t>(dtype_size(o.dtype));
+  const int64_t os2 = o.strides[2], os3 = o.strides[3];
+  const int64_t row0 = sg.q_start + i0;
+  int64_t i = 0;
+  if (o.dtype == DType::Float32 && (os3 == 1 || Dv == 1)) {
+    float* out0 = reinterpret_cast<float*>(ob) + row0 * os2;
+    for (; i + 8 <= nq; i += 8) {
+      int64_t d = 0;
+      for (; d + 8 <= Dv; d += 8) transpose8x8(OT + d * kQueryBlock + i, kQueryBlock, out0 + i * os2 + d, os2, nullptr);
+      for (; d < Dv; ++d)
+        for (int64_t r = i; r < i + 8; ++r) out0[r * os2 + d] = OT[d * kQueryBlock + r];
+    }
+  }
+  for (; i < nq; ++i)
+    for (int64_t d = 0; d < Dv; ++d) store_from_float(ob, o.dtype, (row0 + i) * os2 + d * os3, OT[d * kQueryBlock + i]);
   return true;
 }

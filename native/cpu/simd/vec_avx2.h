@@ -32,6 +32,9 @@ static inline Vec vpow2i(Vec n) {
   return {_mm256_castsi256_ps(e)};
 }
 
+// p * 2^n for integral n in [-126, 127]
+static inline Vec vscale2(Vec p, Vec n) { return vmul(p, vpow2i(n)); }
+
 static inline void cvt_f16_row(const uint16_t* src, float* dst, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));

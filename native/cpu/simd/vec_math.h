@@ -14,14 +14,17 @@ static inline Vec vexp2(Vec x) {
   p = vfma(p, f, vset1(2.4022650695910071e-1f));
   p = vfma(p, f, vset1(6.9314718055994531e-1f));
   p = vfma(p, f, vset1(1.0f));
-  return vmul(p, vpow2i(n));
+  return vscale2(p, n);
 }
 
 static constexpr float kLog2e = 1.4426950408889634f;
 
-// 2^x for x <= 0 (softmax arguments s - max): skips the upper clamp of vexp2.
+// 2^x for x <= 0 (softmax arguments s - max). No upper clamp; the lower clamp is -125, so an
+// argument of -inf (a masked score) gives 2^-125 ~ 2.4e-38: a normal float (no denormal slow
+// paths, and AVX-512's scalef can build 2^n), negligible next to the row's largest term, 1.
+// Callers recognise "no visible key" by the running max staying -inf, not by a zero sum.
 static inline Vec vexp2_nonpositive(Vec x) {
-  x = vmax(x, vset1(-127.0f));
+  x = vmax(x, vset1(-125.0f));
   const Vec n = vround(x);
   const Vec f = vsub(x, n);
   Vec p = vset1(1.5403530393381606e-4f);

@@ -26,6 +26,7 @@ static inline Vec vabs(Vec a) { ATTNKIT_LANES(std::fabs(a.v[i])); }
 static inline Vec vcopysign(Vec mag, Vec sgn) { ATTNKIT_LANES(std::copysign(mag.v[i], sgn.v[i])); }
 static inline Vec vround(Vec a) { ATTNKIT_LANES(std::nearbyint(a.v[i])); }
 static inline Vec vpow2i(Vec n) { ATTNKIT_LANES(bits_to_float(static_cast<uint32_t>(static_cast<int32_t>(n.v[i]) + 127) << 23)); }
+static inline Vec vscale2(Vec p, Vec n) { return vmul(p, vpow2i(n)); }  // p * 2^n, n integral
 #undef ATTNKIT_LANES
 
 static inline void cvt_f16_row(const uint16_t* src, float* dst, int64_t n) {
@@ -35,5 +36,18 @@ static inline void cvt_bf16_row(const uint16_t* src, float* dst, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
 }
 
+}  // namespace simd_scalar
+}  // namespace attnkit
+
+namespace attnkit {
+namespace simd_scalar {
+// Same contract as transpose8_avx.h.
+static inline void transpose8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                                const float* row_scale) {
+  for (int r = 0; r < 8; ++r) {
+    const float s = row_scale ? row_scale[r] : 1.0f;
+    for (int c = 0; c < 8; ++c) dst[c * dst_stride + r] = src[r * src_stride + c] * s;
+  }
+}
 }  // namespace simd_scalar
 }  // namespace attnkit
