@@ -34,38 +34,43 @@ function summarize(samples) {
 const now = () => performance.now();
 
 /**
- * Times several implementations of the same work side by side, interleaved (a, b, c, a, b, c, ...)
- * so that machine noise (other processes, frequency changes) lands on all of them alike.
+ * Times several implementations of the same work side by side, interleaved in short blocks
+ * (a a a, b b b, c c c, a a a, ...) so that machine noise (other processes, frequency changes)
+ * lands on all of them alike.
  *
  * peers: [{ name, run: () => (void | Promise) }]
  * Stops after a round once every peer has >= minReps samples and >= minTimeMs of samples, or after
  * maxReps rounds, or once maxTimeMs of wall time went by (but never before 3 rounds, or minReps when
  * that is smaller).
- * settleMs: idle time before each timed run (not counted), so one peer's lingering threads do not
- * slow the next.
+ * block: runs per peer per round; settleMs: idle time before each block (not counted), so one
+ * peer's lingering threads do not slow the next.
  * onRound(round) is called before each round (progress reporting).
  * Returns { [name]: samples (ms) }.
  */
 async function timeInterleaved(peers, opts = {}) {
-  const { warmup = 1, minReps = 5, maxReps = 50, minTimeMs = 1000, maxTimeMs = 15000, settleMs = 50, onRound } = opts;
+  const { warmup = 1, minReps = 5, maxReps = 50, minTimeMs = 1000, maxTimeMs = 15000, block = 3, settleMs = 150, onRound } = opts;
   const samples = Object.fromEntries(peers.map((p) => [p.name, []]));
+  const settle = () => (settleMs > 0 ? new Promise((r) => setTimeout(r, settleMs)) : null);
   for (let w = 0; w < warmup; w++) {
     if (onRound) onRound(-1 - w);
     for (const p of peers) await p.run();
   }
   const start = now();
   const floor = Math.min(3, minReps);
-  for (let round = 0; round < maxReps; round++) {
+  for (let round = 0; round < maxReps; round += block) {
     if (onRound) onRound(round);
     for (const p of peers) {
-      // Idle gap before each timed run: onnxruntime's pool threads keep spinning for a while after
-      // a run, and would otherwise eat the next peer's cores (attnkit's pool threads sleep at once).
-      if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
-      const t0 = now();
-      await p.run();
-      samples[p.name].push(now() - t0);
+      // Each peer runs `block` times back to back after an idle gap: onnxruntime's pool threads
+      // keep spinning for a while after a run, which helps its own next run but would eat the
+      // cores of whichever peer ran next; the gap lets them park before another peer starts.
+      await settle();
+      for (let b = 0; b < block; b++) {
+        const t0 = now();
+        await p.run();
+        samples[p.name].push(now() - t0);
+      }
     }
-    const reps = round + 1;
+    const reps = round + block;
     const enough = peers.every((p) => samples[p.name].length >= minReps &&
       samples[p.name].reduce((a, x) => a + x, 0) >= minTimeMs);
     if (enough) break;

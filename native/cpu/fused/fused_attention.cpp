@@ -29,7 +29,7 @@ struct WorkItem {
 }  // namespace
 
 size_t fused_attention_scratch_floats(int64_t d, int64_t dv) {
-  return static_cast<size_t>(d * kQueryBlock + kKeyBlock * kQueryBlock + dv * kQueryBlock + kKeyBlock * d +
+  return static_cast<size_t>(d * kQueryBlock + kKeyBlock * kQueryBlock + dv * kQueryBlock + kStageRows * d +
                              kKeyBlock * dv + 2 * kQueryBlock);
 }
 

@@ -19,6 +19,8 @@ struct AttentionSegment {
 // Query rows per work item and keys per tile; shared by every ISA so scratch sizing is common.
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kKeyBlock = 64;
+// Rows of the staging buffer: a key tile, or a query block while Q is transposed.
+constexpr int64_t kStageRows = kQueryBlock > kKeyBlock ? kQueryBlock : kKeyBlock;
 
 size_t fused_attention_scratch_floats(int64_t head_dim, int64_t head_dim_v);
 

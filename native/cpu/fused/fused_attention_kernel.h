@@ -159,8 +159,8 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
   float* QT = scratch;                    // [D][kQueryBlock]   scaled queries, transposed
   float* ST = QT + D * kQueryBlock;       // [kKeyBlock][kQueryBlock] scores, then probabilities
   float* OT = ST + kKeyBlock * kQueryBlock;  // [Dv][kQueryBlock] unnormalised output, transposed
-  float* Kb = OT + Dv * kQueryBlock;      // [kKeyBlock][D]   converted keys (non-f32 or strided)
-  float* Vb = Kb + kKeyBlock * D;         // [kKeyBlock][Dv]  converted values
+  float* Kb = OT + Dv * kQueryBlock;      // [kStageRows][D]  converted keys, or staged query rows
+  float* Vb = Kb + kStageRows * D;        // [kKeyBlock][Dv]  converted values
   float* mrow = Vb + kKeyBlock * Dv;      // [kQueryBlock] running max (natural-log units)
   float* lrow = mrow + kQueryBlock;       // [kQueryBlock] running sum
   Vec corr[kQueryVecs];
@@ -170,7 +170,6 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
   {
     const char* qb = head_base(p.q, sg.batch, h);
     int64_t row_stride;
-    static_assert(kQueryBlock <= kKeyBlock, "the key buffer also stages query rows");
     const float* rows = rows_as_f32(p.q, qb, sg.q_start + i0, nq, D, false, Kb, &row_stride);  // unit stride
     // 8x8 register transposes, scalar loops for the ragged edges
     float scale8[8];
