@@ -271,7 +271,10 @@ async function runCase(cs) {
     } catch (e) {
       peer.failed = `threw ${errLine(e)}`;
     }
-    peer.run = () => { attn.attentionSync(tq, tk, tv, attnOpts); };
+    // Timed runs write into a preallocated output, as a serving loop would (onnxruntime too: its
+    // output is pre-bound): no per-run allocation or page faults in either peer.
+    const outT = attn.Tensor.empty([B, Hq, S, D], { dtype });
+    peer.run = () => { attn.attentionSync(tq, tk, tv, { ...attnOpts, out: outT }); };
     peers.push(peer);
   }
 
@@ -290,7 +293,8 @@ async function runCase(cs) {
     } catch (e) {
       peer.failed = `threw ${errLine(e)}`;
     }
-    peer.run = () => { attn.attentionSync(vq, vk, vv, attnOpts); };
+    const outV = attn.Tensor.from(new Float32Array(B * S * Hq * D), [B, S, Hq, D]).transpose(1, 2);
+    peer.run = () => { attn.attentionSync(vq, vk, vv, { ...attnOpts, out: outV }); };
     peers.push(peer);
   }
 
@@ -306,7 +310,8 @@ async function runCase(cs) {
     } catch (e) {
       peer.failed = `threw ${errLine(e)}`;
     }
-    peer.run = () => { attn.attentionSync(fq, fk, fv, attnOpts); };
+    const outF = attn.Tensor.empty([B, Hq, S, D]);
+    peer.run = () => { attn.attentionSync(fq, fk, fv, { ...attnOpts, out: outF }); };
     peers.push(peer);
   }
 
@@ -325,7 +330,8 @@ async function runCase(cs) {
       peer.errRef = verify.maxRelError(verify.gatherRows(ov, rows, D), refRows);
       if (attnOut) peer.errVsAttnkit = verify.compareViews(ov, verify.bhsd(attnOut, Hq, S, D), [B, Hq, S, D]);
       if (!(peer.errRef <= tol)) peer.failed = `output differs from the float64 reference: max rel err ${fmtErr(peer.errRef)}`;
-      peer.run = () => ortSession.run(q32, kk, vv);
+      const ortOut = new Float32Array(B * S * Hq * D);
+      peer.run = () => ortSession.run(q32, kk, vv, ortOut);
     } catch (e) {
       peer.failed = `onnxruntime failed: ${errLine(e)}`;
     }

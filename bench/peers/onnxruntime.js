@@ -64,7 +64,7 @@ function buildMhaModel({ batch, heads, seqQ, seqK, headDim, causal }) {
  * @param {{batch:number, heads:number, seqQ:number, seqK:number, headDim:number,
  *          causal?:boolean, threads?:number}} shape threads: ORT intra-op threads
  *          (the calling thread included); omitted means ORT's default.
- * @returns {Promise<{run(q:Float32Array,k:Float32Array,v:Float32Array):Promise<Float32Array>,
+ * @returns {Promise<{run(q:Float32Array,k:Float32Array,v:Float32Array,out?:Float32Array):Promise<Float32Array>,
  *                    dispose():Promise<void>}>}
  */
 async function createOrtAttention({ batch, heads, seqQ, seqK, headDim, causal = false, threads }) {
@@ -90,12 +90,15 @@ async function createOrtAttention({ batch, heads, seqQ, seqK, headDim, causal = 
   };
 
   return {
-    async run(q, k, v) {
-      const { output } = await session.run({
-        query: tensor('query', q, qDims),
-        key: tensor('key', k, kvDims),
-        value: tensor('value', v, kvDims),
-      });
+    // out (optional): a preallocated Float32Array [B, Sq, H*D] that ORT writes into (a pre-bound
+    // output, no allocation per run), as attnkit's `out` option does.
+    async run(q, k, v, out) {
+      const feeds = { query: tensor('query', q, qDims), key: tensor('key', k, kvDims), value: tensor('value', v, kvDims) };
+      if (out) {
+        await session.run(feeds, { output: tensor('output', out, qDims) });
+        return out;
+      }
+      const { output } = await session.run(feeds);
       return output.data;
     },
     async dispose() {
