@@ -29,8 +29,8 @@ struct WorkItem {
 }  // namespace
 
 size_t fused_attention_scratch_floats(int64_t d, int64_t dv) {
-  return static_cast<size_t>(d * kQueryBlock + kKeyBlock * kQueryBlock + dv * kQueryBlock + kStageRows * d +
-                             kKeyBlock * dv + 2 * kQueryBlock);
+  const int64_t per_block = (d + dv + 2) * kQueryBlock;  // QT, OT, running max and sum
+  return static_cast<size_t>(kKeyBlock * kQueryBlock + kStageRows * d + kKeyBlock * dv + kQueryBlocksPerItem * per_block);
 }
 
 void fused_attention_cpu(const AttentionParams& p) {
@@ -56,14 +56,23 @@ void fused_attention_cpu(const AttentionParams& p) {
 
   // Work items, heaviest first (causal / windowed rows see different numbers of keys), so the
   // dynamic hand-out in the pool ends with small items and threads finish together.
+  // Blocks per work item: up to kQueryBlocksPerItem, fewer when that would leave under 4 items
+  // per pool thread (load balance beats K/V reuse there).
+  int64_t total_blocks = 0;
+  for (const AttentionSegment& g : segments) total_blocks += (g.q_len + kQueryBlock - 1) / kQueryBlock * p.heads_q;
+  const int64_t threads = ThreadPool::global().threads();
+  int64_t per_item = kQueryBlocksPerItem;
+  while (per_item > 1 && total_blocks / per_item < 4 * threads) per_item /= 2;
+  const int64_t item_rows = per_item * kQueryBlock;
+
   // Head-major within a segment: consecutive items read the same K/V head, which then stays in
   // the core's L2 (and both cores share it in L3) instead of a new head streaming in per item.
   std::vector<WorkItem> items;
   for (int64_t s = 0; s < static_cast<int64_t>(segments.size()); ++s) {
     const AttentionSegment& g = segments[s];
     for (int64_t h = 0; h < p.heads_q; ++h) {
-      for (int64_t i0 = 0; i0 < g.q_len; i0 += kQueryBlock) {
-        const int64_t i1 = std::min(i0 + kQueryBlock, g.q_len);
+      for (int64_t i0 = 0; i0 < g.q_len; i0 += item_rows) {
+        const int64_t i1 = std::min(i0 + item_rows, g.q_len);
         const KeyRange r = visible_keys(p, g, i0, i1);
         const int64_t main = r.main_end - std::min(r.main_begin, r.main_end);
         items.push_back({s, h, i0, i1, main + r.sink_end + 1});

@@ -16,15 +16,18 @@ struct AttentionSegment {
   int64_t k_len = 0;
 };
 
-// Query rows per work item and keys per tile; shared by every ISA so scratch sizing is common.
+// Queries per block and keys per tile; shared by every ISA so scratch sizing is common. A work
+// item holds up to kQueryBlocksPerItem blocks of one head, which share each key tile.
 constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kQueryBlocksPerItem = 4;
 constexpr int64_t kKeyBlock = 64;
 // Rows of the staging buffer: a key tile, or a query block while Q is transposed.
 constexpr int64_t kStageRows = kQueryBlock > kKeyBlock ? kQueryBlock : kKeyBlock;
 
 size_t fused_attention_scratch_floats(int64_t head_dim, int64_t head_dim_v);
 
-// Computes out rows [i0, i1) (segment-local) of query head h. Returns false if aborted.
+// Computes out rows [i0, i1) (segment-local, at most kQueryBlock * kQueryBlocksPerItem) of query
+// head h. Returns false if aborted.
 using QueryBlockKernel = bool (*)(const AttentionParams& p, const AttentionSegment& seg, int64_t h, int64_t i0,
                                   int64_t i1, float* scratch);
 
