@@ -135,6 +135,15 @@ enum class TileKind { Skip, Full, Partial };
 static inline TileKind classify_tile(const AttentionParams& p, const AttentionSegment& s, int64_t i0, int64_t i1,
                                      int64_t j0, int64_t j1) {
   if (!p.causal && p.window_left < 0 && p.window_right < 0) return p.has_mask ? TileKind::Partial : TileKind::Full;
+  if (j0 >= p.sinks) {
+    // Past the sinks both bounds of a key's visible queries rise with the key, so the tile's
+    // corners decide (a rare skippable tile may come out Partial: computed, all masked).
+    int64_t lo_first, hi_first, lo_last, hi_last;
+    visible_queries(p, s, j0, &lo_first, &hi_first);
+    visible_queries(p, s, j1 - 1, &lo_last, &hi_last);
+    if (lo_first > i1 - 1 || hi_last < i0) return TileKind::Skip;
+    return lo_last <= i0 && hi_first >= i1 - 1 && !p.has_mask ? TileKind::Full : TileKind::Partial;
+  }
   bool all_full = true, all_empty = true;
   for (int64_t j = j0; j < j1; ++j) {
     int64_t lo, hi;
