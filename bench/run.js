@@ -76,6 +76,10 @@ const TIMING = opts.quick
       js: { warmup: 1, minReps: 2, minTimeMs: 200, maxReps: 5, maxTimeMs: 2000 } }
   : { native: { warmup: 2, minReps: 5, minTimeMs: 1000, maxReps: 40, maxTimeMs: 20000 },
       js: { warmup: 1, minReps: 3, minTimeMs: 1000, maxReps: 10, maxTimeMs: 8000 } };
+// Lone calls: every timed run starts after an idle gap with nothing warmed, as a service's
+// request-by-request call would. Only for the cases marked `isolated`.
+TIMING.isolated = { warmup: 0, minReps: opts.quick ? 3 : 9, minTimeMs: 0, maxReps: opts.quick ? 3 : 9, maxTimeMs: 60000,
+  block: 1, warmBlock: false, settleMs: 150 };
 const NAIVE_SEQ = opts.quick ? 256 : Infinity; // naive JS runs at most this sequence length (then scaled)
 const JS_HEADS = 1;                       // JS peers run this many query heads (then scaled)
 const TOL = { float32: 1e-3, float16: 1e-2, bfloat16: 3e-2 }; // max rel error vs float64 reference
@@ -87,8 +91,8 @@ function defineCases(quick) {
   const S = quick ? { long: 512, mid: 256, xl: 2048 } : { long: 2048, mid: 1024, xl: 8192 };
   const c = (o) => ({ batch: 1, headsKv: o.headsQ, causal: false, dtype: 'float32', ort: true, js: true, ...o });
   return [
-    c({ id: 'nc-d64', name: `H8 S${S.long} D64`, headsQ: 8, seq: S.long, headDim: 64 }),
-    c({ id: 'nc-d128', name: `H8 S${S.mid} D128`, headsQ: 8, seq: S.mid, headDim: 128 }),
+    c({ id: 'nc-d64', name: `H8 S${S.long} D64`, headsQ: 8, seq: S.long, headDim: 64, isolated: true }),
+    c({ id: 'nc-d128', name: `H8 S${S.mid} D128`, headsQ: 8, seq: S.mid, headDim: 128, isolated: true }),
     c({ id: 'causal', name: `H8 S${S.long} D64 causal`, headsQ: 8, seq: S.long, headDim: 64, causal: true }),
     c({ id: 'dense-xl', name: `H8 S${S.xl} D64`, headsQ: 8, seq: S.xl, headDim: 64, js: false }),
     c({ id: 'window', name: `H8 S${S.xl} D64 causal window [256,0]`, headsQ: 8, seq: S.xl, headDim: 64,
@@ -381,8 +385,15 @@ async function runCase(cs) {
     result.notes.push(`JS peers skipped: ${jsError}`);
   }
 
+  if (cs.isolated) {
+    for (const name of ['attnkit', 'onnxruntime']) {
+      const base = peers.find((p) => p.name === name && !p.failed);
+      if (base) peers.push({ ...base, name: `${name} lone calls`, label: `${base.label}, lone calls after idle`, group: 'isolated' });
+    }
+  }
+
   // timing: each group interleaved
-  for (const group of ['native', 'js']) {
+  for (const group of ['native', 'isolated', 'js']) {
     const timed = peers.filter((p) => p.group === group && !p.failed);
     if (!timed.length) continue;
     const names = timed.map((p) => p.name).join(', ');
@@ -461,7 +472,9 @@ function acceptance(results, overhead) {
   };
   for (const id of ['nc-d64', 'nc-d128']) {
     const n = byId[id]?.name ?? id;
-    add(`attnkit vs onnxruntime speed, ${n}`, ms(id, 'onnxruntime') / ms(id), '>=', 1.15, 'ORT time / attnkit time');
+    add(`attnkit vs onnxruntime speed, ${n}`, ms(id, 'onnxruntime') / ms(id), '>=', 1.15, 'ORT time / attnkit time, back to back');
+    add(`attnkit vs onnxruntime speed, ${n}, lone calls`, ms(id, 'onnxruntime lone calls') / ms(id, 'attnkit lone calls'), '>=', 1.15,
+      'each call after 150 ms idle');
   }
   for (const id of ['nc-d64', 'nc-d128']) {
     const n = byId[id]?.name ?? id;

@@ -42,13 +42,14 @@ const now = () => performance.now();
  * Stops after a round once every peer has >= minReps samples and >= minTimeMs of samples, or after
  * maxReps rounds, or once maxTimeMs of wall time went by (but never before 3 rounds, or minReps when
  * that is smaller).
- * block: timed runs per peer per round, after one untimed run; settleMs: idle time before each
- * block (not counted), so one peer's lingering threads do not slow the next.
+ * block: timed runs per peer per round, after one untimed run (unless warmBlock is false: then
+ * every timed run starts from idle, like a lone call); settleMs: idle time before each block
+ * (not counted), so one peer's lingering threads do not slow the next.
  * onRound(round) is called before each round (progress reporting).
  * Returns { [name]: samples (ms) }.
  */
 async function timeInterleaved(peers, opts = {}) {
-  const { warmup = 1, minReps = 5, maxReps = 50, minTimeMs = 1000, maxTimeMs = 15000, block = 3, settleMs = 150, onRound } = opts;
+  const { warmup = 1, minReps = 5, maxReps = 50, minTimeMs = 1000, maxTimeMs = 15000, block = 3, warmBlock = true, settleMs = 150, onRound } = opts;
   const samples = Object.fromEntries(peers.map((p) => [p.name, []]));
   const settle = () => (settleMs > 0 ? new Promise((r) => setTimeout(r, settleMs)) : null);
   for (let w = 0; w < warmup; w++) {
@@ -64,7 +65,7 @@ async function timeInterleaved(peers, opts = {}) {
       // keep spinning for a while after a run, which helps its own next run but would eat the
       // cores of whichever peer ran next; the gap lets them park before another peer starts.
       await settle();
-      await p.run(); // untimed: the first run after the gap wakes threads and refills caches
+      if (warmBlock) await p.run(); // untimed: the first run after the gap wakes threads and refills caches
       for (let b = 0; b < block; b++) {
         const t0 = now();
         await p.run();

@@ -56,13 +56,13 @@ void fused_attention_cpu(const AttentionParams& p) {
 
   // Work items, heaviest first (causal / windowed rows see different numbers of keys), so the
   // dynamic hand-out in the pool ends with small items and threads finish together.
-  // Blocks per work item: up to kQueryBlocksPerItem, fewer when that would leave under 4 items
+  // Blocks per work item: up to kQueryBlocksPerItem, fewer when that would leave under 8 items
   // per pool thread (load balance beats K/V reuse there).
   int64_t total_blocks = 0;
   for (const AttentionSegment& g : segments) total_blocks += (g.q_len + kQueryBlock - 1) / kQueryBlock * p.heads_q;
   const int64_t threads = ThreadPool::global().threads();
   int64_t per_item = kQueryBlocksPerItem;
-  while (per_item > 1 && total_blocks / per_item < 4 * threads) per_item /= 2;
+  while (per_item > 1 && total_blocks / per_item < 8 * threads) per_item /= 2;
   const int64_t item_rows = per_item * kQueryBlock;
 
   // Head-major within a segment: consecutive items read the same K/V head, which then stays in
