@@ -82,28 +82,30 @@ TensorView tensor_arg(const char* name, const CallerBuffer& buf, const double* d
   return make_view(name, buf, t);
 }
 
-FloatArray float_array_arg(Napi::Env env, const Napi::Value& v, const char* name) {
-  FloatArray a;
+namespace {
+
+// An optional whole typed array of one element type (null/undefined: absent).
+template <class Array, class Element>
+Array typed_array_arg(Napi::Env env, const Napi::Value& v, const char* name, napi_typedarray_type want, const char* type_name) {
+  Array a;
   if (v.IsNull() || v.IsUndefined()) return a;
   const RawTyped r = raw_typed(env, v, name);
-  if (r.type != napi_float32_array) throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be a Float32Array");
+  if (r.type != want) throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be " + type_name);
   if (r.detached) throw_attn_error(env, ErrorCode::Argument, std::string(name) + "'s ArrayBuffer is detached");
-  a.data = static_cast<const float*>(r.data);
+  a.data = static_cast<const Element*>(r.data);
   a.length = r.length;
   a.present = true;
   return a;
 }
 
+}  // namespace
+
+FloatArray float_array_arg(Napi::Env env, const Napi::Value& v, const char* name) {
+  return typed_array_arg<FloatArray, float>(env, v, name, napi_float32_array, "a Float32Array");
+}
+
 Int32Array int32_array_arg(Napi::Env env, const Napi::Value& v, const char* name) {
-  Int32Array a;
-  if (v.IsNull() || v.IsUndefined()) return a;
-  const RawTyped r = raw_typed(env, v, name);
-  if (r.type != napi_int32_array) throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be an Int32Array");
-  if (r.detached) throw_attn_error(env, ErrorCode::Argument, std::string(name) + "'s ArrayBuffer is detached");
-  a.data = static_cast<const int32_t*>(r.data);
-  a.length = r.length;
-  a.present = true;
-  return a;
+  return typed_array_arg<Int32Array, int32_t>(env, v, name, napi_int32_array, "an Int32Array");
 }
 
 const double* descriptor_arg(Napi::Env env, const Napi::Value& v, size_t length) {
