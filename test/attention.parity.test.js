@@ -8,7 +8,7 @@ const { Tensor, attention, attentionSync } = require('..');
 const { attentionReference, attentionNaiveJs, attentionTunedJs } = require('../dist/reference');
 const { native } = require('../dist/native/binding');
 const R = require('./helpers/random');
-const { TOL, tolFor, relErr, lseErr, worst } = require('./helpers/compare');
+const { TOL, tolFor, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
 
 R.announceSeed('attention.parity');
 
@@ -105,18 +105,7 @@ function buildInputs(r, c) {
   };
 }
 
-// ATTNKIT_REPORT=1 prints the largest error/tolerance ratio seen (how much margin there is).
-const margin = { ratio: 0, what: '' };
-afterAll(() => {
-  if (process.env.ATTNKIT_REPORT) process.stdout.write(`\n[attnkit] worst error/tolerance ratio ${margin.ratio.toFixed(3)} (${margin.what})\n`);
-});
-
-function check(what, err, tol, detail) {
-  if (err / tol > margin.ratio && err <= tol) { margin.ratio = err / tol; margin.what = `${expect.getState().currentTestName}: ${what}`; }
-  if (!(err <= tol)) {
-    throw new Error(`${what}: error ${err} exceeds tolerance ${tol}${detail ? `\n  ${detail()}` : ''}\n  replay: ATTNKIT_SEED=${R.BASE_SEED}`);
-  }
-}
+const check = toleranceChecker(R.BASE_SEED);
 
 /** Runs one case through attentionSync and attention, each into a fresh poisoned out. */
 async function runCase(c, modes = ['sync', 'async']) {

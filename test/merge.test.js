@@ -6,22 +6,11 @@
 const { Tensor, attentionSync, mergeAttentionStates } = require('..');
 const { attentionReference, mergeReference } = require('../dist/reference');
 const R = require('./helpers/random');
-const { TOL, tolFor, relErr, lseErr, worst } = require('./helpers/compare');
+const { TOL, tolFor, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
 
 R.announceSeed('merge');
 
-// ATTNKIT_REPORT=1 prints the largest error/tolerance ratio seen (how much margin there is).
-const margin = { ratio: 0, what: '' };
-afterAll(() => {
-  if (process.env.ATTNKIT_REPORT) process.stdout.write(`\n[attnkit] worst error/tolerance ratio ${margin.ratio.toFixed(3)} (${margin.what})\n`);
-});
-
-function check(what, err, tol, detail) {
-  if (err / tol > margin.ratio && err <= tol) { margin.ratio = err / tol; margin.what = `${expect.getState().currentTestName}: ${what}`; }
-  if (!(err <= tol)) {
-    throw new Error(`${what}: error ${err} exceeds tolerance ${tol}${detail ? `\n  ${detail()}` : ''}\n  replay: ATTNKIT_SEED=${R.BASE_SEED}`);
-  }
-}
+const check = toleranceChecker(R.BASE_SEED);
 
 // ---------------------------------------------------------------------------------------------
 // mergeAttentionStates vs mergeReference

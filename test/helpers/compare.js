@@ -77,4 +77,21 @@ function worst(actual, ref) {
   return `worst at flat index ${at}: got ${a[at]}, want ${ref[at]} (${nan} NaN of ${a.length})`;
 }
 
-module.exports = { TOL, tolFor, relErr, lseErr, worst };
+/**
+ * check(what, err, tol, detail?) for a test file: throws (with the seed to replay) when err > tol.
+ * Registers an afterAll that, with ATTNKIT_REPORT=1, prints the largest err/tol seen (the margin).
+ */
+function toleranceChecker(seed) {
+  const margin = { ratio: 0, what: '' };
+  afterAll(() => {
+    if (process.env.ATTNKIT_REPORT) process.stdout.write(`\n[attnkit] worst error/tolerance ratio ${margin.ratio.toFixed(3)} (${margin.what})\n`);
+  });
+  return function check(what, err, tol, detail) {
+    if (err / tol > margin.ratio && err <= tol) { margin.ratio = err / tol; margin.what = `${expect.getState().currentTestName}: ${what}`; }
+    if (!(err <= tol)) {
+      throw new Error(`${what}: error ${err} exceeds tolerance ${tol}${detail ? `\n  ${detail()}` : ''}\n  replay: ATTNKIT_SEED=${seed}`);
+    }
+  };
+}
+
+module.exports = { toleranceChecker, TOL, tolFor, relErr, lseErr, worst };
