@@ -1,7 +1,7 @@
 import { AttnError } from './errors';
 import {
   DType, TypedArray, arrayTypeOf, defaultDTypeOf, isDType,
-  float16BitsToNumber, bfloat16BitsToNumber, numberToFloat16Bits, numberToBFloat16Bits,
+  float16BitsToNumber, bfloat16BitsToNumber,
 } from './dtype';
 
 export interface TensorFromOptions { dtype?: DType; strides?: number[]; offset?: number }
@@ -255,14 +255,9 @@ export function forEachOffset(t: Tensor, fn: (offset: number) => void): void {
   }
 }
 
-/** Element reader / writer as JS numbers for any dtype. */
+/** Element reader as JS numbers for any dtype. */
 export function elementReader(dtype: DType): (a: TypedArray, i: number) => number {
   if (dtype === 'float16') return (a, i) => float16BitsToNumber(a[i]);
   if (dtype === 'bfloat16') return (a, i) => bfloat16BitsToNumber(a[i]);
   return (a, i) => a[i];
-}
-export function elementWriter(dtype: DType): (a: TypedArray, i: number, v: number) => void {
-  if (dtype === 'float16') return (a, i, v) => { a[i] = numberToFloat16Bits(v); };
-  if (dtype === 'bfloat16') return (a, i, v) => { a[i] = numberToBFloat16Bits(v); };
-  return (a, i, v) => { a[i] = v; };
 }

@@ -39,13 +39,6 @@ struct TensorView {
   int rank = 0;
   int64_t shape[kMaxRank] = {0};
   int64_t strides[kMaxRank] = {0};
-
-  int64_t numel() const {
-    int64_t n = 1;
-    for (int i = 0; i < rank; ++i) n *= shape[i];
-    return n;
-  }
-  bool present() const { return data != nullptr || rank > 0; }
 };
 
 // A 4-d view broadcast to [B, H, Sq, Sk] (bias and mask): broadcast dims carry stride 0.
