@@ -21,39 +21,30 @@ function binadeExponent(a, minExp) { // largest e >= minExp with 2^e <= a (a > 0
   return e;
 }
 
-/** Exact float16 bits of the float32 value x, round to nearest even. */
-function refFloat16Bits(x) {
-  if (Number.isNaN(x)) return null; // any NaN
-  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
-  const a = Math.abs(x);
-  if (a === Infinity) return sign | 0x7c00;
-  if (a === 0) return sign;
-  const e = binadeExponent(a, -14);
-  const ulp = 2 ** (e - 10);
-  const r = roundHalfEven(a / ulp); // in [0, 2048]
-  let bits;
-  if (r < 1024) bits = r; // subnormal (only possible when e = -14)
-  else bits = ((e + 15) << 10) + (r - 1024); // r = 2048 carries into the exponent
-  if (bits >= 0x7c00) bits = 0x7c00; // overflow to infinity
-  return sign | bits;
-}
-
-/** Exact bfloat16 bits of the float32 value x, round to nearest even. */
-function refBFloat16Bits(x) {
+/**
+ * Exact bits of the float32 value x in a 16-bit format with `mant` mantissa bits, smallest normal
+ * exponent `minExp` and infinity `inf`, rounding to nearest even; null for NaN (any NaN will do).
+ */
+function refHalfBits(x, mant, minExp, inf) {
   if (Number.isNaN(x)) return null;
   const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
   const a = Math.abs(x);
-  if (a === Infinity) return sign | 0x7f80;
+  if (a === Infinity) return sign | inf;
   if (a === 0) return sign;
-  const e = binadeExponent(a, -126);
-  const ulp = 2 ** (e - 7);
-  const r = roundHalfEven(a / ulp); // in [0, 256]
+  const e = binadeExponent(a, minExp);
+  const one = 2 ** mant;
+  const r = roundHalfEven(a / 2 ** (e - mant)); // in [0, 2 * one]
   let bits;
-  if (r < 128) bits = r;
-  else bits = ((e + 127) << 7) + (r - 128);
-  if (bits >= 0x7f80) bits = 0x7f80;
+  if (r < one) bits = r; // subnormal (only possible when e = minExp)
+  else bits = ((e + 1 - minExp) * one) + (r - one); // r = 2 * one carries into the exponent
+  if (bits >= inf) bits = inf; // overflow to infinity
   return sign | bits;
 }
+
+/** Exact float16 bits of the float32 value x, round to nearest even. */
+const refFloat16Bits = (x) => refHalfBits(x, 10, -14, 0x7c00);
+/** Exact bfloat16 bits of the float32 value x, round to nearest even. */
+const refBFloat16Bits = (x) => refHalfBits(x, 7, -126, 0x7f80);
 
 function refFloat16Value(h) {
   const s = h & 0x8000 ? -1 : 1;

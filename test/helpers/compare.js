@@ -20,26 +20,33 @@ function asArray(x) {
   return x;
 }
 
+// max|a - ref| and max|ref| (the latter at least `floor`) over the entries. null when anything is
+// NaN, the lengths differ, or a non-finite entry does not match exactly (-Infinity = -Infinity).
+function maxErrors(actual, ref, floor) {
+  const a = asArray(actual);
+  if (a.length !== ref.length) return null;
+  let num = 0, den = floor;
+  for (let i = 0; i < ref.length; i++) {
+    const x = a[i], r = ref[i];
+    if (Number.isNaN(x) || Number.isNaN(r)) return null;
+    if (!Number.isFinite(x) || !Number.isFinite(r)) {
+      if (x === r) continue;
+      return null;
+    }
+    num = Math.max(num, Math.abs(x - r));
+    den = Math.max(den, Math.abs(r));
+  }
+  return { num, den };
+}
+
 /**
  * max|out - ref| / max|ref| over all elements. NaN (or a length mismatch) anywhere is a failure:
  * Infinity. If ref is all zeros the absolute error max|out| is returned (0 when out is zeros too).
  */
 function relErr(actual, ref) {
-  const a = asArray(actual);
-  if (a.length !== ref.length) return Infinity;
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    const x = a[i], r = ref[i];
-    if (Number.isNaN(x) || Number.isNaN(r)) return Infinity;
-    if (!Number.isFinite(x) || !Number.isFinite(r)) {
-      if (x === r) continue;
-      return Infinity;
-    }
-    const e = Math.abs(x - r);
-    if (e > num) num = e;
-    if (Math.abs(r) > den) den = Math.abs(r);
-  }
-  return den === 0 ? num : num / den;
+  const m = maxErrors(actual, ref, 0);
+  if (!m) return Infinity;
+  return m.den === 0 ? m.num : m.num / m.den;
 }
 
 /**
@@ -48,20 +55,8 @@ function relErr(actual, ref) {
  * once its values are of order 1).
  */
 function lseErr(actual, ref) {
-  const a = asArray(actual);
-  if (a.length !== ref.length) return Infinity;
-  let num = 0, den = 1;
-  for (let i = 0; i < ref.length; i++) {
-    const x = a[i], r = ref[i];
-    if (Number.isNaN(x) || Number.isNaN(r)) return Infinity;
-    if (!Number.isFinite(x) || !Number.isFinite(r)) {
-      if (x === r) continue;
-      return Infinity;
-    }
-    num = Math.max(num, Math.abs(x - r));
-    den = Math.max(den, Math.abs(r));
-  }
-  return num / den;
+  const m = maxErrors(actual, ref, 1);
+  return m ? m.num / m.den : Infinity;
 }
 
 /** Where the worst element is, for failure messages. */
