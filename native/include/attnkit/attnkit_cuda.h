@@ -1,0 +1,137 @@
+/* The C ABI between the CPU addon (attnkit.node) and the CUDA library (libattnkit_cuda.so).
+ *
+ * The addon dlopens the library lazily and asks it for one table of entry points through
+ * attnkit_cuda_get_api(ATTNKIT_CUDA_ABI_VERSION). A library built for another ABI version answers
+ * NULL, so an old addon never calls into a new library (or the reverse) with the wrong layouts.
+ *
+ * Plain C on purpose: no C++ types, no exceptions and no CUDA types cross this boundary, so the
+ * addon compiles without the CUDA toolkit and the library carries its CUDA runtime statically.
+ *
+ * Every entry point returns an attnkit_cuda_status and, on failure, writes a NUL-terminated
+ * message into err[0..err_len). The caller (native/core) has already validated every argument
+ * against the sizes of the device allocations; the library re-checks only what it alone can see
+ * (device capabilities, kernel images, memory).
+ */
+#ifndef ATTNKIT_CUDA_H_
+#define ATTNKIT_CUDA_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ATTNKIT_CUDA_ABI_VERSION 1
+#define ATTNKIT_CUDA_MAX_RANK 6
+
+typedef enum attnkit_cuda_status {
+  ATTNKIT_CUDA_OK = 0,
+  ATTNKIT_CUDA_OOM = 1,          /* device allocation failed: ERR_ATTN_OOM */
+  ATTNKIT_CUDA_UNAVAILABLE = 2,  /* no driver, no device, or no kernel image: ERR_ATTN_CUDA_UNAVAILABLE */
+  ATTNKIT_CUDA_ARGUMENT = 3,     /* an argument the library cannot serve: ERR_ATTN_ARGUMENT */
+  ATTNKIT_CUDA_INTERNAL = 4      /* any other CUDA error (the message carries cudaGetErrorString) */
+} attnkit_cuda_status;
+
+/* Same numbering as the addon's DType. */
+typedef enum attnkit_cuda_dtype {
+  ATTNKIT_CUDA_FLOAT32 = 0,
+  ATTNKIT_CUDA_FLOAT16 = 1,
+  ATTNKIT_CUDA_BFLOAT16 = 2,
+  ATTNKIT_CUDA_INT32 = 3,
+  ATTNKIT_CUDA_UINT8 = 4
+} attnkit_cuda_dtype;
+
+/* A strided view of device memory. `data` points at logical element [0, ...] (offset applied);
+ * strides are in elements. */
+typedef struct attnkit_cuda_tensor {
+  void* data;
+  int32_t dtype;
+  int32_t rank;
+  int64_t shape[ATTNKIT_CUDA_MAX_RANK];
+  int64_t strides[ATTNKIT_CUDA_MAX_RANK];
+} attnkit_cuda_tensor;
+
+typedef struct attnkit_cuda_device_info {
+  char name[256];
+  int32_t cc_major, cc_minor;
+  int32_t multiprocessors;
+  uint64_t memory_bytes;
+  int32_t has_kernel_image; /* 0: this library holds no code this GPU can run */
+} attnkit_cuda_device_info;
+
+/* Fused attention, the same contract as the CPU kernel (see API.md). Logical layouts:
+ * q [B, Hq, Sq, D], k [B, Hkv, Sk, D], v [B, Hkv, Sk, Dv], out [B, Hq, Sq, Dv]. */
+typedef struct attnkit_cuda_attention_args {
+  int32_t device;
+  attnkit_cuda_tensor q, k, v, out;
+  int64_t batch, heads_q, heads_kv, seq_q, seq_k, head_dim, head_dim_v;
+
+  float scale;
+  int32_t causal;
+  int64_t window_left, window_right; /* -1: unbounded */
+  int64_t sinks;
+  float softcap; /* 0: off */
+
+  /* Small per-head tables live in host memory; the library copies them to the device. */
+  const float* alibi_slopes; /* [Hq] or NULL */
+  const float* sink_logits;  /* [Hq] or NULL */
+
+  /* Broadcast score tensors in device memory: [B, Hq, Sq, Sk] with stride 0 on broadcast dims. */
+  const void* bias; /* NULL: none */
+  int32_t bias_dtype;
+  int64_t bias_strides[4];
+  const uint8_t* mask; /* NULL: none; 0 = masked out */
+  int64_t mask_strides[4];
+
+  /* Packed variable-length batch (batch == 1), host memory, num_segments + 1 entries each. */
+  const int32_t* cu_seqlens_q;
+  const int32_t* cu_seqlens_k;
+  int64_t num_segments;
+
+  float* lse; /* device, contiguous [B, Hq, Sq] float32, or NULL */
+} attnkit_cuda_attention_args;
+
+/* mergeAttentionStates over `parts` partial results, all on one device. outs[p]: [B, H, S, Dv]
+ * any strides; lses[p]: contiguous [B, H, S] float32; out/lse likewise. */
+typedef struct attnkit_cuda_merge_args {
+  int32_t device;
+  int32_t parts;
+  const attnkit_cuda_tensor* outs;
+  const float* const* lses;
+  attnkit_cuda_tensor out;
+  float* lse;
+} attnkit_cuda_merge_args;
+
+typedef struct attnkit_cuda_api {
+  uint32_t abi_version;
+  uint32_t struct_size;
+  const char* build_info; /* e.g. "attnkit_cuda 0.1.0, CUDA 13.0, sm_80 sm_86 sm_89 sm_90a +PTX" */
+
+  attnkit_cuda_status (*device_count)(int32_t* count, char* err, size_t err_len);
+  attnkit_cuda_status (*device_info)(int32_t device, attnkit_cuda_device_info* info, char* err, size_t err_len);
+
+  attnkit_cuda_status (*malloc)(int32_t device, size_t bytes, void** ptr, char* err, size_t err_len);
+  /* Frees after the device's work queue drains; never fails loudly (called from finalizers). */
+  void (*free)(int32_t device, void* ptr);
+  attnkit_cuda_status (*memset_zero)(int32_t device, void* ptr, size_t bytes, char* err, size_t err_len);
+  /* Blocking copies: host<->device and device<->device. */
+  attnkit_cuda_status (*copy_to_device)(int32_t device, void* dst, const void* src, size_t bytes, char* err, size_t err_len);
+  attnkit_cuda_status (*copy_to_host)(int32_t device, void* dst, const void* src, size_t bytes, char* err, size_t err_len);
+  attnkit_cuda_status (*copy_on_device)(int32_t device, void* dst, const void* src, size_t bytes, char* err, size_t err_len);
+
+  /* Enqueue on the library's stream for args->device and wait for it to finish. Called from a
+   * worker thread for async ops, so the JS thread never waits on the GPU. */
+  attnkit_cuda_status (*attention)(const attnkit_cuda_attention_args* args, char* err, size_t err_len);
+  attnkit_cuda_status (*merge_states)(const attnkit_cuda_merge_args* args, char* err, size_t err_len);
+} attnkit_cuda_api;
+
+/* Returns the table for `abi_version`, or NULL if this library speaks another version. */
+typedef const attnkit_cuda_api* (*attnkit_cuda_get_api_fn)(uint32_t abi_version);
+#define ATTNKIT_CUDA_GET_API_SYMBOL "attnkit_cuda_get_api"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTNKIT_CUDA_H_ */
