@@ -1,12 +1,414 @@
-// Placeholder until the sm90 kernel lands: supports nothing, so the dispatcher falls through.
+// Fused attention forward for Hopper (sm_90a), in the FlashAttention-3 style:
+//
+//   * one CTA = 3 warpgroups: warpgroup 0 is the producer (one thread issues every TMA load and
+//     then idles on 24 registers), warpgroups 1 and 2 are consumers with 240 registers each, each
+//     owning 64 of the CTA's 128 query rows;
+//   * Q, K and V tiles arrive by TMA in the 128-byte swizzle that wgmma reads directly; K/V tiles
+//     cycle through kStages shared-memory stages guarded by "full" (TMA done) and "empty"
+//     (consumers done) mbarriers, so loads run ahead of the math;
+//   * S = Q K^T is one chain of wgmma (A and B from shared memory); the online softmax runs on
+//     the accumulator registers; P is converted to 16-bit in registers and is the A operand of
+//     O += P V (wgmma with A from registers, V MN-major from shared memory): no smem round trip;
+//   * key tiles come from visible_keys() (the same tile classification as the CPU): tiles outside
+//     causal / window / sinks are never loaded; a tile that tile_fully_visible() accepts skips
+//     all per-element masking.
+//
+// Supports float16 / bfloat16 q, k, v with head dim 64 or 128 (Dv == D), unit d-stride and
+// 16-byte-aligned rows (TMA's rules); any out dtype with unit d-stride. Everything else falls
+// back to the sm_80 or the generic kernel (see fused_attention_sm90_supports).
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <cstring>
+#include <mutex>
+
 #include "fused_attention.h"
+#include "sm90/hopper_primitives.cuh"
+#include "sm90/wgmma_ops.cuh"
 
 namespace attnkit {
 namespace cuda {
+namespace {
 
-bool fused_attention_sm90_supports(const FusedAttentionProblem&, const DeviceTraits&) { return false; }
-cudaError_t launch_fused_attention_sm90(const FusedAttentionProblem&, const DeviceTraits&, cudaStream_t) {
-  return cudaErrorNotSupported;
+using namespace sm90;
+
+template <int HeadDim>
+struct Sm90Tile {
+  static constexpr int kBlockM = 128;                 // query rows per CTA: 2 consumer warpgroups x 64
+  static constexpr int kBlockN = 128;                 // keys per tile
+  static constexpr int kStages = HeadDim <= 64 ? 3 : 2;
+  static constexpr int kColumnBlocks = HeadDim / 64;  // 64-column (128-byte) swizzle blocks per row
+  static constexpr int kQBytes = kBlockM * HeadDim * 2;
+  static constexpr int kKVBytes = kBlockN * HeadDim * 2;  // one K or one V tile
+  static constexpr int kThreads = 384;
+  static constexpr int kConsumerThreads = 256;
+  static constexpr int kBarrierBytes = 8 * (1 + 3 * kStages);
+  static constexpr int kSmemBytes = 1024 /* alignment slack */ + kQBytes + 2 * kStages * kKVBytes + kBarrierBytes;
+};
+
+struct Sm90TensorMaps {
+  CUtensorMap q, k, v;
+};
+
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+template <bool BF16>
+__device__ __forceinline__ uint32_t pack_16bit_pair(float lo, float hi) {
+  uint32_t r;
+  if (BF16)
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+// Stores two adjacent output elements (columns d, d+1 of one row) in out's dtype.
+__device__ __forceinline__ void store_output_pair(const FusedAttentionProblem& p, char* row, int d, float a, float b) {
+  if (p.out_dtype == kF32) {
+    *reinterpret_cast<float2*>(reinterpret_cast<float*>(row) + d) = make_float2(a, b);
+  } else {
+    *reinterpret_cast<uint32_t*>(reinterpret_cast<uint16_t*>(row) + d) =
+        p.out_dtype == kBF16 ? pack_16bit_pair<true>(a, b) : pack_16bit_pair<false>(a, b);
+  }
+}
+
+// The key tiles a CTA visits: first the sink prefix, then the main range (disjoint, see
+// visible_keys). Producer and consumers derive the same list from the same call.
+struct KeyTiles {
+  KeyRange range;
+  int sink_tiles, total;
+};
+
+template <int BlockN>
+__device__ __forceinline__ KeyTiles key_tiles(const FusedAttentionProblem& p, const Segment& seg, int i0, int i1) {
+  KeyTiles t;
+  t.range = visible_keys(p, seg, i0, i1);
+  t.sink_tiles = (t.range.sink_end + BlockN - 1) / BlockN;
+  t.total = t.sink_tiles + (t.range.main_end - t.range.main_begin + BlockN - 1) / BlockN;
+  return t;
+}
+
+// Key range [j0, j_end) of tile t: sink tiles stop at sink_end so no key is visited twice.
+template <int BlockN>
+__device__ __forceinline__ void tile_keys(const KeyTiles& t, int index, int* j0, int* j_end) {
+  if (index < t.sink_tiles) {
+    *j0 = index * BlockN;
+    *j_end = min(*j0 + BlockN, t.range.sink_end);
+  } else {
+    *j0 = t.range.main_begin + (index - t.sink_tiles) * BlockN;
+    *j_end = min(*j0 + BlockN, t.range.main_end);
+  }
+}
+
+// kScoreMods: softcap, bias, ALiBi or a mask tensor present: every score goes through
+// modified_score(). Otherwise only tiles that are not fully visible get a per-element test.
+template <int HeadDim, bool BF16, bool kScoreMods>
+__global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
+    fused_attention_sm90_kernel(const __grid_constant__ Sm90TensorMaps maps, const FusedAttentionProblem p,
+                                int query_blocks) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using T = Sm90Tile<HeadDim>;
+  constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kStages = T::kStages;
+
+  extern __shared__ uint8_t smem_raw[];
+  // TMA's 128-byte swizzle and the wgmma descriptors assume 1024-byte aligned tiles.
+  uint8_t* smem = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint8_t* sQ = smem;
+  uint8_t* sK = sQ + T::kQBytes;
+  uint8_t* sV = sK + kStages * T::kKVBytes;
+  uint64_t* q_full = reinterpret_cast<uint64_t*>(sV + kStages * T::kKVBytes);
+  uint64_t* k_full = q_full + 1;
+  uint64_t* v_full = k_full + kStages;
+  uint64_t* kv_empty = v_full + kStages;
+
+  // Heavy (late) query blocks first when causal, so the tail of the grid is the light blocks.
+  const int m_block = p.causal ? query_blocks - 1 - blockIdx.x : blockIdx.x;
+  const Segment seg = segment_of(p, blockIdx.z);
+  const int i0 = m_block * kBlockM;
+  if (i0 >= seg.q_len) return;  // varlen: this segment is shorter (uniform for the CTA)
+  const int i1 = min(i0 + kBlockM, seg.q_len);
+  const int h = blockIdx.y;
+  const int h_kv = h / p.group;
+  const KeyTiles tiles = key_tiles<kBlockN>(p, seg, i0, i1);
+
+  if (threadIdx.x == 0) {
+    mbarrier_init(q_full, 1);
+    for (int s = 0; s < kStages; ++s) {
+      mbarrier_init(&k_full[s], 1);
+      mbarrier_init(&v_full[s], 1);
+      mbarrier_init(&kv_empty[s], T::kConsumerThreads);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    // ---------------- producer ----------------
+    warpgroup_registers_release<24>();
+    if (threadIdx.x == 0) {
+      prefetch_tensor_map(&maps.q);
+      prefetch_tensor_map(&maps.k);
+      prefetch_tensor_map(&maps.v);
+      mbarrier_arrive_expect_tx(q_full, T::kQBytes);
+      for (int c = 0; c < T::kColumnBlocks; ++c)
+        tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, seg.q_start + i0, h, seg.batch);
+      for (int t = 0; t < tiles.total; ++t) {
+        const int stage = t % kStages;
+        if (t >= kStages) mbarrier_wait(&kv_empty[stage], ((t / kStages) - 1) & 1);
+        int j0, j_end;
+        tile_keys<kBlockN>(tiles, t, &j0, &j_end);
+        uint8_t* k_dst = sK + stage * T::kKVBytes;
+        uint8_t* v_dst = sV + stage * T::kKVBytes;
+        mbarrier_arrive_expect_tx(&k_full[stage], T::kKVBytes);
+        for (int c = 0; c < T::kColumnBlocks; ++c)
+          tma_load_4d(k_dst + c * kBlockN * 128, &maps.k, &k_full[stage], c * 64, seg.k_start + j0, h_kv, seg.batch);
+        mbarrier_arrive_expect_tx(&v_full[stage], T::kKVBytes);
+        for (int c = 0; c < T::kColumnBlocks; ++c)
+          tma_load_4d(v_dst + c * kBlockN * 128, &maps.v, &v_full[stage], c * 64, seg.k_start + j0, h_kv, seg.batch);
+      }
+    }
+    return;
+  }
+
+  // ---------------- consumers ----------------
+  warpgroup_registers_claim<240>();
+  const int consumer = warpgroup - 1;  // rows [consumer * 64, +64) of the CTA
+  const int tid = threadIdx.x % 128;
+  const int warp = tid / 32, lane = tid % 32;
+  // This thread's two rows (CTA-local) in the wgmma accumulator layout, and its first column.
+  const int row_a = consumer * 64 + warp * 16 + lane / 4;
+  const int rows[2] = {row_a, row_a + 8};
+  const int col_in_block = 2 * (lane % 4);
+
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float neg_inf = -__int_as_float(0x7f800000);
+  const float score_to_log2 = kScoreMods ? kLog2e : p.scale * kLog2e;
+
+  float o[HeadDim / 2];
+#pragma unroll
+  for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.0f;
+  float row_max[2] = {neg_inf, neg_inf};  // log2 units
+  float row_sum[2] = {0.0f, 0.0f};        // this thread's partial sums
+
+  const uint32_t q_addr = smem_address(sQ) + consumer * 64 * 128;
+  mbarrier_wait(q_full, 0);
+
+  for (int t = 0; t < tiles.total; ++t) {
+    const int stage = t % kStages;
+    const uint32_t phase = (t / kStages) & 1;
+    int j0, j_end;
+    tile_keys<kBlockN>(tiles, t, &j0, &j_end);
+
+    // S = Q K^T (64 x kBlockN per consumer)
+    float s[kBlockN / 2];
+    const uint32_t k_addr = smem_address(sK + stage * T::kKVBytes);
+    mbarrier_wait(&k_full[stage], phase);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < HeadDim / 16; ++kk) {
+      const uint32_t column = (kk % 4) * 32;  // 16 columns = 32 bytes into the swizzled row
+      const uint64_t dq = smem_descriptor_sw128(q_addr + (kk / 4) * kBlockM * 128 + column, 16);
+      const uint64_t dk = smem_descriptor_sw128(k_addr + (kk / 4) * kBlockN * 128 + column, 16);
+      Wgmma<kBlockN, BF16>::ss(s, dq, dk, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(s);
+
+    // Score modifiers and masks, into log2 units relative to score_to_log2.
+    const bool full_tile = j_end - j0 == kBlockN && tile_fully_visible(p, seg, i0, i1, j0, j_end);
+    if (kScoreMods) {
+#pragma unroll
+      for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = i0 + rows[e / 2];
+          const int j = j0 + nb * 8 + col_in_block + (e % 2);
+          float& x = s[nb * 4 + e];
+          // rows past the segment read no bias / mask memory
+          x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale) : neg_inf;
+        }
+    } else if (!full_tile) {
+#pragma unroll
+      for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int i = i0 + rows[e / 2];
+          const int j = j0 + nb * 8 + col_in_block + (e % 2);
+          if (j >= j_end || !key_visible(p, seg, i, j)) s[nb * 4 + e] = neg_inf;
+        }
+    }
+
+    // Online softmax on two rows; the 4 threads of a quad share a row.
+    float correction[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = neg_inf;
+#pragma unroll
+      for (int nb = 0; nb < kBlockN / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb * 4 + 2 * r], s[nb * 4 + 2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+      const float m_new = fmaxf(row_max[r], mx * score_to_log2);
+      // A row that has seen nothing keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+      const float m_use = m_new == neg_inf ? 0.0f : m_new;
+      correction[r] = fast_exp2(row_max[r] - m_use);
+      row_max[r] = m_new;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          float& x = s[nb * 4 + 2 * r + e];
+          x = fast_exp2(fmaf(x, score_to_log2, -m_use));
+          sum += x;
+        }
+      row_sum[r] = row_sum[r] * correction[r] + sum;
+    }
+#pragma unroll
+    for (int nb = 0; nb < HeadDim / 8; ++nb) {
+      o[nb * 4 + 0] *= correction[0];
+      o[nb * 4 + 1] *= correction[0];
+      o[nb * 4 + 2] *= correction[1];
+      o[nb * 4 + 3] *= correction[1];
+    }
+
+    // P in the register-A layout of m64k16: the accumulator of columns [16kk, 16kk+16).
+    uint32_t pa[kBlockN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) pa[kk][r] = pack_16bit_pair<BF16>(s[kk * 8 + 2 * r], s[kk * 8 + 2 * r + 1]);
+
+    // O += P V
+    const uint32_t v_addr = smem_address(sV + stage * T::kKVBytes);
+    mbarrier_wait(&v_full[stage], phase);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      const uint64_t dv = smem_descriptor_sw128(v_addr + kk * 16 * 128, kBlockN * 128);
+      Wgmma<HeadDim, BF16>::rs(o, pa[kk], dv, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(o);
+    mbarrier_arrive(&kv_empty[stage]);
+  }
+
+  // Epilogue: full row sums, sink logit, normalisation, lse, stores.
+  constexpr float kLn2 = 0.6931471805599453f;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float l = row_sum[r];
+    l += __shfl_xor_sync(0xffffffff, l, 1);
+    l += __shfl_xor_sync(0xffffffff, l, 2);
+    const int i = i0 + rows[r];
+    float factor, lse;
+    finish_row(p, h, row_max[r] == neg_inf ? neg_inf : row_max[r] * kLn2, l, &factor, &lse);
+    if (i < seg.q_len) {
+      const int64_t row = seg.q_start + i;
+      if (p.lse && lane % 4 == 0) p.lse[(int64_t(seg.batch) * p.heads_q + h) * p.seq_q + row] = lse;
+      char* out_row = static_cast<char*>(p.out) +
+                      (seg.batch * p.o_stride[0] + h * p.o_stride[1] + row * p.o_stride[2]) * (p.out_dtype == kF32 ? 4 : 2);
+#pragma unroll
+      for (int nb = 0; nb < HeadDim / 8; ++nb)
+        store_output_pair(p, out_row, nb * 8 + col_in_block, o[nb * 4 + 2 * r] * factor, o[nb * 4 + 2 * r + 1] * factor);
+    }
+  }
+#endif
+}
+
+// ---- host side ----
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* sym = nullptr;
+    cudaDriverEntryPointQueryResult found;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &sym, 12000, cudaEnableDefault, &found) ==
+            cudaSuccess &&
+        found == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(sym);
+  });
+  return fn;
+}
+
+// A 4-d map (d, s, h, b) over a q/k/v view, boxes of 64 columns x `rows` rows, 128-byte swizzle.
+bool encode_tensor_map(CUtensorMap* map, const void* base, const int64_t stride[4], int64_t b, int64_t h, int64_t s,
+                       int64_t d, int rows, bool bf16) {
+  auto encode = tensor_map_encoder();
+  if (!encode) return false;
+  const cuuint64_t dims[4] = {cuuint64_t(d), cuuint64_t(s), cuuint64_t(h), cuuint64_t(b)};
+  const cuuint64_t strides[3] = {cuuint64_t(stride[2] * 2), cuuint64_t(stride[1] * 2), cuuint64_t(stride[0] * 2)};
+  const cuuint32_t box[4] = {64, cuuint32_t(rows), 1, 1};
+  const cuuint32_t element_strides[4] = {1, 1, 1, 1};
+  return encode(map, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4, const_cast<void*>(base),
+                dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+// TMA's rules for a view: 16-byte aligned base, unit d-stride, other strides multiples of 16
+// bytes (and positive: broadcast views with stride 0 go to the other kernels).
+bool tma_compatible(const void* base, const int64_t stride[4]) {
+  if (reinterpret_cast<uintptr_t>(base) % 16 != 0 || stride[3] != 1) return false;
+  for (int i = 0; i < 3; ++i)
+    if (stride[i] <= 0 || (stride[i] * 2) % 16 != 0 || stride[i] * 2 >= (int64_t(1) << 40)) return false;
+  return true;
+}
+
+template <int HeadDim, bool BF16, bool kScoreMods>
+cudaError_t launch_sm90(const FusedAttentionProblem& p, const Sm90TensorMaps& maps, cudaStream_t stream) {
+  using T = Sm90Tile<HeadDim>;
+  auto kernel = fused_attention_sm90_kernel<HeadDim, BF16, kScoreMods>;
+  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  if (err != cudaSuccess) return err;
+  const int query_blocks = (p.seq_q + T::kBlockM - 1) / T::kBlockM;
+  const int segments = p.cu_seqlens_q ? p.num_segments : p.batch;
+  const dim3 grid(query_blocks, p.heads_q, segments);
+  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(maps, p, query_blocks);
+  return cudaGetLastError();
+}
+
+template <int HeadDim, bool BF16>
+cudaError_t launch_sm90_mods(const FusedAttentionProblem& p, const Sm90TensorMaps& maps, cudaStream_t stream) {
+  const bool mods = p.softcap > 0.0f || p.bias || p.alibi_slopes || p.mask;
+  return mods ? launch_sm90<HeadDim, BF16, true>(p, maps, stream) : launch_sm90<HeadDim, BF16, false>(p, maps, stream);
+}
+
+}  // namespace
+
+bool fused_attention_sm90_supports(const FusedAttentionProblem& p, const DeviceTraits& dev) {
+  if (dev.cc_major != 9 || dev.cc_minor != 0) return false;  // sm_90a code runs on sm_90 only
+  if (p.dtype != kF16 && p.dtype != kBF16) return false;
+  if (p.head_dim != p.head_dim_v || (p.head_dim != 64 && p.head_dim != 128)) return false;
+  if (!tma_compatible(p.q, p.q_stride) || !tma_compatible(p.k, p.k_stride) || !tma_compatible(p.v, p.v_stride))
+    return false;
+  // Output pairs are stored as one 4- or 8-byte word.
+  const int64_t pair_bytes = p.out_dtype == kF32 ? 8 : 4;
+  if (p.o_stride[3] != 1 || reinterpret_cast<uintptr_t>(p.out) % pair_bytes != 0) return false;
+  for (int i = 0; i < 3; ++i)
+    if (p.o_stride[i] % 2 != 0) return false;
+  if (p.seq_q >= (1 << 30) || p.seq_k >= (1 << 30)) return false;
+  return tensor_map_encoder() != nullptr;
+}
+
+cudaError_t launch_fused_attention_sm90(const FusedAttentionProblem& p, const DeviceTraits&, cudaStream_t stream) {
+  const bool bf16 = p.dtype == kBF16;
+  Sm90TensorMaps maps;
+  std::memset(&maps, 0, sizeof(maps));
+  const int rows = 128;
+  if (!encode_tensor_map(&maps.q, p.q, p.q_stride, p.batch, p.heads_q, p.seq_q, p.head_dim, rows, bf16) ||
+      !encode_tensor_map(&maps.k, p.k, p.k_stride, p.batch, p.heads_kv, p.seq_k, p.head_dim, rows, bf16) ||
+      !encode_tensor_map(&maps.v, p.v, p.v_stride, p.batch, p.heads_kv, p.seq_k, p.head_dim_v, rows, bf16))
+    return cudaErrorNotSupported;
+  if (p.head_dim == 64)
+    return bf16 ? launch_sm90_mods<64, true>(p, maps, stream) : launch_sm90_mods<64, false>(p, maps, stream);
+  return bf16 ? launch_sm90_mods<128, true>(p, maps, stream) : launch_sm90_mods<128, false>(p, maps, stream);
 }
 
 }  // namespace cuda
