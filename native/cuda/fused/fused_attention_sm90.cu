@@ -19,6 +19,7 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -42,7 +43,7 @@ struct Sm90Tile {
   static constexpr int kKVBytes = kBlockN * HeadDim * 2;  // one K or one V tile
   static constexpr int kThreads = 384;
   static constexpr int kConsumerThreads = 256;
-  static constexpr int kBarrierBytes = 8 * (1 + 3 * kStages);
+  static constexpr int kBarrierBytes = 8 * (2 + 3 * kStages);
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kQBytes + 2 * kStages * kKVBytes + kBarrierBytes;
 };
 
@@ -104,12 +105,38 @@ __device__ __forceinline__ void tile_keys(const KeyTiles& t, int index, int* j0,
   }
 }
 
+// One CTA's unit of work: kBlockM query rows of one head of one batch entry / segment.
+// Items are numbered with the query block fastest, so the CTAs running at one time mostly share
+// a head's K and V in L2; causal numbering puts each head's heavy (late) blocks first.
+struct WorkItem {
+  Segment seg;
+  int h, i0, i1;
+  bool empty;  // varlen: past the end of a shorter segment
+};
+
+template <int BlockM>
+__device__ __forceinline__ WorkItem work_item(const FusedAttentionProblem& p, int w, int query_blocks) {
+  WorkItem it;
+  const int qb = w % query_blocks;
+  const int rest = w / query_blocks;
+  it.h = rest % p.heads_q;
+  it.seg = segment_of(p, rest / p.heads_q);
+  const int m_block = p.causal ? query_blocks - 1 - qb : qb;
+  it.i0 = m_block * BlockM;
+  it.i1 = min(it.i0 + BlockM, it.seg.q_len);
+  it.empty = it.i0 >= it.seg.q_len;
+  return it;
+}
+
+// Each CTA walks work items blockIdx.x, blockIdx.x + gridDim.x, ...; the producer runs ahead into
+// the next item (its Q as soon as the consumers release Q, its K/V as soon as a
+// stage frees) while the consumers finish the previous item's epilogue.
 // kScoreMods: softcap, bias, ALiBi or a mask tensor present: every score goes through
 // modified_score(). Otherwise only tiles that are not fully visible get a per-element test.
 template <int HeadDim, bool BF16, bool kScoreMods>
 __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
     fused_attention_sm90_kernel(const __grid_constant__ Sm90TensorMaps maps, const FusedAttentionProblem p,
-                                int query_blocks) {
+                                int query_blocks, int items) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = Sm90Tile<HeadDim>;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kStages = T::kStages;
@@ -121,22 +148,14 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
   uint8_t* sK = sQ + T::kQBytes;
   uint8_t* sV = sK + kStages * T::kKVBytes;
   uint64_t* q_full = reinterpret_cast<uint64_t*>(sV + kStages * T::kKVBytes);
-  uint64_t* k_full = q_full + 1;
+  uint64_t* q_empty = q_full + 1;
+  uint64_t* k_full = q_empty + 1;
   uint64_t* v_full = k_full + kStages;
   uint64_t* kv_empty = v_full + kStages;
 
-  // Heavy (late) query blocks first when causal, so the tail of the grid is the light blocks.
-  const int m_block = p.causal ? query_blocks - 1 - blockIdx.x : blockIdx.x;
-  const Segment seg = segment_of(p, blockIdx.z);
-  const int i0 = m_block * kBlockM;
-  if (i0 >= seg.q_len) return;  // varlen: this segment is shorter (uniform for the CTA)
-  const int i1 = min(i0 + kBlockM, seg.q_len);
-  const int h = blockIdx.y;
-  const int h_kv = h / p.group;
-  const KeyTiles tiles = key_tiles<kBlockN>(p, seg, i0, i1);
-
   if (threadIdx.x == 0) {
     mbarrier_init(q_full, 1);
+    mbarrier_init(q_empty, T::kConsumerThreads);
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(&k_full[s], 1);
       mbarrier_init(&v_full[s], 1);
@@ -154,28 +173,43 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
       prefetch_tensor_map(&maps.q);
       prefetch_tensor_map(&maps.k);
       prefetch_tensor_map(&maps.v);
-      mbarrier_arrive_expect_tx(q_full, T::kQBytes);
-      for (int c = 0; c < T::kColumnBlocks; ++c)
-        tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, seg.q_start + i0, h, seg.batch);
-      for (int t = 0; t < tiles.total; ++t) {
-        const int stage = t % kStages;
-        if (t >= kStages) mbarrier_wait(&kv_empty[stage], ((t / kStages) - 1) & 1);
-        int j0, j_end;
-        tile_keys<kBlockN>(tiles, t, &j0, &j_end);
-        uint8_t* k_dst = sK + stage * T::kKVBytes;
-        uint8_t* v_dst = sV + stage * T::kKVBytes;
-        mbarrier_arrive_expect_tx(&k_full[stage], T::kKVBytes);
+      int tile_count = 0, item_count = 0;  // across items: they pick stages and barrier phases
+      for (int w = blockIdx.x; w < items; w += gridDim.x) {
+        const WorkItem it = work_item<kBlockM>(p, w, query_blocks);
+        if (it.empty) continue;
+        if (item_count > 0) mbarrier_wait(q_empty, (item_count - 1) & 1);
+        ++item_count;
+        const KeyTiles tiles = key_tiles<kBlockN>(p, it.seg, it.i0, it.i1);
+        const int h_kv = it.h / p.group;
+        mbarrier_arrive_expect_tx(q_full, T::kQBytes);
         for (int c = 0; c < T::kColumnBlocks; ++c)
-          tma_load_4d(k_dst + c * kBlockN * 128, &maps.k, &k_full[stage], c * 64, seg.k_start + j0, h_kv, seg.batch);
-        mbarrier_arrive_expect_tx(&v_full[stage], T::kKVBytes);
-        for (int c = 0; c < T::kColumnBlocks; ++c)
-          tma_load_4d(v_dst + c * kBlockN * 128, &maps.v, &v_full[stage], c * 64, seg.k_start + j0, h_kv, seg.batch);
+          tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, it.seg.q_start + it.i0, it.h, it.seg.batch);
+        for (int t = 0; t < tiles.total; ++t, ++tile_count) {
+          const int stage = tile_count % kStages;
+          if (tile_count >= kStages) mbarrier_wait(&kv_empty[stage], ((tile_count / kStages) - 1) & 1);
+          int j0, j_end;
+          tile_keys<kBlockN>(tiles, t, &j0, &j_end);
+          uint8_t* k_dst = sK + stage * T::kKVBytes;
+          uint8_t* v_dst = sV + stage * T::kKVBytes;
+          mbarrier_arrive_expect_tx(&k_full[stage], T::kKVBytes);
+          for (int c = 0; c < T::kColumnBlocks; ++c)
+            tma_load_4d(k_dst + c * kBlockN * 128, &maps.k, &k_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
+          mbarrier_arrive_expect_tx(&v_full[stage], T::kKVBytes);
+          for (int c = 0; c < T::kColumnBlocks; ++c)
+            tma_load_4d(v_dst + c * kBlockN * 128, &maps.v, &v_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
+        }
       }
     }
     return;
   }
 
   // ---------------- consumers ----------------
+  // For head dims above 64, a software pipeline across key tiles (FlashAttention-3's
+  // intra-warpgroup overlap): S(t) = Q K(t)^T and O += P(t-1) V(t-1) are issued together, and
+  // the softmax of S(t) runs on the CUDA cores while the tensor cores still do P(t-1) V(t-1).
+  // At head dim 64 the softmax outweighs the GEMMs and the plain order measured faster
+  // (bench/NOTES.md): there the two consumer warpgroups overlap each other instead.
+  constexpr bool kOverlapSoftmax = HeadDim > 64;
   warpgroup_registers_claim<240>();
   const int consumer = warpgroup - 1;  // rows [consumer * 64, +64) of the CTA
   const int tid = threadIdx.x % 128;
@@ -186,29 +220,18 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
   const int col_in_block = 2 * (lane % 4);
 
   constexpr float kLog2e = 1.4426950408889634f;
+  constexpr float kLn2 = 0.6931471805599453f;
   const float neg_inf = -__int_as_float(0x7f800000);
   const float score_to_log2 = kScoreMods ? kLog2e : p.scale * kLog2e;
+  const uint32_t q_addr = smem_address(sQ) + consumer * 64 * 128;
 
   float o[HeadDim / 2];
-#pragma unroll
-  for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.0f;
-  float row_max[2] = {neg_inf, neg_inf};  // log2 units
-  float row_sum[2] = {0.0f, 0.0f};        // this thread's partial sums
+  float s[kBlockN / 2];          // S(t), then P(t) in float
+  uint32_t pa[kBlockN / 16][4];  // P as 16-bit wgmma A fragments
 
-  const uint32_t q_addr = smem_address(sQ) + consumer * 64 * 128;
-  mbarrier_wait(q_full, 0);
-
-  for (int t = 0; t < tiles.total; ++t) {
-    const int stage = t % kStages;
-    const uint32_t phase = (t / kStages) & 1;
-    int j0, j_end;
-    tile_keys<kBlockN>(tiles, t, &j0, &j_end);
-
-    // S = Q K^T (64 x kBlockN per consumer)
-    float s[kBlockN / 2];
+  // S = Q K^T for the tile in `stage` (64 x kBlockN per consumer), issued, not waited for.
+  auto issue_qk = [&](int stage) {
     const uint32_t k_addr = smem_address(sK + stage * T::kKVBytes);
-    mbarrier_wait(&k_full[stage], phase);
-    wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < HeadDim / 16; ++kk) {
       const uint32_t column = (kk % 4) * 32;  // 16 columns = 32 bytes into the swizzled row
@@ -217,58 +240,18 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
       Wgmma<kBlockN, BF16>::ss(s, dq, dk, kk > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(s);
-
-    // Score modifiers and masks, into log2 units relative to score_to_log2.
-    const bool full_tile = j_end - j0 == kBlockN && tile_fully_visible(p, seg, i0, i1, j0, j_end);
-    if (kScoreMods) {
+  };
+  // O += P V for the tile in `stage`, issued, not waited for.
+  auto issue_pv = [&](int stage) {
+    const uint32_t v_addr = smem_address(sV + stage * T::kKVBytes);
 #pragma unroll
-      for (int nb = 0; nb < kBlockN / 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = i0 + rows[e / 2];
-          const int j = j0 + nb * 8 + col_in_block + (e % 2);
-          float& x = s[nb * 4 + e];
-          // rows past the segment read no bias / mask memory
-          x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale) : neg_inf;
-        }
-    } else if (!full_tile) {
-#pragma unroll
-      for (int nb = 0; nb < kBlockN / 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int i = i0 + rows[e / 2];
-          const int j = j0 + nb * 8 + col_in_block + (e % 2);
-          if (j >= j_end || !key_visible(p, seg, i, j)) s[nb * 4 + e] = neg_inf;
-        }
+    for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      const uint64_t dv = smem_descriptor_sw128(v_addr + kk * 16 * 128, kBlockN * 128);
+      Wgmma<HeadDim, BF16>::rs(o, pa[kk], dv, 1);
     }
-
-    // Online softmax on two rows; the 4 threads of a quad share a row.
-    float correction[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = neg_inf;
-#pragma unroll
-      for (int nb = 0; nb < kBlockN / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb * 4 + 2 * r], s[nb * 4 + 2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-      const float m_new = fmaxf(row_max[r], mx * score_to_log2);
-      // A row that has seen nothing keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
-      const float m_use = m_new == neg_inf ? 0.0f : m_new;
-      correction[r] = fast_exp2(row_max[r] - m_use);
-      row_max[r] = m_new;
-      float sum = 0.0f;
-#pragma unroll
-      for (int nb = 0; nb < kBlockN / 8; ++nb)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          float& x = s[nb * 4 + 2 * r + e];
-          x = fast_exp2(fmaf(x, score_to_log2, -m_use));
-          sum += x;
-        }
-      row_sum[r] = row_sum[r] * correction[r] + sum;
-    }
+    wgmma_commit();
+  };
+  auto rescale_output = [&](const float (&correction)[2]) {
 #pragma unroll
     for (int nb = 0; nb < HeadDim / 8; ++nb) {
       o[nb * 4 + 0] *= correction[0];
@@ -276,47 +259,163 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
       o[nb * 4 + 2] *= correction[1];
       o[nb * 4 + 3] *= correction[1];
     }
-
-    // P in the register-A layout of m64k16: the accumulator of columns [16kk, 16kk+16).
-    uint32_t pa[kBlockN / 16][4];
+  };
+  // P in the register-A layout of m64k16: the accumulator of columns [16kk, 16kk+16).
+  auto convert_p = [&]() {
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
       for (int r = 0; r < 4; ++r) pa[kk][r] = pack_16bit_pair<BF16>(s[kk * 8 + 2 * r], s[kk * 8 + 2 * r + 1]);
+  };
 
-    // O += P V
-    const uint32_t v_addr = smem_address(sV + stage * T::kKVBytes);
-    mbarrier_wait(&v_full[stage], phase);
-    wgmma_fence();
+  int tile_count = 0, item_count = 0;
+  for (int w = blockIdx.x; w < items; w += gridDim.x) {
+    const WorkItem it = work_item<kBlockM>(p, w, query_blocks);
+    if (it.empty) continue;
+    mbarrier_wait(q_full, item_count & 1);
+    ++item_count;
+    const Segment& seg = it.seg;
+    const int h = it.h, i0 = it.i0, i1 = it.i1;
+    const KeyTiles tiles = key_tiles<kBlockN>(p, seg, i0, i1);
+
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const uint64_t dv = smem_descriptor_sw128(v_addr + kk * 16 * 128, kBlockN * 128);
-      Wgmma<HeadDim, BF16>::rs(o, pa[kk], dv, 1);
+    for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.0f;
+    float row_max[2] = {neg_inf, neg_inf};  // log2 units
+    float row_sum[2] = {0.0f, 0.0f};        // this thread's partial sums
+
+    // Score modifiers and masks of tile t, then the online-softmax update: s becomes P (float),
+    // correction[r] the factor the running output of row r must be scaled by.
+    auto softmax_tile = [&](int t, float (&correction)[2]) {
+      int j0, j_end;
+      tile_keys<kBlockN>(tiles, t, &j0, &j_end);
+      const bool full_tile = j_end - j0 == kBlockN && tile_fully_visible(p, seg, i0, i1, j0, j_end);
+      if (kScoreMods) {
+#pragma unroll
+        for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = i0 + rows[e / 2];
+            const int j = j0 + nb * 8 + col_in_block + (e % 2);
+            float& x = s[nb * 4 + e];
+            // rows past the segment read no bias / mask memory
+            x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale) : neg_inf;
+          }
+      } else if (!full_tile) {
+#pragma unroll
+        for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int i = i0 + rows[e / 2];
+            const int j = j0 + nb * 8 + col_in_block + (e % 2);
+            if (j >= j_end || !key_visible(p, seg, i, j)) s[nb * 4 + e] = neg_inf;
+          }
+      }
+      // The 4 threads of a quad share a row.
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float mx = neg_inf;
+#pragma unroll
+        for (int nb = 0; nb < kBlockN / 8; ++nb) mx = fmaxf(mx, fmaxf(s[nb * 4 + 2 * r], s[nb * 4 + 2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+        const float m_new = fmaxf(row_max[r], mx * score_to_log2);
+        // A row that has seen nothing keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+        const float m_use = m_new == neg_inf ? 0.0f : m_new;
+        correction[r] = fast_exp2(row_max[r] - m_use);
+        row_max[r] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float& x = s[nb * 4 + 2 * r + e];
+            x = fast_exp2(fmaf(x, score_to_log2, -m_use));
+            sum += x;
+          }
+        row_sum[r] = row_sum[r] * correction[r] + sum;
+      }
+    };
+
+    if (tiles.total > 0) {
+      float correction[2];
+      if (kOverlapSoftmax) {
+        // prologue: tile 0 alone
+        const int first = tile_count % kStages;
+        mbarrier_wait(&k_full[first], (tile_count / kStages) & 1);
+        wgmma_fence();
+        issue_qk(first);
+        wgmma_wait<0>();
+        fence_registers(s);
+        softmax_tile(0, correction);
+        convert_p();
+        for (int t = 1; t < tiles.total; ++t) {
+          const int c = tile_count + t;
+          const int stage = c % kStages, prev = (c - 1) % kStages;
+          mbarrier_wait(&k_full[stage], (c / kStages) & 1);
+          wgmma_fence();
+          issue_qk(stage);
+          mbarrier_wait(&v_full[prev], ((c - 1) / kStages) & 1);
+          issue_pv(prev);
+          wgmma_wait<1>();  // S(t) is in; O += P(t-1) V(t-1) may still run
+          fence_registers(s);
+          softmax_tile(t, correction);
+          wgmma_wait<0>();
+          fence_registers(o);
+          mbarrier_arrive(&kv_empty[prev]);
+          rescale_output(correction);
+          convert_p();
+        }
+        const int c = tile_count + tiles.total - 1;
+        const int last = c % kStages;
+        mbarrier_wait(&v_full[last], (c / kStages) & 1);
+        wgmma_fence();
+        issue_pv(last);
+        wgmma_wait<0>();
+        fence_registers(o);
+        mbarrier_arrive(&kv_empty[last]);
+      } else {
+        for (int t = 0; t < tiles.total; ++t) {
+          const int c = tile_count + t;
+          const int stage = c % kStages;
+          const uint32_t phase = (c / kStages) & 1;
+          mbarrier_wait(&k_full[stage], phase);
+          wgmma_fence();
+          issue_qk(stage);
+          wgmma_wait<0>();
+          fence_registers(s);
+          softmax_tile(t, correction);
+          rescale_output(correction);
+          convert_p();
+          mbarrier_wait(&v_full[stage], phase);
+          wgmma_fence();
+          issue_pv(stage);
+          wgmma_wait<0>();
+          fence_registers(o);
+          mbarrier_arrive(&kv_empty[stage]);
+        }
+      }
     }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(o);
-    mbarrier_arrive(&kv_empty[stage]);
-  }
+    tile_count += tiles.total;
+    mbarrier_arrive(q_empty);  // every read of this Q is done: the producer may load the next
 
-  // Epilogue: full row sums, sink logit, normalisation, lse, stores.
-  constexpr float kLn2 = 0.6931471805599453f;
+    // Epilogue: full row sums, sink logit, normalisation, lse, stores.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    float l = row_sum[r];
-    l += __shfl_xor_sync(0xffffffff, l, 1);
-    l += __shfl_xor_sync(0xffffffff, l, 2);
-    const int i = i0 + rows[r];
-    float factor, lse;
-    finish_row(p, h, row_max[r] == neg_inf ? neg_inf : row_max[r] * kLn2, l, &factor, &lse);
-    if (i < seg.q_len) {
-      const int64_t row = seg.q_start + i;
-      if (p.lse && lane % 4 == 0) p.lse[(int64_t(seg.batch) * p.heads_q + h) * p.seq_q + row] = lse;
-      char* out_row = static_cast<char*>(p.out) +
-                      (seg.batch * p.o_stride[0] + h * p.o_stride[1] + row * p.o_stride[2]) * (p.out_dtype == kF32 ? 4 : 2);
+    for (int r = 0; r < 2; ++r) {
+      float l = row_sum[r];
+      l += __shfl_xor_sync(0xffffffff, l, 1);
+      l += __shfl_xor_sync(0xffffffff, l, 2);
+      const int i = i0 + rows[r];
+      float factor, lse;
+      finish_row(p, h, row_max[r] == neg_inf ? neg_inf : row_max[r] * kLn2, l, &factor, &lse);
+      if (i < seg.q_len) {
+        const int64_t row = seg.q_start + i;
+        if (p.lse && lane % 4 == 0) p.lse[(int64_t(seg.batch) * p.heads_q + h) * p.seq_q + row] = lse;
+        char* out_row = static_cast<char*>(p.out) + (seg.batch * p.o_stride[0] + h * p.o_stride[1] + row * p.o_stride[2]) *
+                                                        (p.out_dtype == kF32 ? 4 : 2);
 #pragma unroll
-      for (int nb = 0; nb < HeadDim / 8; ++nb)
-        store_output_pair(p, out_row, nb * 8 + col_in_block, o[nb * 4 + 2 * r] * factor, o[nb * 4 + 2 * r + 1] * factor);
+        for (int nb = 0; nb < HeadDim / 8; ++nb)
+          store_output_pair(p, out_row, nb * 8 + col_in_block, o[nb * 4 + 2 * r] * factor, o[nb * 4 + 2 * r + 1] * factor);
+      }
     }
   }
 #endif
@@ -362,22 +461,28 @@ bool tma_compatible(const void* base, const int64_t stride[4]) {
 }
 
 template <int HeadDim, bool BF16, bool kScoreMods>
-cudaError_t launch_sm90(const FusedAttentionProblem& p, const Sm90TensorMaps& maps, cudaStream_t stream) {
+cudaError_t launch_sm90(const FusedAttentionProblem& p, const DeviceTraits& dev, const Sm90TensorMaps& maps,
+                        cudaStream_t stream) {
   using T = Sm90Tile<HeadDim>;
   auto kernel = fused_attention_sm90_kernel<HeadDim, BF16, kScoreMods>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
   const int query_blocks = (p.seq_q + T::kBlockM - 1) / T::kBlockM;
   const int segments = p.cu_seqlens_q ? p.num_segments : p.batch;
-  const dim3 grid(query_blocks, p.heads_q, segments);
-  kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(maps, p, query_blocks);
+  const int64_t items = int64_t(query_blocks) * p.heads_q * segments;
+  if (items == 0) return cudaSuccess;
+  if (items >= (int64_t(1) << 31)) return cudaErrorNotSupported;
+  // One CTA per item: the hardware's block scheduler balances causal blocks of unequal cost
+  // better than a static persistent split did (bench/NOTES.md).
+  kernel<<<static_cast<int>(items), T::kThreads, T::kSmemBytes, stream>>>(maps, p, query_blocks, static_cast<int>(items));
   return cudaGetLastError();
 }
 
 template <int HeadDim, bool BF16>
-cudaError_t launch_sm90_mods(const FusedAttentionProblem& p, const Sm90TensorMaps& maps, cudaStream_t stream) {
+cudaError_t launch_sm90_mods(const FusedAttentionProblem& p, const DeviceTraits& dev, const Sm90TensorMaps& maps,
+                             cudaStream_t stream) {
   const bool mods = p.softcap > 0.0f || p.bias || p.alibi_slopes || p.mask;
-  return mods ? launch_sm90<HeadDim, BF16, true>(p, maps, stream) : launch_sm90<HeadDim, BF16, false>(p, maps, stream);
+  return mods ? launch_sm90<HeadDim, BF16, true>(p, dev, maps, stream) : launch_sm90<HeadDim, BF16, false>(p, dev, maps, stream);
 }
 
 }  // namespace
@@ -397,7 +502,7 @@ bool fused_attention_sm90_supports(const FusedAttentionProblem& p, const DeviceT
   return tensor_map_encoder() != nullptr;
 }
 
-cudaError_t launch_fused_attention_sm90(const FusedAttentionProblem& p, const DeviceTraits&, cudaStream_t stream) {
+cudaError_t launch_fused_attention_sm90(const FusedAttentionProblem& p, const DeviceTraits& dev, cudaStream_t stream) {
   const bool bf16 = p.dtype == kBF16;
   Sm90TensorMaps maps;
   std::memset(&maps, 0, sizeof(maps));
@@ -407,8 +512,8 @@ cudaError_t launch_fused_attention_sm90(const FusedAttentionProblem& p, const De
       !encode_tensor_map(&maps.v, p.v, p.v_stride, p.batch, p.heads_kv, p.seq_k, p.head_dim_v, rows, bf16))
     return cudaErrorNotSupported;
   if (p.head_dim == 64)
-    return bf16 ? launch_sm90_mods<64, true>(p, maps, stream) : launch_sm90_mods<64, false>(p, maps, stream);
-  return bf16 ? launch_sm90_mods<128, true>(p, maps, stream) : launch_sm90_mods<128, false>(p, maps, stream);
+    return bf16 ? launch_sm90_mods<64, true>(p, dev, maps, stream) : launch_sm90_mods<64, false>(p, dev, maps, stream);
+  return bf16 ? launch_sm90_mods<128, true>(p, dev, maps, stream) : launch_sm90_mods<128, false>(p, dev, maps, stream);
 }
 
 }  // namespace cuda

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""The PyTorch side of the GPU benchmark: SDPA (flash and cuDNN backends) and FlexAttention on the
+issue's shapes, timed with CUDA events (median of many runs after warm-up, inputs rotated so no
+run sees a warm L2 from the previous one), and attnkit on the very same torch tensors through its
+C ABI (bench/gpu/attnkit_ctypes.py) when the library path is given. Writes JSON.
+
+  python3 bench/gpu/peers.py [--lib build/Release/libattnkit_cuda.so] [--out results.json] [--quick]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+REPS = 30
+
+
+def median_ms(fn, inputs):
+    """Median time of fn(*inputs[i % len]) in ms, CUDA events around each call."""
+    for i in range(3):
+        fn(*inputs[i % len(inputs)])
+    torch.cuda.synchronize()
+    times = []
+    for i in range(REPS):
+        a = inputs[i % len(inputs)]
+        e0 = torch.cuda.Event(enable_timing=True)
+        e1 = torch.cuda.Event(enable_timing=True)
+        e0.record()
+        fn(*a)
+        e1.record()
+        e1.synchronize()
+        times.append(e0.elapsed_time(e1))
+    times.sort()
+    return times[len(times) // 2], times[0], times[-1]
+
+
+def attention_flops(b, h, sq, sk, d, causal, window_left=None):
+    if window_left is not None:  # causal sliding window: each row sees at most window_left + 1 keys
+        visible = sum(min(i + 1, window_left + 1) for i in range(sq)) if sq <= 65536 else sq * (window_left + 1)
+        return 4.0 * b * h * visible * d
+    f = 4.0 * b * h * sq * sk * d
+    return f / 2 if causal else f
+
+
+def make_inputs(b, h, s, d, sets, dtype=torch.bfloat16):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    out = []
+    for _ in range(sets):
+        q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=dtype, generator=g) for _ in range(3))
+        out.append((q, k, v))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lib", default=None, help="libattnkit_cuda.so: also time attnkit through its C ABI")
+    ap.add_argument("--out", default="gpu-latest.json")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-flex", action="store_true")
+    args = ap.parse_args()
+
+    attnkit = None
+    if args.lib:
+        import attnkit_ctypes
+        attnkit = attnkit_ctypes.AttnkitCuda(args.lib)
+
+    dev = torch.cuda.get_device_properties(0)
+    results = {"device": dev.name, "torch": torch.__version__, "cuda": torch.version.cuda, "rows": []}
+    print(f"device {dev.name}, torch {torch.__version__}, CUDA {torch.version.cuda}", flush=True)
+
+    shapes = []
+    for d in (128, 64):
+        for s in (4096, 16384):
+            for causal in (False, True):
+                shapes.append(dict(b=32768 // s, h=16, s=s, d=d, causal=causal, window=None))
+    shapes.append(dict(b=1, h=16, s=16384, d=128, causal=True, window=1024))
+    if args.quick:
+        shapes = shapes[:2] + shapes[-1:]
+
+    flex = None
+    if not args.no_flex:
+        try:
+            from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+            flex = (torch.compile(flex_attention), create_block_mask)
+        except Exception as e:  # noqa: BLE001
+            print(f"flex attention unavailable: {e}")
+
+    for sh in shapes:
+        b, h, s, d, causal, window = sh["b"], sh["h"], sh["s"], sh["d"], sh["causal"], sh["window"]
+        sets = max(2, min(4, int(2e9 // (3 * b * h * s * d * 2))))
+        inputs = make_inputs(b, h, s, d, sets)
+        flops = attention_flops(b, h, s, s, d, causal, window)
+        name = f"bf16 B{b} H{h} S{s} D{d}" + (" causal" if causal else "") + (f" window[{window},0]" if window else "")
+        row = {"name": name, **sh, "flops": flops, "ms": {}}
+
+        def sdpa(backend):
+            def run(q, k, v):
+                with sdpa_kernel(backend):
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            return run
+
+        if window is None:
+            for label, backend in (("torch_flash", SDPBackend.FLASH_ATTENTION), ("torch_cudnn", SDPBackend.CUDNN_ATTENTION)):
+                try:
+                    row["ms"][label] = median_ms(sdpa(backend), inputs)[0]
+                except Exception as e:  # noqa: BLE001
+                    row["ms"][label] = None
+                    print(f"  {label} failed: {str(e).splitlines()[0]}")
+        if flex is not None and (window is not None or (causal and s == 16384 and d == 128)):
+            compiled, create_block_mask = flex
+            if window is not None:
+                def mask_mod(bb, hh, qi, kj):
+                    return (qi >= kj) & (qi - kj <= window)
+            else:
+                def mask_mod(bb, hh, qi, kj):
+                    return qi >= kj
+            try:
+                bm = create_block_mask(mask_mod, None, None, s, s, device="cuda")
+                row["ms"]["flex"] = median_ms(lambda q, k, v: compiled(q, k, v, block_mask=bm), inputs)[0]
+            except Exception as e:  # noqa: BLE001
+                row["ms"]["flex"] = None
+                print(f"  flex failed: {str(e).splitlines()[0]}")
+        if attnkit is not None:
+            outs = [torch.empty_like(q) for q, _, _ in inputs[:1]]
+            def run_attnkit(q, k, v):
+                attnkit.attention(q, k, v, outs[0], causal=causal,
+                                  window=(window, 0) if window is not None else None)
+            row["ms"]["attnkit"] = median_ms(run_attnkit, inputs)[0]
+            # correctness spot check against the flash backend on the same inputs
+            q, k, v = inputs[0]
+            run_attnkit(q, k, v)
+            if window is None:
+                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                    ref = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                row["max_abs_diff_vs_flash"] = float((outs[0].float() - ref.float()).abs().max())
+        line = f"{name:44s}"
+        for label, ms in row["ms"].items():
+            if ms:
+                line += f"  {label} {ms:7.3f} ms {flops / ms / 1e9:6.1f} TF/s"
+        print(line, flush=True)
+        results["rows"].append(row)
+        del inputs
+        torch.cuda.empty_cache()
+
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
