@@ -27,7 +27,7 @@ export interface NativeBinding {
   cudaAlloc(device: number, bytes: number, zero: boolean): DeviceHandle;
   cudaDispose(h: DeviceHandle): void;
   cudaStorageInfo(h: DeviceHandle): { device: number; bytes: number; disposed: boolean; freed: boolean; busy: number };
-  cudaMemoryStats(): { liveBytes: number; liveAllocations: number };
+  cudaMemoryStats(): { liveBytes: number; liveAllocations: number; externalBytes: number };
   // (dst, dstByteOffset, src, srcByteOffset, bytes); host offsets count from the TypedArray's first byte.
   cudaCopyToDevice(dst: DeviceHandle, dstByteOffset: number, src: ArrayBufferView, srcByteOffset: number, bytes: number): void;
   cudaCopyToHost(dst: ArrayBufferView, dstByteOffset: number, src: DeviceHandle, srcByteOffset: number, bytes: number): void;

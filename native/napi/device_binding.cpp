@@ -139,11 +139,15 @@ Napi::Value cuda_storage_info(const Napi::CallbackInfo& info) {
   });
 }
 
-// cudaMemoryStats() -> { liveBytes, liveAllocations } over every handle of the process.
+// cudaMemoryStats() -> { liveBytes, liveAllocations, externalBytes }: live handles of the process,
+// and V8's external-memory total for this isolate (what napi_adjust_external_memory reports).
 Napi::Value cuda_memory_stats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("liveBytes", static_cast<double>(DeviceStorage::live_bytes()));
   o.Set("liveAllocations", static_cast<double>(DeviceStorage::live_allocations()));
+  int64_t external = 0;
+  napi_adjust_external_memory(info.Env(), 0, &external);
+  o.Set("externalBytes", static_cast<double>(external));
   return o;
 }
 
