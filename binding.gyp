@@ -6,9 +6,11 @@
     "attnkit_common_sources": [
       "native/napi/addon.cpp",
       "native/napi/attention_binding.cpp",
+      "native/napi/device_binding.cpp",
       "native/napi/js_errors.cpp",
       "native/napi/tensor_args.cpp",
       "native/core/cpu_features.cpp",
+      "native/core/cuda_backend.cpp",
       "native/core/thread_pool.cpp",
       "native/core/validate.cpp",
       "native/cpu/scratch.cpp",
@@ -45,6 +47,7 @@
       "sources": ["<@(attnkit_common_sources)"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "libraries": ["-ldl"],
       "conditions": [["target_arch=='x64'", {
         "dependencies": ["attnkit_avx2", "attnkit_avx512"]
       }]]

@@ -4,3 +4,4 @@ export { Tensor, TensorFromOptions, TensorCreateOptions } from './tensor';
 export { attention, attentionSync, AttentionOptions, AttentionWithLse } from './ops/attention';
 export { mergeAttentionStates, AttentionState } from './ops/merge';
 export { backendInfo, setNumThreads, BackendInfo } from './info';
+export { CudaInfo, CudaDeviceInfo } from './native/binding';

@@ -1,9 +1,12 @@
-import { native } from './native/binding';
+import { native, CudaInfo } from './native/binding';
+import { cudaInfo } from './device';
 
 export interface BackendInfo {
   version: string;
   cpu: { isa: string; threads: number };
-  cuda: { available: boolean; reason?: string; devices?: { name: string; cc: string; memoryBytes: number }[] };
+  /** available, else the reason (no library, no driver, no device, no kernel image for this GPU);
+   *  devices: [{ name, cc: '9.0', memoryBytes, multiprocessors, kernelImage }]; buildInfo: the library's build. */
+  cuda: CudaInfo;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -14,7 +17,7 @@ export function backendInfo(): BackendInfo {
   return {
     version,
     cpu: { isa: cpu.isa, threads: cpu.threads },
-    cuda: { available: false, reason: 'this build of attnkit has no CUDA library (attnkit_cuda); CPU only' },
+    cuda: JSON.parse(JSON.stringify(cudaInfo())) as CudaInfo, // a fresh copy each call
   };
 }
 

@@ -1,8 +1,13 @@
-import { AttnError } from './errors';
+import { AttnError, asAttnError } from './errors';
 import {
   DType, TypedArray, arrayTypeOf, defaultDTypeOf, isDType,
   float16BitsToNumber, bfloat16BitsToNumber,
 } from './dtype';
+import { DeviceStorage, parseDevice, requireCudaDevice } from './device';
+import { native, NativeTensorData } from './native/binding';
+
+/** Internal (lib/ops): a tensor's memory as native calls take it, its TypedArray or device handle. */
+export const kNative = Symbol('attnkit.native');
 
 export interface TensorFromOptions { dtype?: DType; strides?: number[]; offset?: number }
 export interface TensorCreateOptions { dtype?: DType; device?: string }
@@ -30,33 +35,40 @@ function product(shape: readonly number[]): number {
   return n;
 }
 
-function parseDevice(device: string | undefined): 'cpu' | 'cuda' {
-  if (device === undefined || device === 'cpu') return 'cpu';
-  if (typeof device === 'string' && /^cuda(:\d+)?$/.test(device)) return 'cuda';
-  throw new AttnError('ERR_ATTN_DEVICE', `device must be 'cpu', 'cuda' or 'cuda:N', got ${String(device)}`);
-}
-
-function cudaUnavailable(what: string): AttnError {
-  return new AttnError('ERR_ATTN_CUDA_UNAVAILABLE',
-    `${what}: CUDA tensors need the attnkit CUDA library, which this build does not include; use device 'cpu'`);
+/** Index of the highest element a view reaches (offset for an empty view). */
+function lastElement(shape: readonly number[], strides: readonly number[], offset: number): number {
+  let last = offset;
+  for (let i = 0; i < shape.length; i++) last += (shape[i] - 1) * strides[i];
+  return last;
 }
 
 /**
- * An n-d strided view over memory the caller owns (CPU). Views (transpose, view, slice) never copy;
- * native ops read them in place.
+ * An n-d strided view over memory: on the CPU, the caller's TypedArray; on a GPU, a device
+ * allocation shared by every view of it. Views (transpose, view, slice) never copy; native ops
+ * read them in place. Copies between devices are explicit: to() / toSync().
  */
 export class Tensor {
   readonly dtype: DType;
   readonly shape: readonly number[];
   /** In elements. */
   readonly strides: readonly number[];
-  /** In elements, into `data`. */
+  /** In elements, into `data` (or into the device storage). */
   readonly offset: number;
-  readonly device: string = 'cpu';
+  /** 'cpu' | 'cuda:0' | ... */
+  readonly device: string;
   #data: TypedArray | null;
+  #storage: DeviceStorage | null;
 
-  private constructor(data: TypedArray, dtype: DType, shape: number[], strides: number[], offset: number) {
-    this.#data = data;
+  private constructor(backing: TypedArray | DeviceStorage, dtype: DType, shape: number[], strides: number[], offset: number) {
+    if (backing instanceof DeviceStorage) {
+      this.device = backing.device;
+      this.#storage = backing;
+      this.#data = null;
+    } else {
+      this.device = 'cpu';
+      this.#storage = null;
+      this.#data = backing;
+    }
     this.dtype = dtype;
     this.shape = Object.freeze(shape);
     this.strides = Object.freeze(strides);
@@ -109,25 +121,52 @@ export class Tensor {
     return new Tensor(arr, dtype, dims, strides, offset);
   }
 
+  /** A new contiguous tensor; on a GPU (device 'cuda' / 'cuda:N') its contents are undefined. */
   static empty(shape: number[], opts: TensorCreateOptions = {}): Tensor {
-    const dtype = opts.dtype ?? 'float32';
-    if (!isDType(dtype)) throw new AttnError('ERR_ATTN_DTYPE', `Tensor.empty: unknown dtype ${String(dtype)}`);
-    if (parseDevice(opts.device) === 'cuda') throw cudaUnavailable('Tensor.empty');
-    const dims = checkDims('Tensor.empty', shape, 'shape');
-    const Ctor = arrayTypeOf(dtype);
-    return new Tensor(new Ctor(product(dims)), dtype, dims, contiguousStrides(dims), 0);
+    return Tensor.#create('Tensor.empty', shape, opts, false);
   }
 
+  /** A new contiguous tensor of zeros. */
   static zeros(shape: number[], opts: TensorCreateOptions = {}): Tensor {
-    return Tensor.empty(shape, opts); // fresh typed arrays are zero-filled
+    return Tensor.#create('Tensor.zeros', shape, opts, true);
   }
 
-  /** The very memory passed to from(). */
+  static #create(what: string, shape: number[], opts: TensorCreateOptions, zero: boolean): Tensor {
+    const dtype = opts.dtype ?? 'float32';
+    if (!isDType(dtype)) throw new AttnError('ERR_ATTN_DTYPE', `${what}: unknown dtype ${String(dtype)}`);
+    const device = parseDevice(opts.device, what);
+    if (device.kind === 'cuda') requireCudaDevice(device.index, what);
+    const dims = checkDims(what, shape, 'shape');
+    const Ctor = arrayTypeOf(dtype);
+    if (device.kind === 'cuda') {
+      const storage = DeviceStorage.alloc(device.index, product(dims) * Ctor.BYTES_PER_ELEMENT, zero, what);
+      return new Tensor(storage, dtype, dims, contiguousStrides(dims), 0);
+    }
+    return new Tensor(new Ctor(product(dims)), dtype, dims, contiguousStrides(dims), 0); // fresh arrays are zero-filled
+  }
+
+  /** The very memory passed to from(). CPU only: a device tensor throws ERR_ATTN_DEVICE (copy it with to('cpu')). */
   get data(): TypedArray {
-    if (this.#data === null) throw new AttnError('ERR_ATTN_DISPOSED', 'this tensor was disposed');
+    if (this.disposed) throw new AttnError('ERR_ATTN_DISPOSED', 'this tensor was disposed');
+    if (this.#data === null) {
+      throw new AttnError('ERR_ATTN_DEVICE', `data: this tensor lives on ${this.device}, where JavaScript cannot read it; call .to('cpu') (or .toSync('cpu')) for a CPU copy`);
+    }
     return this.#data;
   }
-  get disposed(): boolean { return this.#data === null; }
+  /** True once dispose() was called on this tensor (CPU) or on any view of its device storage. */
+  get disposed(): boolean { return this.#storage ? this.#storage.disposed : this.#data === null; }
+
+  /** The TypedArray or device storage behind this view; ERR_ATTN_DISPOSED after dispose(). */
+  #backing(): TypedArray | DeviceStorage {
+    if (this.disposed) throw new AttnError('ERR_ATTN_DISPOSED', 'this tensor was disposed');
+    return this.#storage ?? this.#data!;
+  }
+
+  /** @internal What native calls take: the TypedArray, or the device storage handle. */
+  [kNative](): NativeTensorData {
+    const b = this.#backing();
+    return b instanceof DeviceStorage ? b.handle : b;
+  }
   get rank(): number { return this.shape.length; }
   get numel(): number { return product(this.shape); }
 
@@ -149,7 +188,7 @@ export class Tensor {
     const strides = this.strides.slice();
     [shape[a], shape[b]] = [shape[b], shape[a]];
     [strides[a], strides[b]] = [strides[b], strides[a]];
-    return new Tensor(this.data, this.dtype, shape, strides, this.offset);
+    return new Tensor(this.#backing(), this.dtype, shape, strides, this.offset);
   }
 
   /** Reshape without copying; needs a contiguous tensor. One dim may be -1. */
@@ -165,7 +204,7 @@ export class Tensor {
     checkDims('view', dims, 'shape');
     if (product(dims) !== n) throw new AttnError('ERR_ATTN_SHAPE', `view: shape [${shape.join(', ')}] does not hold ${n} elements`);
     if (!this.isContiguous()) throw new AttnError('ERR_ATTN_SHAPE', 'view: tensor is not contiguous; call contiguous() first');
-    return new Tensor(this.data, this.dtype, dims, contiguousStrides(dims), this.offset);
+    return new Tensor(this.#backing(), this.dtype, dims, contiguousStrides(dims), this.offset);
   }
 
   /** Elements [start, end) of `dim`, without copying. Negative indices count from the end. */
@@ -178,7 +217,28 @@ export class Tensor {
     const e = Math.max(clamp(end), s);
     const shape = this.shape.slice();
     shape[dim] = e - s;
-    return new Tensor(this.data, this.dtype, shape, this.strides.slice(), this.offset + (e > s ? s * this.strides[dim] : 0));
+    return new Tensor(this.#backing(), this.dtype, shape, this.strides.slice(), this.offset + (e > s ? s * this.strides[dim] : 0));
+  }
+
+  /**
+   * Another view of the same memory (CPU array or device storage) with any shape, strides and
+   * offset (in elements, from the start of the memory), checked to stay inside it. No copy.
+   */
+  asStrided(shape: number[], strides: number[], offset: number = this.offset): Tensor {
+    const backing = this.#backing();
+    const dims = checkDims('asStrided', shape, 'shape');
+    const st = checkDims('asStrided', strides, 'strides');
+    if (st.length !== dims.length) {
+      throw new AttnError('ERR_ATTN_SHAPE', `asStrided: strides [${st.join(', ')}] must have one entry per dim of shape [${dims.join(', ')}]`);
+    }
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new AttnError('ERR_ATTN_ARGUMENT', `asStrided: offset must be an integer >= 0, got ${offset}`);
+    const capacity = backing instanceof DeviceStorage
+      ? Math.floor(backing.bytes / arrayTypeOf(this.dtype).BYTES_PER_ELEMENT) : backing.length;
+    const last = lastElement(dims, st, offset);
+    if (product(dims) > 0 && last >= capacity) {
+      throw new AttnError('ERR_ATTN_ARGUMENT', `asStrided: shape [${dims.join(', ')}] with strides [${st.join(', ')}] and offset ${offset} reaches element ${last}, but the ${this.device} memory holds ${capacity}`);
+    }
+    return new Tensor(backing, this.dtype, dims, st, offset);
   }
 
   /** Throws unless every element of the view is still inside data (the buffer may have been
@@ -186,8 +246,7 @@ export class Tensor {
   private requireLive(op: string): TypedArray {
     const data = this.data;
     if (this.numel > 0) {
-      let last = this.offset;
-      for (let i = 0; i < this.shape.length; i++) last += (this.shape[i] - 1) * this.strides[i];
+      const last = lastElement(this.shape, this.strides, this.offset);
       if (last >= data.length) {
         throw new AttnError('ERR_ATTN_ARGUMENT', `${op}: the tensor's buffer was detached or shrunk (it holds ${data.length} elements, the view reaches element ${last})`);
       }
@@ -195,8 +254,14 @@ export class Tensor {
     return data;
   }
 
-  /** This tensor if already contiguous, else a contiguous copy. */
+  /** This tensor if already contiguous, else a contiguous copy (on the same device). */
   contiguous(): Tensor {
+    if (this.#backing() instanceof DeviceStorage) {
+      if (this.isContiguous()) return this;
+      // The CUDA library has no strided gather yet, so a non-contiguous device tensor is gathered
+      // through the host: a contiguous CPU copy in logical order, copied back. Correct, not fast.
+      return this.toSync('cpu').toSync(this.device);
+    }
     this.requireLive('contiguous');
     if (this.isContiguous()) return this;
     const out = Tensor.empty(this.shape.slice(), { dtype: this.dtype });
@@ -207,18 +272,114 @@ export class Tensor {
     return out;
   }
 
-  /** Explicit device copies. A tensor already on `device` is returned as is. */
+  /**
+   * Explicit device copies. A tensor already on `device` is returned as is. cpu -> cuda copies a
+   * contiguous tensor (a non-contiguous one is made contiguous first); cuda -> cpu returns a
+   * contiguous CPU tensor in logical order; cuda:M -> cuda:N goes through the host.
+   */
   toSync(device: string): Tensor {
-    if (parseDevice(device) === 'cuda') throw cudaUnavailable('Tensor.to');
-    this.data; // throws if disposed
-    return this;
-  }
-  to(device: string): Promise<Tensor> {
-    try { return Promise.resolve(this.toSync(device)); } catch (e) { return Promise.reject(e); }
+    const target = parseDevice(device, 'Tensor.to');
+    const backing = this.#backing();
+    if (target.kind === 'cpu') return backing instanceof DeviceStorage ? this.#toHost(backing) : this;
+    requireCudaDevice(target.index, 'Tensor.to');
+    if (backing instanceof DeviceStorage) {
+      return backing.index === target.index ? this : this.#toHost(backing).toSync(device);
+    }
+    return this.#toDevice(target.index);
   }
 
-  /** A float32 copy in logical (row-major) order. */
+  /** The async form of toSync: the copy runs off the JS thread. Never throws; errors reject. */
+  to(device: string): Promise<Tensor> {
+    try {
+      const target = parseDevice(device, 'Tensor.to');
+      const backing = this.#backing();
+      if (target.kind === 'cpu') return backing instanceof DeviceStorage ? this.#toHostAsync(backing) : Promise.resolve(this);
+      requireCudaDevice(target.index, 'Tensor.to');
+      if (backing instanceof DeviceStorage) {
+        return backing.index === target.index ? Promise.resolve(this) : this.#toHostAsync(backing).then((t) => t.to(device));
+      }
+      return this.#toDeviceAsync(target.index);
+    } catch (e) {
+      return Promise.reject(asAttnError(e));
+    }
+  }
+
+  /** The contiguous CPU source of a host -> device copy, and the new device storage for it. */
+  #deviceTarget(index: number): { src: Tensor; storage: DeviceStorage; byteOffset: number; bytes: number } {
+    const src = this.contiguous();
+    const es = arrayTypeOf(this.dtype).BYTES_PER_ELEMENT;
+    const bytes = src.numel * es;
+    return { src, storage: DeviceStorage.alloc(index, bytes, false, 'Tensor.to'), byteOffset: src.offset * es, bytes };
+  }
+
+  #onDevice(storage: DeviceStorage): Tensor {
+    return new Tensor(storage, this.dtype, this.shape.slice(), contiguousStrides(this.shape), 0);
+  }
+
+  #toDevice(index: number): Tensor {
+    const { src, storage, byteOffset, bytes } = this.#deviceTarget(index);
+    try {
+      native().cudaCopyToDevice(storage.handle, 0, src.data, byteOffset, bytes);
+    } catch (e) {
+      storage.dispose();
+      throw e;
+    }
+    return this.#onDevice(storage);
+  }
+
+  async #toDeviceAsync(index: number): Promise<Tensor> {
+    const { src, storage, byteOffset, bytes } = this.#deviceTarget(index);
+    try {
+      const data = src.data;
+      // A resizable buffer could shrink under an off-thread copy: copy it on this thread instead.
+      if ((data.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) {
+        native().cudaCopyToDevice(storage.handle, 0, data, byteOffset, bytes);
+      } else {
+        await native().cudaCopyToDeviceAsync(storage.handle, 0, data, byteOffset, bytes);
+      }
+    } catch (e) {
+      storage.dispose();
+      throw asAttnError(e);
+    }
+    return this.#onDevice(storage);
+  }
+
+  /** The elements [first, first + count) of the storage that this view reaches. */
+  #span(): { first: number; count: number } {
+    if (this.numel === 0) return { first: this.offset, count: 0 };
+    return { first: this.offset, count: lastElement(this.shape, this.strides, this.offset) - this.offset + 1 };
+  }
+
+  /** A host copy of the span, viewed with this tensor's strides, made contiguous. */
+  #gather(host: TypedArray, first: number): Tensor {
+    const view = new Tensor(host, this.dtype, this.shape.slice(), this.strides.slice(), this.offset - first);
+    return view.isContiguous() ? Tensor.from(host, this.shape.slice(), { dtype: this.dtype }) : view.contiguous();
+  }
+
+  #toHost(storage: DeviceStorage): Tensor {
+    const { first, count } = this.#span();
+    const Ctor = arrayTypeOf(this.dtype);
+    const host = new Ctor(count);
+    native().cudaCopyToHost(host, 0, storage.handle, first * Ctor.BYTES_PER_ELEMENT, count * Ctor.BYTES_PER_ELEMENT);
+    return this.#gather(host, first);
+  }
+
+  async #toHostAsync(storage: DeviceStorage): Promise<Tensor> {
+    const { first, count } = this.#span();
+    const Ctor = arrayTypeOf(this.dtype);
+    const host = new Ctor(count);
+    try {
+      await native().cudaCopyToHostAsync(host, 0, storage.handle, first * Ctor.BYTES_PER_ELEMENT, count * Ctor.BYTES_PER_ELEMENT);
+    } catch (e) {
+      throw asAttnError(e);
+    }
+    return this.#gather(host, first);
+  }
+
+  /** A float32 copy in logical (row-major) order. A device tensor is copied to the host first (synchronously). */
   toFloat32Array(): Float32Array {
+    const backing = this.#backing();
+    if (backing instanceof DeviceStorage) return this.#toHost(backing).toFloat32Array();
     const src = this.requireLive('toFloat32Array');
     const out = new Float32Array(this.numel);
     const read = elementReader(this.dtype);
@@ -227,9 +388,24 @@ export class Tensor {
     return out;
   }
 
-  /** Releases the reference to the data; later use throws ERR_ATTN_DISPOSED. */
-  dispose(): void { this.#data = null; }
+  /**
+   * CPU: releases this tensor's reference to the data; later use of it throws ERR_ATTN_DISPOSED.
+   * GPU: frees the device memory now; every view of it then throws ERR_ATTN_DISPOSED (an async
+   * call already using it keeps it until the call settles). Idempotent.
+   */
+  dispose(): void {
+    if (this.#storage) this.#storage.dispose();
+    else this.#data = null;
+  }
   [Symbol.dispose](): void { this.dispose(); }
+}
+
+// Node 20 before 20.4 has no Symbol.dispose: `using` support through Symbol.for('nodejs.dispose').
+{
+  const sym: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for('nodejs.dispose');
+  if (!(sym in Tensor.prototype)) {
+    Object.defineProperty(Tensor.prototype, sym, { value: Tensor.prototype.dispose, writable: true, configurable: true });
+  }
 }
 
 /** Calls fn with the element offset of every logical index, in row-major order. */

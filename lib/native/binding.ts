@@ -2,6 +2,15 @@ import * as path from 'path';
 import { AttnError } from '../errors';
 import { TypedArray } from '../dtype';
 
+/** A native device storage handle (native/napi/device_storage.h): owns {device, ptr, bytes}. Opaque to JS. */
+export interface DeviceHandle { readonly __attnkitDeviceStorage: never }
+
+export interface CudaDeviceInfo { name: string; cc: string; memoryBytes: number; multiprocessors: number; kernelImage: boolean }
+export interface CudaInfo { available: boolean; reason?: string; devices?: CudaDeviceInfo[]; buildInfo?: string }
+
+/** A tensor argument: a CPU tensor's TypedArray, or a device tensor's storage handle. */
+export type NativeTensorData = TypedArray | DeviceHandle;
+
 /** The native addon's surface (native/napi/). Arguments are pre-marshalled by lib/ops. */
 export interface NativeBinding {
   init(errorClass: typeof AttnError): void;
@@ -11,14 +20,29 @@ export interface NativeBinding {
   fmaPeakGflops(millis: number): number;
   attentionSync(...args: AttentionArgs): void;
   attentionAsync(...args: AttentionArgs): Promise<void>;
-  mergeStates(outs: TypedArray[], lses: TypedArray[], out: TypedArray, lse: TypedArray, desc: Float64Array): void;
+  mergeStates(outs: NativeTensorData[], lses: NativeTensorData[], out: NativeTensorData, lse: NativeTensorData, desc: Float64Array): void;
+
+  // CUDA (native/napi/device_binding.cpp). The first call of any of these loads the CUDA library.
+  cudaInfo(): CudaInfo;
+  cudaAlloc(device: number, bytes: number, zero: boolean): DeviceHandle;
+  cudaDispose(h: DeviceHandle): void;
+  cudaStorageInfo(h: DeviceHandle): { device: number; bytes: number; disposed: boolean; freed: boolean; busy: number };
+  cudaMemoryStats(): { liveBytes: number; liveAllocations: number; externalBytes: number };
+  // (dst, dstByteOffset, src, srcByteOffset, bytes); host offsets count from the TypedArray's first byte.
+  cudaCopyToDevice(dst: DeviceHandle, dstByteOffset: number, src: ArrayBufferView, srcByteOffset: number, bytes: number): void;
+  cudaCopyToHost(dst: ArrayBufferView, dstByteOffset: number, src: DeviceHandle, srcByteOffset: number, bytes: number): void;
+  cudaCopyOnDevice(dst: DeviceHandle, dstByteOffset: number, src: DeviceHandle, srcByteOffset: number, bytes: number): void;
+  cudaCopyToDeviceAsync(dst: DeviceHandle, dstByteOffset: number, src: ArrayBufferView, srcByteOffset: number, bytes: number): Promise<void>;
+  cudaCopyToHostAsync(dst: ArrayBufferView, dstByteOffset: number, src: DeviceHandle, srcByteOffset: number, bytes: number): Promise<void>;
+  cudaCopyOnDeviceAsync(dst: DeviceHandle, dstByteOffset: number, src: DeviceHandle, srcByteOffset: number, bytes: number): Promise<void>;
 }
 
 /** q, k, v, out, bias, mask, alibiSlopes, sinkLogits, cuSeqlensQ, cuSeqlensK, lse, descriptor,
- *  abortFlag, index of the first argument over a resizable ArrayBuffer (-1: none; async only) */
+ *  abortFlag, index of the first argument over a resizable ArrayBuffer (-1: none; async only).
+ *  Tensor slots (q, k, v, out, bias, mask, lse) hold a device handle for device tensors. */
 export type AttentionArgs = [
-  TypedArray, TypedArray, TypedArray, TypedArray, TypedArray | null, TypedArray | null,
-  Float32Array | null, Float32Array | null, Int32Array | null, Int32Array | null, Float32Array | null,
+  NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData | null, NativeTensorData | null,
+  Float32Array | null, Float32Array | null, Int32Array | null, Int32Array | null, Float32Array | DeviceHandle | null,
   Float64Array, Int32Array | null, number,
 ];
 

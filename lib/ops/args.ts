@@ -7,8 +7,14 @@ import { Tensor } from '../tensor';
 export function tensorArg(name: string, t: unknown): Tensor {
   if (!(t instanceof Tensor)) throw new AttnError('ERR_ATTN_ARGUMENT', `${name} must be a Tensor, got ${describe(t)}`);
   if (t.disposed) throw new AttnError('ERR_ATTN_DISPOSED', `${name} was disposed`);
-  if (t.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `${name} is on ${t.device}; this op runs where its inputs live and all must be on one device`);
   return t;
+}
+
+/** An op runs where its inputs live: every tensor on `ref`'s device, never a silent copy. */
+export function sameDevice(name: string, t: Tensor, refName: string, ref: Tensor): void {
+  if (t.device !== ref.device) {
+    throw new AttnError('ERR_ATTN_DEVICE', `${name} is on ${t.device} but ${refName} is on ${ref.device}; all tensors of one call must be on one device (move it with .to('${ref.device}'))`);
+  }
 }
 
 export function optionalTensorArg(name: string, t: unknown): Tensor | undefined {

@@ -1,11 +1,11 @@
 import { AttnError, asAttnError } from '../errors';
-import { Tensor } from '../tensor';
+import { Tensor, kNative } from '../tensor';
 import { native, AttentionArgs } from '../native/binding';
 import {
   ATTENTION_DESCRIPTOR_LENGTH, ATTENTION_OPTIONS, AttentionOption, AttentionSlot, writeTensorRecord,
 } from '../native/descriptor';
 import {
-  abortedError, float32ArrayArg, int32ArrayArg, numberArg, optionalTensorArg, signalArg, tensorArg,
+  abortedError, float32ArrayArg, int32ArrayArg, numberArg, optionalTensorArg, sameDevice, signalArg, tensorArg,
 } from './args';
 
 export interface AttentionOptions {
@@ -31,10 +31,11 @@ export interface AttentionOptions {
   cuSeqlensQ?: Int32Array;
   /** Segment b attends keys [cuK[b], cuK[b+1]); causal and window align per segment. */
   cuSeqlensK?: Int32Array;
-  /** Written in place (any strides, any float dtype) and returned. */
+  /** Written in place (any strides, any float dtype) and returned. Default: a new tensor of q's dtype on q's device. */
   out?: Tensor;
-  /** Also return lse [B, Hq, Sq] float32: natural log of the softmax denominator. */
+  /** Also return lse [B, Hq, Sq] float32 (a new tensor on q's device): natural log of the softmax denominator. */
   returnLse?: boolean;
+  /** Aborts a call that has not started. A running GPU call is not interrupted; a CPU call stops at its next tile. */
   signal?: AbortSignal;
 }
 
@@ -46,20 +47,30 @@ const EMPTY = new Float32Array(0);
 
 interface Marshalled { args: AttentionArgs; out: Tensor; lse: Tensor | undefined; signal: AbortSignal | undefined }
 
-function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions | undefined): Marshalled {
+// Device tensors this call allocated (out, lse): disposed again if the call fails.
+function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions | undefined, owned: Tensor[]): Marshalled {
   if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
     throw new AttnError('ERR_ATTN_ARGUMENT', 'attention options must be an object');
   }
   const o = opts ?? {};
   const q = tensorArg('q', q_), k = tensorArg('k', k_), v = tensorArg('v', v_);
+  sameDevice('k', k, 'q', q);
+  sameDevice('v', v, 'q', q);
   const bias = optionalTensorArg('bias', o.bias);
   const mask = optionalTensorArg('mask', o.mask);
+  const given = optionalTensorArg('out', o.out);
+  if (bias) sameDevice('bias', bias, 'q', q);
+  if (mask) sameDevice('mask', mask, 'q', q);
+  if (given) sameDevice('out', given, 'q', q);
+  const device = q.device;
+  const onDevice = device !== 'cpu';
   const ranksOk = q.rank === 4 && k.rank === 4 && v.rank === 4;
   const [B, Hq, Sq] = ranksOk ? q.shape : [0, 0, 0];
+  const own = (t: Tensor): Tensor => { if (onDevice) owned.push(t); return t; };
   // With bad ranks the native side reports the error on q/k/v before it looks at out.
-  const out = optionalTensorArg('out', o.out) ??
-    (ranksOk ? Tensor.empty([B, Hq, Sq, v.shape[3]], { dtype: q.dtype }) : Tensor.from(EMPTY, [0]));
-  const lse = o.returnLse ? Tensor.empty([B, Hq, Sq], { dtype: 'float32' }) : undefined;
+  const out = given ?? (ranksOk ? own(Tensor.empty([B, Hq, Sq, v.shape[3]], { dtype: q.dtype, device }))
+    : onDevice ? own(Tensor.empty([0], { device })) : Tensor.from(EMPTY, [0]));
+  const lse = o.returnLse ? own(Tensor.empty([B, Hq, Sq], { dtype: 'float32', device })) : undefined;
 
   const d = descriptor;
   writeTensorRecord(d, AttentionSlot.Q, q, 'q');
@@ -88,11 +99,12 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   d[opt + AttentionOption.HasBias] = bias ? 1 : 0;
   d[opt + AttentionOption.HasMask] = mask ? 1 : 0;
 
+  // alibiSlopes, sinkLogits and cuSeqlens stay host arrays for device calls too (the CUDA library copies them).
   const args: AttentionArgs = [
-    q.data, k.data, v.data, out.data, bias ? bias.data : null, mask ? mask.data : null,
+    q[kNative](), k[kNative](), v[kNative](), out[kNative](), bias ? bias[kNative]() : null, mask ? mask[kNative]() : null,
     float32ArrayArg('alibiSlopes', o.alibiSlopes), float32ArrayArg('sinkLogits', o.sinkLogits),
     int32ArrayArg('cuSeqlensQ', o.cuSeqlensQ), int32ArrayArg('cuSeqlensK', o.cuSeqlensK),
-    lse ? (lse.data as Float32Array) : null, d, null, -1,
+    lse ? (lse[kNative]() as Float32Array) : null, d, null, -1,
   ];
   return { args, out, lse, signal: signalArg(o.signal) };
 }
@@ -102,8 +114,8 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
 // Transferring a buffer away while an async call uses it is caller misuse, as with fs.read: see README.
 function firstResizable(args: AttentionArgs): number {
   for (let i = 0; i <= 10; i++) {
-    const a = args[i] as ArrayBufferView | null;
-    if (a && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) return i;
+    const a = args[i];
+    if (ArrayBuffer.isView(a) && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) return i;
   }
   return -1;
 }
@@ -116,29 +128,39 @@ function result(m: Marshalled): Tensor | AttentionWithLse {
 export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): AttentionWithLse;
 export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor;
 export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor | AttentionWithLse {
+  const owned: Tensor[] = [];
   try {
-    const m = marshal(q, k, v, opts);
+    const m = marshal(q, k, v, opts, owned);
     if (m.signal?.aborted) throw abortedError('attention');
     native().attentionSync(...m.args);
     return result(m);
   } catch (e) {
+    disposeAll(owned);
     throw asAttnError(e);
   }
 }
 
-/** Exact fused attention off the JS thread (attnkit's pool). Bad input rejects; never throws. */
+function disposeAll(ts: Tensor[]): void {
+  for (const t of ts) t.dispose();
+}
+
+/**
+ * Exact fused attention off the JS thread (attnkit's pool, or the GPU for device tensors: the
+ * promise settles when the GPU is done). Bad input rejects; never throws.
+ */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor>;
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor | AttentionWithLse> {
   let m: Marshalled;
   let onAbort: (() => void) | undefined;
+  const owned: Tensor[] = [];
   try {
-    m = marshal(q, k, v, opts);
+    m = marshal(q, k, v, opts, owned);
     m.args[13] = firstResizable(m.args);
     const signal = m.signal;
     if (signal?.aborted) throw abortedError('attention');
     if (signal) {
-      // The kernels poll this flag between tiles.
+      // The CPU kernels poll this flag between tiles; a device call reads it once, before it starts.
       const flag = new Int32Array(1);
       m.args[12] = flag;
       onAbort = () => { Atomics.store(flag, 0, 1); };
@@ -146,9 +168,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
     }
     const pending = native().attentionAsync(...m.args);
     const done = () => { if (onAbort) signal!.removeEventListener('abort', onAbort); };
-    return pending.then(() => { done(); return result(m); }, (e: unknown) => { done(); throw asAttnError(e); });
+    return pending.then(() => { done(); return result(m); }, (e: unknown) => { done(); disposeAll(owned); throw asAttnError(e); });
   } catch (e) {
     if (onAbort) m!.signal!.removeEventListener('abort', onAbort);
+    disposeAll(owned);
     return Promise.reject(asAttnError(e));
   }
 }

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace attnkit {
 
@@ -31,11 +32,15 @@ inline const char* dtype_name(DType t) {
   return "?";
 }
 
+// "cpu" or "cuda:N", for messages.
+inline std::string device_name(int device) { return device < 0 ? std::string("cpu") : "cuda:" + std::to_string(device); }
+
 inline bool is_float(DType t) { return t == DType::Float32 || t == DType::Float16 || t == DType::BFloat16; }
 
 struct TensorView {
   void* data = nullptr;
   DType dtype = DType::Float32;
+  int device = -1;  // -1: host memory; N >= 0: memory on CUDA device N
   int rank = 0;
   int64_t shape[kMaxRank] = {0};
   int64_t strides[kMaxRank] = {0};

@@ -64,6 +64,14 @@ void check_cu_seqlens(const char* name, const Int32Array& cu, int64_t total) {
   }
 }
 
+// An op runs where its inputs live: every tensor of a call on one device, never a silent copy.
+void require_device(const char* name, int device, const char* ref_name, int ref_device) {
+  if (device == ref_device) return;
+  fail(ErrorCode::Device, std::string(name) + " is on " + device_name(device) + " but " + ref_name + " is on " +
+                              device_name(ref_device) + "; all tensors of one call must be on one device (move it with .to('" +
+                              device_name(ref_device) + "'))");
+}
+
 }  // namespace
 
 TensorView make_view(const char* name, const CallerBuffer& buf, const TensorDesc& desc) {
@@ -75,6 +83,7 @@ TensorView make_view(const char* name, const CallerBuffer& buf, const TensorDesc
   }
   TensorView v;
   v.dtype = desc.dtype;
+  v.device = buf.device;
   v.rank = desc.rank;
   if (desc.offset < 0) arg_fail(std::string(name) + ".offset must be >= 0, got " + std::to_string(desc.offset));
   bool empty = false;
@@ -129,6 +138,12 @@ AttentionParams validate_attention(const AttentionRequest& r) {
   const TensorView& q = r.q;
   const TensorView& k = r.k;
   const TensorView& v = r.v;
+  require_device("k", k.device, "q", q.device);
+  require_device("v", v.device, "q", q.device);
+  require_device("out", r.out.device, "q", q.device);
+  if (r.has_bias) require_device("bias", r.bias.device, "q", q.device);
+  if (r.has_mask) require_device("mask", r.mask.device, "q", q.device);
+  if (r.lse) require_device("lse", r.lse_device, "q", q.device);
   if (q.rank != 4) shape_fail("q must have rank 4 [B, Hq, Sq, D], got shape " + shape_str(q));
   if (k.rank != 4) shape_fail("k must have rank 4 [B, Hkv, Sk, D], got shape " + shape_str(k));
   if (v.rank != 4) shape_fail("v must have rank 4 [B, Hkv, Sk, Dv], got shape " + shape_str(v));
@@ -220,6 +235,13 @@ AttentionParams validate_attention(const AttentionRequest& r) {
 void validate_merge(const MergeRequest& r) {
   if (r.num_parts < 1) arg_fail("parts must hold at least one { out, lse } pair");
   const TensorView& o0 = r.outs[0];
+  for (int64_t i = 0; i < r.num_parts; ++i) {
+    const std::string n = "parts[" + std::to_string(i) + "]";
+    require_device((n + ".out").c_str(), r.outs[i].device, "parts[0].out", o0.device);
+    require_device((n + ".lse").c_str(), r.lses[i].device, "parts[0].out", o0.device);
+  }
+  require_device("out", r.out.device, "parts[0].out", o0.device);
+  require_device("lse", r.lse.device, "parts[0].out", o0.device);
   if (o0.rank != 4) shape_fail("parts[0].out must have rank 4 [B, H, S, Dv], got " + shape_str(o0));
   for (int64_t i = 0; i < r.num_parts; ++i) {
     const TensorView& o = r.outs[i];
@@ -241,6 +263,30 @@ void validate_merge(const MergeRequest& r) {
   require_no_self_overlap("out", o);
   if (r.lse.dtype != DType::Float32 || r.lse.rank != 3) shape_fail("merged lse must be float32 [B, H, S]");
   require_no_self_overlap("lse", r.lse);
+  if (o0.device >= 0) {
+    // The CUDA merge reads and writes lse as contiguous [B, H, S] float32 (attnkit_cuda.h).
+    for (int64_t i = 0; i < r.num_parts; ++i) {
+      if (!is_row_major(r.lses[i])) arg_fail("parts[" + std::to_string(i) + "].lse must be contiguous on " + device_name(o0.device) + " (call .contiguous())");
+    }
+    if (!is_row_major(r.lse)) arg_fail("merged lse must be contiguous on " + device_name(o0.device));
+  }
+}
+
+void check_byte_range(const char* name, uint64_t offset, uint64_t bytes, uint64_t capacity) {
+  if (offset > capacity || bytes > capacity - offset) {
+    arg_fail(std::string(name) + ": bytes [" + std::to_string(offset) + ", " + std::to_string(offset) + " + " + std::to_string(bytes) +
+             ") reach past its " + std::to_string(capacity) + " bytes");
+  }
+}
+
+bool is_row_major(const TensorView& t) {
+  int64_t expect = 1;
+  for (int i = t.rank - 1; i >= 0; --i) {
+    if (t.shape[i] == 0) return true;
+    if (t.shape[i] != 1 && t.strides[i] != expect) return false;
+    expect *= t.shape[i];
+  }
+  return true;
 }
 
 }  // namespace attnkit

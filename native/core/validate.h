@@ -9,12 +9,14 @@
 
 namespace attnkit {
 
-// The caller's memory: a typed array's first element and its length in elements.
+// The caller's memory: a typed array's first element and its length in elements, or a device
+// allocation (then `length` counts elements of the tensor's dtype that fit in its bytes).
 struct CallerBuffer {
   void* base = nullptr;
   size_t length = 0;      // elements of the array's own type
   DType array_dtype = DType::Float32;  // what the array holds; Uint16Array serves float16 and bfloat16
   bool detached = false;
+  int device = -1;        // -1: host memory; N: CUDA device N
 };
 
 // A tensor as described by the caller (numbers not yet trusted).
@@ -51,6 +53,7 @@ struct AttentionRequest {
   Int32Array cu_seqlens_q, cu_seqlens_k;
   float* lse = nullptr;
   size_t lse_length = 0;
+  int lse_device = -1;
   bool has_scale = false;  // not given: 1/sqrt(D)
   double scale = 0;
   bool causal = false;
@@ -69,5 +72,11 @@ struct MergeRequest {
   TensorView out, lse;
 };
 void validate_merge(const MergeRequest& req);
+
+// Fails unless [offset, offset + bytes) lies inside `capacity` bytes (copies between host and device).
+void check_byte_range(const char* name, uint64_t offset, uint64_t bytes, uint64_t capacity);
+
+// True if t's elements are laid out densely in row-major order (size-1 dims ignored).
+bool is_row_major(const TensorView& t);
 
 }  // namespace attnkit

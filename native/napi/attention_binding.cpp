@@ -1,16 +1,19 @@
-// attention() and mergeAttentionStates() bindings: arguments -> validated params -> CPU kernel,
-// synchronously or on a libuv worker that waits for attnkit's own pool.
+// attention() and mergeAttentionStates() bindings: arguments -> validated params -> the CPU kernel
+// or the CUDA library (where the tensors live), synchronously or on a libuv worker that waits for
+// attnkit's own pool or for the GPU.
 #include <napi.h>
 
 #include <atomic>
 #include <memory>
 #include <vector>
 
+#include "../core/cuda_backend.h"
 #include "../core/validate.h"
 #include "../cpu/fused/fused_attention.h"
 #include "../cpu/merge/merge_states.h"
 #include "bindings.h"
 #include "descriptor.h"
+#include "device_storage.h"
 #include "js_errors.h"
 #include "tensor_args.h"
 
@@ -18,7 +21,8 @@ namespace attnkit {
 namespace {
 
 // Argument positions of attention(q, k, v, out, bias, mask, alibiSlopes, sinkLogits, cuSeqlensQ,
-// cuSeqlensK, lse, descriptor, abortFlag, resizableArg).
+// cuSeqlensK, lse, descriptor, abortFlag, resizableArg). q, k, v, out, bias, mask and lse are each
+// a TypedArray or a device storage handle; every tensor of a call on one device (validate.cpp).
 enum { aQ = 0, aK, aV, aOut, aBias, aMask, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aResizable, aCount };
 const char* const kArgNames[] = {"q", "k", "v", "out", "bias", "mask", "alibiSlopes", "sinkLogits", "cuSeqlensQ", "cuSeqlensK", "lse"};
 
@@ -28,21 +32,22 @@ AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
   const double* d = descriptor_arg(env, info[aDesc], desc::kAttentionLength);
   const double* opt = d + desc::kOptions;
   AttentionRequest r;
-  r.q = tensor_arg("q", caller_buffer(env, info[aQ], "q"), d, desc::kQ);
-  r.k = tensor_arg("k", caller_buffer(env, info[aK], "k"), d, desc::kK);
-  r.v = tensor_arg("v", caller_buffer(env, info[aV], "v"), d, desc::kV);
-  r.out = tensor_arg("out", caller_buffer(env, info[aOut], "out"), d, desc::kOut);
+  r.q = tensor_slot(env, info[aQ], "q", d, desc::kQ);
+  r.k = tensor_slot(env, info[aK], "k", d, desc::kK);
+  r.v = tensor_slot(env, info[aV], "v", d, desc::kV);
+  r.out = tensor_slot(env, info[aOut], "out", d, desc::kOut);
   r.has_bias = opt[desc::kHasBias] != 0;
   r.has_mask = opt[desc::kHasMask] != 0;
-  if (r.has_bias) r.bias = tensor_arg("bias", caller_buffer(env, info[aBias], "bias"), d, desc::kBias);
-  if (r.has_mask) r.mask = tensor_arg("mask", caller_buffer(env, info[aMask], "mask"), d, desc::kMask);
+  if (r.has_bias) r.bias = tensor_slot(env, info[aBias], "bias", d, desc::kBias);
+  if (r.has_mask) r.mask = tensor_slot(env, info[aMask], "mask", d, desc::kMask);
   r.alibi_slopes = float_array_arg(env, info[aAlibi], "alibiSlopes");
   r.sink_logits = float_array_arg(env, info[aSinkLogits], "sinkLogits");
   r.cu_seqlens_q = int32_array_arg(env, info[aCuQ], "cuSeqlensQ");
   r.cu_seqlens_k = int32_array_arg(env, info[aCuK], "cuSeqlensK");
-  FloatArray lse = float_array_arg(env, info[aLse], "lse");
-  r.lse = const_cast<float*>(lse.data);
+  const LseArg lse = lse_arg(env, info[aLse]);
+  r.lse = lse.data;
   r.lse_length = lse.length;
+  r.lse_device = lse.device;
   r.has_scale = opt[desc::kHasScale] != 0;
   r.scale = opt[desc::kScale];
   r.causal = opt[desc::kCausal] != 0;
@@ -61,27 +66,31 @@ AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
   return p;
 }
 
-// Keeps every JS array of a call alive until the worker is done with their memory.
-class ArgumentPins {
- public:
-  ArgumentPins(const Napi::CallbackInfo& info) {
-    for (size_t i = 0; i < info.Length(); ++i)
-      if (info[i].IsObject()) refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+// Where the call runs: the device of q (validation put every tensor there).
+void run_attention(const AttentionParams& p) {
+  if (p.q.device >= 0) {
+    cuda_attention(p, p.q.device);
+  } else {
+    fused_attention_cpu(p);
   }
-
- private:
-  std::vector<Napi::ObjectReference> refs_;
-};
+}
 
 class AttentionWorker : public Napi::AsyncWorker {
  public:
   AttentionWorker(Napi::Env env, const Napi::CallbackInfo& info, const AttentionParams& p)
-      : Napi::AsyncWorker(env, "attnkit.attention"), deferred_(Napi::Promise::Deferred::New(env)), pins_(info), params_(p) {}
+      : Napi::AsyncWorker(env, "attnkit.attention"), deferred_(Napi::Promise::Deferred::New(env)), pins_(info), params_(p) {
+    // Device memory of this call stays allocated until it settles, even if disposed meanwhile.
+    for (int i = aQ; i <= aLse; ++i) mark_busy(env, info[i], &busy_);
+  }
   Napi::Promise promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
-      fused_attention_cpu(params_);
+      if (params_.q.device >= 0 && params_.abort_flag && params_.abort_flag->load() != 0) {
+        // A GPU call is not interrupted once it runs; an abort that lands before it starts counts.
+        throw AttnException(ErrorCode::Aborted, "attention was aborted by its AbortSignal");
+      }
+      run_attention(params_);
     } catch (const AttnException& e) {
       code_ = e.code();
       SetError(e.what());
@@ -99,13 +108,14 @@ class AttentionWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   ArgumentPins pins_;
+  BusyHandles busy_;  // declared after pins_: released first, while the handles are still pinned
   AttentionParams params_;
   ErrorCode code_ = ErrorCode::Argument;
 };
 
 Napi::Value attention_sync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    fused_attention_cpu(attention_params_from(info));
+    run_attention(attention_params_from(info));
     return info.Env().Undefined();
   });
 }
@@ -129,7 +139,7 @@ Napi::Value attention_async(const Napi::CallbackInfo& info) {
       fail(ErrorCode::Argument, std::string(kArgNames[static_cast<int>(resizable)]) +
                                     " is backed by a resizable ArrayBuffer, which could shrink while the async call runs; use a fixed-length buffer or attentionSync");
     }
-    if (attention_macs(p) <= kInlineAsyncMacs) {
+    if (p.q.device < 0 && attention_macs(p) <= kInlineAsyncMacs) {
       Napi::Promise::Deferred d = Napi::Promise::Deferred::New(info.Env());
       try {
         fused_attention_cpu(p);
@@ -147,7 +157,8 @@ Napi::Value attention_async(const Napi::CallbackInfo& info) {
 }
 
 // mergeAttentionStates(outs: TypedArray[], lses: TypedArray[], out, lse, descriptor): the
-// descriptor holds records for outs[0..n), lses[0..n), out, lse.
+// descriptor holds records for outs[0..n), lses[0..n), out, lse. Each tensor may instead be a
+// device storage handle (all on one device).
 Napi::Value merge_states(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     Napi::Env env = info.Env();
@@ -161,17 +172,21 @@ Napi::Value merge_states(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < n; ++i) {
       names[2 * i] = "parts[" + std::to_string(i) + "].out";
       names[2 * i + 1] = "parts[" + std::to_string(i) + "].lse";
-      ov[i] = tensor_arg(names[2 * i].c_str(), caller_buffer(env, outs.Get(i), names[2 * i].c_str()), d, static_cast<int>(i));
-      lv[i] = tensor_arg(names[2 * i + 1].c_str(), caller_buffer(env, lses.Get(i), names[2 * i + 1].c_str()), d, static_cast<int>(n + i));
+      ov[i] = tensor_slot(env, outs.Get(i), names[2 * i].c_str(), d, static_cast<int>(i));
+      lv[i] = tensor_slot(env, lses.Get(i), names[2 * i + 1].c_str(), d, static_cast<int>(n + i));
     }
     MergeRequest r;
     r.num_parts = n;
     r.outs = ov.data();
     r.lses = lv.data();
-    r.out = tensor_arg("out", caller_buffer(env, info[2], "out"), d, static_cast<int>(2 * n));
-    r.lse = tensor_arg("lse", caller_buffer(env, info[3], "lse"), d, static_cast<int>(2 * n + 1));
+    r.out = tensor_slot(env, info[2], "out", d, static_cast<int>(2 * n));
+    r.lse = tensor_slot(env, info[3], "lse", d, static_cast<int>(2 * n + 1));
     validate_merge(r);
-    merge_attention_states_cpu(r);
+    if (r.out.device >= 0) {
+      cuda_merge_states(r, r.out.device);
+    } else {
+      merge_attention_states_cpu(r);
+    }
     return env.Undefined();
   });
 }

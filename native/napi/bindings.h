@@ -3,6 +3,7 @@
 #include <napi.h>
 
 #include <new>
+#include <vector>
 
 #include "../core/error.h"
 #include "js_errors.h"
@@ -11,6 +12,19 @@ namespace attnkit {
 
 void register_attention_bindings(Napi::Env env, Napi::Object exports);
 void register_info_bindings(Napi::Env env, Napi::Object exports);
+void register_device_bindings(Napi::Env env, Napi::Object exports);
+
+// Keeps every JS object argument of a call alive until an async worker is done with its memory.
+class ArgumentPins {
+ public:
+  explicit ArgumentPins(const Napi::CallbackInfo& info) {
+    for (size_t i = 0; i < info.Length(); ++i)
+      if (info[i].IsObject()) refs_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+  }
+
+ private:
+  std::vector<Napi::ObjectReference> refs_;
+};
 
 // Runs body; AttnException and allocation failures become thrown AttnErrors, so no C++ exception
 // ever unwinds into Node.

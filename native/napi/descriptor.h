@@ -1,6 +1,7 @@
 // The layout of the Float64Array that lib/native/descriptor.ts fills for each call: one fixed-size record
 // per tensor, then the scalar options. Keep in step
-// with that file.
+// with that file. A tensor's memory travels as its own argument: a TypedArray, or for a device
+// tensor its storage handle (the record is checked against the handle's bytes the same way).
 #pragma once
 
 namespace attnkit {

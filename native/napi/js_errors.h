@@ -10,6 +10,7 @@ namespace attnkit {
 
 struct AddonState {
   Napi::FunctionReference attn_error;  // lib/errors.ts AttnError: new AttnError(code, message)
+  Napi::FunctionReference device_storage;  // the DeviceStorage handle class (device_binding.cpp)
 };
 
 Napi::Value make_attn_error(Napi::Env env, ErrorCode code, const std::string& message);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "descriptor.h"
+#include "device_storage.h"
 #include "js_errors.h"
 
 namespace attnkit {
@@ -59,7 +60,9 @@ CallerBuffer caller_buffer(Napi::Env env, const Napi::Value& v, const char* name
   return b;
 }
 
-TensorView tensor_arg(const char* name, const CallerBuffer& buf, const double* d, int slot) {
+namespace {
+
+TensorDesc tensor_desc(const char* name, const double* d, int slot) {
   const double* rec = d + slot * desc::kTensorRecord;
   TensorDesc t;
   const double dt = rec[desc::kDType];
@@ -79,7 +82,49 @@ TensorView tensor_arg(const char* name, const CallerBuffer& buf, const double* d
     t.strides[i] = integer(rec[desc::kStrides + i], "strides");
   }
   t.offset = integer(rec[desc::kOffset], "offset");
-  return make_view(name, buf, t);
+  return t;
+}
+
+// A live device handle as the caller's buffer: as many elements of the tensor's dtype as its bytes hold.
+CallerBuffer device_buffer(const DeviceStorage& s, const char* name, DType dtype) {
+  if (s.disposed()) fail(ErrorCode::Disposed, std::string(name) + "'s device memory was disposed");
+  CallerBuffer b;
+  b.base = s.ptr();
+  b.length = s.bytes() / dtype_size(dtype);
+  b.array_dtype = dtype;
+  b.device = s.device();
+  return b;
+}
+
+}  // namespace
+
+TensorView tensor_arg(const char* name, const CallerBuffer& buf, const double* d, int slot) {
+  return make_view(name, buf, tensor_desc(name, d, slot));
+}
+
+TensorView tensor_slot(Napi::Env env, const Napi::Value& v, const char* name, const double* d, int slot) {
+  const TensorDesc t = tensor_desc(name, d, slot);
+  if (const DeviceStorage* s = device_storage_of(env, v)) return make_view(name, device_buffer(*s, name, t.dtype), t);
+  return make_view(name, caller_buffer(env, v, name), t);
+}
+
+LseArg lse_arg(Napi::Env env, const Napi::Value& v) {
+  LseArg a;
+  if (const DeviceStorage* s = device_storage_of(env, v)) {
+    const CallerBuffer b = device_buffer(*s, "lse", DType::Float32);
+    a.data = static_cast<float*>(b.base);
+    a.length = b.length;
+    a.device = b.device;
+    return a;
+  }
+  const FloatArray f = float_array_arg(env, v, "lse");
+  a.data = const_cast<float*>(f.data);
+  a.length = f.length;
+  return a;
+}
+
+void mark_busy(Napi::Env env, const Napi::Value& v, BusyHandles* busy) {
+  if (DeviceStorage* s = device_storage_of(env, v)) busy->add(s);
 }
 
 namespace {

@@ -1,0 +1,66 @@
+// The CUDA backend as the core sees it: libattnkit_cuda.so, loaded with dlopen the first time
+// anything CUDA is asked for (never at addon load), and C++ wrappers over its C ABI
+// (native/include/attnkit/attnkit_cuda.h) that turn a failed attnkit_cuda_status into an
+// AttnException. No N-API here; no CUDA headers either (the addon builds without the toolkit).
+//
+// Where the library is looked for: $ATTNKIT_CUDA_LIB (a full path) if set, else
+// libattnkit_cuda.so in the directory of the loaded attnkit.node (build/Release or
+// prebuilds/<platform>-<arch>/, where the builds put it). The outcome, success or a reason, is
+// cached for the life of the process; the library is never unloaded.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../include/attnkit/attnkit_cuda.h"
+#include "attention_params.h"
+#include "validate.h"
+
+namespace attnkit {
+
+struct CudaDevice {
+  std::string name;
+  int cc_major = 0, cc_minor = 0;
+  int multiprocessors = 0;
+  uint64_t memory_bytes = 0;
+  bool has_kernel_image = false;
+};
+
+struct CudaStatus {
+  bool available = false;   // library loaded, ABI matched, at least one device it can run on
+  std::string reason;       // why not, when !available
+  std::string library_path; // the file loaded (or looked for)
+  std::string build_info;   // the library's own description, once loaded
+  std::vector<CudaDevice> devices;  // every device the driver reports (empty when unavailable)
+};
+
+// Loads the library on the first call (thread-safe), then returns the cached outcome.
+const CudaStatus& cuda_status();
+
+// The entry points; fails with ERR_ATTN_CUDA_UNAVAILABLE (carrying the reason) unless available.
+const attnkit_cuda_api& cuda_api();
+
+// Fails with ERR_ATTN_DEVICE unless `device` names an existing device, and with
+// ERR_ATTN_CUDA_UNAVAILABLE if this library has no kernel image for it (or CUDA is unavailable).
+void cuda_require_device(int device, const char* what);
+
+// Non-OK status -> AttnException: OOM -> ERR_ATTN_OOM, UNAVAILABLE and INTERNAL ->
+// ERR_ATTN_CUDA_UNAVAILABLE, ARGUMENT -> ERR_ATTN_ARGUMENT. `what` prefixes the library's message.
+void cuda_check(attnkit_cuda_status status, const std::string& what, const char* message);
+
+// Wrappers over the table. Sizes of 0 never reach the library (malloc of 0 bytes gives nullptr).
+void* cuda_malloc(int device, size_t bytes);
+void cuda_free(int device, void* ptr) noexcept;
+void cuda_memset_zero(int device, void* ptr, size_t bytes);
+void cuda_copy_to_device(int device, void* dst, const void* src, size_t bytes);
+void cuda_copy_to_host(int device, void* dst, const void* src, size_t bytes);
+void cuda_copy_on_device(int device, void* dst, const void* src, size_t bytes);
+
+// Validated params (every tensor on `device`) -> attnkit_cuda_attention_args -> the library.
+// Blocks until the GPU is done; call it off the JS thread for async ops.
+void cuda_attention(const AttentionParams& p, int device);
+// Validated merge request (every tensor on `device`, lses contiguous) -> the library.
+void cuda_merge_states(const MergeRequest& r, int device);
+
+}  // namespace attnkit

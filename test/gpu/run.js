@@ -1,0 +1,581 @@
+#!/usr/bin/env node
+'use strict';
+// The GPU suite, under plain node (the device machine has no jest): the CPU suite's fused-attention
+// parity cases (test/helpers/parity-cases.js, the very same table) run on a CUDA device against
+// the float64 oracle, plus device-tensor tests (copies, views, dispose, finalizer, external memory,
+// OOM, device-mix and disposed errors, merge on device).
+//
+//   node test/gpu/run.js [--filter <substring>] [--device cuda:N] [--list]
+//
+// Needs only the built package (dist/ and the addon) and libattnkit_cuda.so beside the addon (or
+// ATTNKIT_CUDA_LIB). Prints `GPU: N passed, M failed, K skipped`; exits 1 if anything failed.
+// Without CUDA it prints the reason, counts every test as skipped and exits 0.
+// Replay a parity failure: ATTNKIT_SEED=<printed seed> node test/gpu/run.js --filter '<name>'
+const path = require('path');
+const assert = require('assert');
+const { spawnSync } = require('child_process');
+
+const root = path.join(__dirname, '..', '..');
+const attnkit = require(root);
+const { Tensor, AttnError, attention, attentionSync, mergeAttentionStates, backendInfo, toFloat16, toBFloat16 } = attnkit;
+const { attentionReference } = require(path.join(root, 'dist', 'reference'));
+const { native } = require(path.join(root, 'dist', 'native', 'binding'));
+const R = require('../helpers/random');
+const { TOL, tolFor, relErr, lseErr, worst } = require('../helpers/compare');
+const { cases, buildInputs, buildOptions } = require('../helpers/parity-cases');
+
+const LSE_TOL = TOL.float32;
+
+function argValue(flag, fallback) {
+  const i = process.argv.indexOf(flag);
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+const FILTER = argValue('--filter', '');
+const DEV = argValue('--device', 'cuda:0');
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------------------------
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+
+function check(what, err, tol, detail) {
+  if (!(err <= tol)) throw new Error(`${what}: error ${err} exceeds tolerance ${tol}${detail ? `\n  ${detail()}` : ''}\n  replay: ATTNKIT_SEED=${R.BASE_SEED}`);
+}
+
+function expectCode(fn, code, re) {
+  let err;
+  try { fn(); } catch (e) { err = e; }
+  assertAttnError(err, code, re);
+  return err;
+}
+async function expectRejects(fn, code, re) {
+  let p;
+  try { p = fn(); } catch (e) { throw new Error(`threw synchronously instead of rejecting: ${e && e.message}`); }
+  let err;
+  try { await p; } catch (e) { err = e; }
+  assertAttnError(err, code, re);
+  return err;
+}
+function assertAttnError(err, code, re) {
+  if (!err) throw new Error(`expected ${code}, but nothing was thrown`);
+  if (!(err instanceof AttnError)) throw new Error(`expected an AttnError ${code}, got ${err && err.stack}`);
+  assert.strictEqual(err.code, code, `expected ${code}, got ${err.code}: ${err.message}`);
+  if (re) assert.match(err.message, re);
+}
+
+const stats = () => native().cudaMemoryStats();
+const numel = (s) => s.reduce((a, b) => a * b, 1);
+
+/** The same view on the device: the whole backing array is copied, then viewed with the same
+ *  shape, strides and offset, so strided layouts (and the poison around them) reach the GPU. */
+function toDev(t) {
+  if (!t) return t;
+  return Tensor.from(t.data, [t.data.length], { dtype: t.dtype }).toSync(DEV).asStrided(t.shape.slice(), t.strides.slice(), t.offset);
+}
+function disposeAll(...ts) { for (const t of ts) if (t && typeof t.dispose === 'function') t.dispose(); }
+
+function randomCpu(r, shape, dtype = 'float32') { return R.randomTensor(r, shape, dtype).t; }
+function bitsEqual(a, b) {
+  assert.strictEqual(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) throw new Error(`element ${i}: ${a[i]} != ${b[i]}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// parity: every CPU parity case, on the device, sync and async, into poisoned device outputs
+// ---------------------------------------------------------------------------------------------
+async function runCase(c) {
+  const r = R.rng(c.name);
+  const { q, k, v } = buildInputs(r, c);
+  const opts = buildOptions(r, c);
+  const ref = attentionReference(q.t, k.t, v.t, opts);
+  const Dv = c.Dv ?? c.D;
+  const outShape = [c.B, c.Hq, c.Sq, Dv];
+  const outMode = c.out || 'strided';
+  const outDtype = outMode === 'none' ? c.dtype : (c.outDtype || c.dtype);
+  const tol = tolFor(c.dtype, outDtype);
+  const qd = toDev(q.t), kd = toDev(k.t), vd = toDev(v.t);
+  const devOpts = { ...opts, bias: toDev(opts.bias), mask: toDev(opts.mask) };
+  try {
+    for (const mode of ['sync', 'async']) {
+      const outCpu = outMode === 'none' ? undefined
+        : outMode === 'contig' ? R.poisonedOut(outShape, outDtype) : R.stridedOut(outShape, outDtype);
+      const out = toDev(outCpu);
+      const call = { ...devOpts, out, returnLse: !!c.lse };
+      const res = mode === 'sync' ? attentionSync(qd, kd, vd, call) : await attention(qd, kd, vd, call);
+      const o = c.lse ? res.out : res;
+      try {
+        if (out) assert.strictEqual(o, out, 'the given out is returned');
+        assert.strictEqual(o.device, DEV);
+        assert.strictEqual(o.dtype, outDtype);
+        assert.deepStrictEqual([...o.shape], outShape);
+        const oh = o.toSync('cpu');
+        check(`${mode} out (${c.dtype} -> ${outDtype})`, relErr(oh, ref.out), tol, () => worst(oh, ref.out));
+        if (c.lse) {
+          assert.strictEqual(res.lse.device, DEV);
+          assert.strictEqual(res.lse.dtype, 'float32');
+          assert.deepStrictEqual([...res.lse.shape], [c.B, c.Hq, c.Sq]);
+          const lh = res.lse.toSync('cpu');
+          check(`${mode} lse`, lseErr(lh, ref.lse), LSE_TOL, () => worst(lh, ref.lse));
+        }
+      } finally {
+        disposeAll(o, c.lse ? res.lse : undefined);
+      }
+    }
+  } finally {
+    disposeAll(qd, kd, vd, devOpts.bias, devOpts.mask);
+  }
+}
+
+for (const c of cases) test(`parity: ${c.name}`, () => runCase(c));
+
+// ---------------------------------------------------------------------------------------------
+// device tensors
+// ---------------------------------------------------------------------------------------------
+const DTYPES = ['float32', 'float16', 'bfloat16', 'int32', 'uint8'];
+function cpuOf(r, dtype, shape) {
+  const n = numel(shape);
+  const f = r.randn(n, 3);
+  if (dtype === 'float32') return Tensor.from(f, shape);
+  if (dtype === 'float16') return Tensor.from(toFloat16(f), shape, { dtype });
+  if (dtype === 'bfloat16') return Tensor.from(toBFloat16(f), shape, { dtype });
+  if (dtype === 'int32') return Tensor.from(Int32Array.from(f, (x) => Math.round(x * 1000)), shape);
+  return Tensor.from(Uint8Array.from(f, (x) => Math.abs(Math.round(x * 40)) & 255), shape);
+}
+
+test('device: round trips of every dtype, sync and async, bit for bit', async () => {
+  const r = R.rng('round trips');
+  for (const dtype of DTYPES) {
+    const t = cpuOf(r, dtype, [3, 5, 7]);
+    const d = t.toSync(DEV);
+    assert.strictEqual(d.device, DEV);
+    assert.strictEqual(d.dtype, dtype);
+    assert.deepStrictEqual([...d.shape], [3, 5, 7]);
+    assert.deepStrictEqual([...d.strides], [35, 7, 1]);
+    const back = d.toSync('cpu');
+    assert.strictEqual(back.device, 'cpu');
+    bitsEqual(back.data, t.data);
+    const d2 = await t.to(DEV);
+    const back2 = await d2.to('cpu');
+    bitsEqual(back2.data, t.data);
+    assert.strictEqual(d.toSync(DEV), d, 'to(own device) is the tensor itself');
+    assert.strictEqual(await d.to(DEV), d);
+    disposeAll(d, d2);
+  }
+});
+
+test("device: 'cuda' means cuda:0; empty, zeros, 0-element and rank-0 tensors", async () => {
+  const e = Tensor.empty([4, 4], { device: 'cuda' });
+  assert.strictEqual(e.device, 'cuda:0');
+  const z = Tensor.zeros([3, 1000], { device: DEV, dtype: 'bfloat16' });
+  assert.ok(z.toSync('cpu').data.every((x) => x === 0));
+  const none = Tensor.empty([0, 5], { device: DEV });
+  assert.strictEqual(none.toSync('cpu').numel, 0);
+  assert.strictEqual((await none.to('cpu')).numel, 0);
+  const scalar = Tensor.from(Float32Array.of(2.5), []).toSync(DEV);
+  assert.deepStrictEqual(Array.from(scalar.toFloat32Array()), [2.5]);
+  const emptyCpu = Tensor.from(new Float32Array(0), [2, 0]).toSync(DEV);
+  assert.strictEqual(emptyCpu.numel, 0);
+  disposeAll(e, z, none, scalar, emptyCpu);
+});
+
+test('device: non-contiguous CPU tensors arrive contiguous, in logical order', async () => {
+  const r = R.rng('noncontig');
+  const t = cpuOf(r, 'float32', [4, 6, 5]).transpose(0, 2).slice(1, 1, 5); // [5, 4, 4]
+  const d = t.toSync(DEV);
+  assert.ok(d.isContiguous());
+  bitsEqual(d.toFloat32Array(), t.toFloat32Array());
+  const d2 = await t.to(DEV);
+  bitsEqual((await d2.to('cpu')).data, t.toFloat32Array());
+  disposeAll(d, d2);
+});
+
+test('device: transpose / slice / view / asStrided share the storage; to(cpu) reads logical order', () => {
+  const r = R.rng('views');
+  for (const dtype of ['float32', 'float16', 'uint8']) {
+    const t = cpuOf(r, dtype, [2, 3, 4, 5]);
+    const d = t.toSync(DEV);
+    const before = stats().liveAllocations;
+    const views = [
+      [d.transpose(1, 2), t.transpose(1, 2)],
+      [d.slice(3, 1, 4), t.slice(3, 1, 4)],
+      [d.transpose(0, 3).slice(1, 2, 3), t.transpose(0, 3).slice(1, 2, 3)],
+      [d.view([6, 20]), t.view([6, 20])],
+      [d.asStrided([3, 4], [5, 1], 7), t.asStrided([3, 4], [5, 1], 7)],
+      [d.asStrided([4, 3], [0, 2], 1), t.asStrided([4, 3], [0, 2], 1)],
+    ];
+    assert.strictEqual(stats().liveAllocations, before, 'views allocate nothing');
+    for (const [dv, cv] of views) {
+      assert.strictEqual(dv.device, DEV);
+      const h = dv.toSync('cpu');
+      assert.ok(h.isContiguous());
+      bitsEqual(h.data, cv.contiguous().data);
+      bitsEqual(dv.toFloat32Array(), cv.toFloat32Array());
+    }
+    expectCode(() => d.asStrided([200], [1], 0), 'ERR_ATTN_ARGUMENT', /asStrided/);
+    expectCode(() => d.transpose(1, 2).view([-1]), 'ERR_ATTN_SHAPE', /contiguous/);
+    d.dispose();
+  }
+});
+
+test('device: contiguous() of a strided device view copies through the host, stays on the device', () => {
+  const r = R.rng('contig');
+  const t = cpuOf(r, 'bfloat16', [3, 4, 5]);
+  const d = t.toSync(DEV);
+  assert.strictEqual(d.contiguous(), d);
+  const v = d.transpose(0, 2);
+  const c = v.contiguous();
+  assert.notStrictEqual(c, v);
+  assert.strictEqual(c.device, DEV);
+  assert.ok(c.isContiguous());
+  bitsEqual(c.toSync('cpu').data, t.transpose(0, 2).contiguous().data);
+  disposeAll(d, c);
+});
+
+test('device: data throws ERR_ATTN_DEVICE pointing at to(cpu); toFloat32Array copies', () => {
+  const t = Tensor.from(Float32Array.of(1, 2, 3, 4), [2, 2]);
+  const d = t.toSync(DEV);
+  expectCode(() => d.data, 'ERR_ATTN_DEVICE', /to\('cpu'\)/);
+  assert.deepStrictEqual(Array.from(d.transpose(0, 1).toFloat32Array()), [1, 3, 2, 4]);
+  d.dispose();
+});
+
+test('device: dispose frees now; every view of the storage is then ERR_ATTN_DISPOSED; Symbol.dispose', async () => {
+  const s0 = stats();
+  const d = Tensor.zeros([256, 1024], { device: DEV });
+  const bytes = 256 * 1024 * 4;
+  assert.strictEqual(stats().liveBytes - s0.liveBytes, bytes);
+  const view = d.transpose(0, 1);
+  const slice = d.slice(0, 3, 9);
+  view.dispose();
+  assert.strictEqual(stats().liveBytes, s0.liveBytes, 'freed at once');
+  for (const t of [d, view, slice]) {
+    assert.strictEqual(t.disposed, true);
+    expectCode(() => t.toSync('cpu'), 'ERR_ATTN_DISPOSED');
+    await expectRejects(() => t.to('cpu'), 'ERR_ATTN_DISPOSED');
+    expectCode(() => t.data, 'ERR_ATTN_DISPOSED');
+    expectCode(() => t.toFloat32Array(), 'ERR_ATTN_DISPOSED');
+    expectCode(() => t.transpose(0, 1), 'ERR_ATTN_DISPOSED');
+    expectCode(() => t.contiguous(), 'ERR_ATTN_DISPOSED');
+    assert.deepStrictEqual([...t.shape].length, 2); // metadata stays readable
+  }
+  d.dispose(); // twice is harmless
+  const sym = Symbol.dispose ?? Symbol.for('nodejs.dispose');
+  const e = Tensor.empty([10], { device: DEV });
+  e[sym]();
+  assert.strictEqual(e.disposed, true);
+  assert.strictEqual(stats().liveAllocations, s0.liveAllocations);
+});
+
+test('device: external memory is reported to V8 (+ at allocation, - at dispose, exactly once)', () => {
+  // V8's external total also moves when dead ArrayBuffers are swept (possibly concurrently), so
+  // compare with a margin far below the 64 MiB being accounted.
+  const n = 64 << 20, margin = n / 8;
+  for (let round = 0; round < 3; round++) {
+    const s0 = stats();
+    const t = Tensor.empty([n], { device: DEV, dtype: 'uint8' });
+    const s1 = stats();
+    assert.ok(Math.abs(s1.externalBytes - s0.externalBytes - n) < margin, `+${s1.externalBytes - s0.externalBytes} after allocating ${n}`);
+    const v = t.view([n / 2, 2]);
+    t.dispose();
+    v.dispose(); // the same storage: no second release
+    const s2 = stats();
+    assert.ok(Math.abs(s2.externalBytes - s0.externalBytes) < margin, `${s2.externalBytes - s0.externalBytes} after dispose`);
+    assert.strictEqual(s2.liveBytes, s0.liveBytes);
+  }
+});
+
+test('device: the finalizer frees what JS dropped (child process with --expose-gc)', () => {
+  const script = `
+    const { Tensor } = require(${JSON.stringify(root)});
+    const { native } = require(${JSON.stringify(path.join(root, 'dist', 'native', 'binding'))});
+    const s0 = native().cudaMemoryStats();
+    (() => { for (let i = 0; i < 20; i++) Tensor.zeros([1 << 20], { device: ${JSON.stringify(DEV)} }).transpose(0, 0); })();
+    const s1 = native().cudaMemoryStats();
+    const settle = (n) => new Promise((res) => { global.gc(); setImmediate(() => (n ? settle(n - 1).then(res) : res())); });
+    settle(5).then(() => {
+      const s2 = native().cudaMemoryStats();
+      console.log(JSON.stringify({ grew: s1.liveBytes - s0.liveBytes, left: s2.liveBytes - s0.liveBytes, ext: s2.externalBytes - s0.externalBytes }));
+    });`;
+  const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60000 });
+  if (r.status !== 0) throw new Error(`child failed (${r.status} ${r.signal}): ${r.stderr}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop());
+  assert.strictEqual(out.grew, 20 * 4 * (1 << 20));
+  assert.strictEqual(out.left, 0, 'every dropped allocation was freed by its finalizer');
+  assert.ok(Math.abs(out.ext) < 1 << 20, `external memory back to where it was (${out.ext})`);
+});
+
+test('device: an OOM-sized request (1e15 bytes) is ERR_ATTN_OOM naming the size, and the process goes on', async () => {
+  const s0 = stats();
+  const err = expectCode(() => Tensor.empty([1e15], { device: DEV, dtype: 'uint8' }), 'ERR_ATTN_OOM', /1000000000000000 bytes/);
+  assert.match(err.message, /Tensor\.empty/);
+  expectCode(() => Tensor.zeros([250e12], { device: DEV }), 'ERR_ATTN_OOM', /1000000000000000 bytes/);
+  expectCode(() => native().cudaAlloc(Number(DEV.split(':')[1] || 0), 1e15, false), 'ERR_ATTN_OOM', /1000000000000000 bytes/);
+  await expectRejects(() => Tensor.from(new Float32Array(4), [4]).to(DEV).then((t) => { t.dispose(); return Tensor.empty([1e15], { device: DEV, dtype: 'uint8' }); }), 'ERR_ATTN_OOM');
+  assert.strictEqual(stats().liveBytes, s0.liveBytes);
+  const ok = Tensor.zeros([16], { device: DEV });
+  assert.deepStrictEqual(Array.from(ok.toFloat32Array()), new Array(16).fill(0));
+  ok.dispose();
+});
+
+test('device: bad device strings are ERR_ATTN_DEVICE', async () => {
+  const n = backendInfo().cuda.devices.length;
+  const t = Tensor.from(Float32Array.of(1), [1]);
+  for (const dev of ['cuda:x', 'gpu', 'CUDA', 'cuda:', 'cuda:-1', ' cuda', `cuda:${n}`, 'cuda:99']) {
+    expectCode(() => Tensor.empty([2], { device: dev }), 'ERR_ATTN_DEVICE');
+    expectCode(() => t.toSync(dev), 'ERR_ATTN_DEVICE');
+    await expectRejects(() => t.to(dev), 'ERR_ATTN_DEVICE');
+  }
+  expectCode(() => t.toSync(7), 'ERR_ATTN_DEVICE');
+});
+
+// A small problem whose tensors can be put anywhere.
+function small(r, dtype = 'float32') {
+  return {
+    q: randomCpu(r, [1, 4, 9, 16], dtype), k: randomCpu(r, [1, 2, 11, 16], dtype), v: randomCpu(r, [1, 2, 11, 8], dtype),
+    bias: randomCpu(r, [9, 11]), mask: Tensor.from(new Uint8Array(99).fill(1), [9, 11]), out: Tensor.empty([1, 4, 9, 8]),
+  };
+}
+
+test('device: mixing devices in one call is ERR_ATTN_DEVICE naming the argument (TS and native)', async () => {
+  const r = R.rng('mix');
+  const c = small(r);
+  const d = Object.fromEntries(Object.entries(c).map(([n, t]) => [n, t.toSync(DEV)]));
+  const mixes = [
+    ['k', () => [d.q, c.k, d.v, {}]], ['v', () => [d.q, d.k, c.v, {}]], ['bias', () => [d.q, d.k, d.v, { bias: c.bias }]],
+    ['mask', () => [d.q, d.k, d.v, { mask: c.mask }]], ['out', () => [d.q, d.k, d.v, { out: c.out }]],
+    ['k', () => [c.q, d.k, c.v, {}]], ['out', () => [c.q, c.k, c.v, { out: d.out }]], ['bias', () => [c.q, c.k, c.v, { bias: d.bias }]],
+  ];
+  for (const [name, args] of mixes) {
+    const re = new RegExp(`\\b${name}\\b.*(cpu|cuda)`);
+    expectCode(() => attentionSync(...args()), 'ERR_ATTN_DEVICE', re);
+    await expectRejects(() => attention(...args()), 'ERR_ATTN_DEVICE', re);
+  }
+  // native refuses a mix on its own too (bypassing the TS checks)
+  const { ATTENTION_DESCRIPTOR_LENGTH } = require(path.join(root, 'dist', 'native', 'descriptor'));
+  const desc = new Float64Array(ATTENTION_DESCRIPTOR_LENGTH);
+  const { writeTensorRecord } = require(path.join(root, 'dist', 'native', 'descriptor'));
+  const { kNative } = require(path.join(root, 'dist', 'tensor'));
+  [d.q, c.k, d.v, d.out].forEach((t, i) => writeTensorRecord(desc, i, t, 'x'));
+  expectCode(() => native().attentionSync(d.q[kNative](), c.k.data, d.v[kNative](), d.out[kNative](), null, null, null, null, null, null, null, desc, null, -1),
+    'ERR_ATTN_DEVICE', /\bk\b is on cpu but q is on cuda/);
+  // merge: parts on different devices
+  const part = attentionSync(d.q, d.k, d.v, { returnLse: true });
+  const cpuPart = attentionSync(c.q, c.k, c.v, { returnLse: true });
+  expectCode(() => mergeAttentionStates([part, cpuPart]), 'ERR_ATTN_DEVICE', /parts\[1\]\.out/);
+  expectCode(() => mergeAttentionStates([part, { out: part.out, lse: cpuPart.lse }]), 'ERR_ATTN_DEVICE', /parts\[1\]\.lse/);
+  disposeAll(...Object.values(d), part.out, part.lse);
+});
+
+test('device: disposed tensors in ops are ERR_ATTN_DISPOSED (TS and native)', async () => {
+  const r = R.rng('disposed');
+  const c = small(r);
+  for (const name of ['q', 'k', 'v', 'bias', 'mask', 'out']) {
+    const d = Object.fromEntries(Object.entries(c).map(([n, t]) => [n, t.toSync(DEV)]));
+    d[name].dispose();
+    const re = new RegExp(`\\b${name}\\b`);
+    expectCode(() => attentionSync(d.q, d.k, d.v, { bias: d.bias, mask: d.mask, out: d.out }), 'ERR_ATTN_DISPOSED', re);
+    await expectRejects(() => attention(d.q, d.k, d.v, { bias: d.bias, mask: d.mask, out: d.out }), 'ERR_ATTN_DISPOSED', re);
+    disposeAll(...Object.values(d));
+  }
+  const d = Object.fromEntries(Object.entries(c).map(([n, t]) => [n, t.toSync(DEV)]));
+  const part = attentionSync(d.q, d.k, d.v, { returnLse: true });
+  part.lse.dispose();
+  expectCode(() => mergeAttentionStates([part, part]), 'ERR_ATTN_DISPOSED', /parts\[0\]\.lse/);
+  // native refuses a freed handle on its own
+  const { ATTENTION_DESCRIPTOR_LENGTH, writeTensorRecord } = require(path.join(root, 'dist', 'native', 'descriptor'));
+  const { kNative } = require(path.join(root, 'dist', 'tensor'));
+  const desc = new Float64Array(ATTENTION_DESCRIPTOR_LENGTH);
+  [d.q, d.k, d.v, d.out].forEach((t, i) => writeTensorRecord(desc, i, t, 'x'));
+  const handles = [d.q, d.k, d.v, d.out].map((t) => t[kNative]());
+  d.v.dispose();
+  expectCode(() => native().attentionSync(...handles, null, null, null, null, null, null, null, desc, null, -1), 'ERR_ATTN_DISPOSED', /\bv\b/);
+  expectCode(() => native().cudaCopyToHost(new Uint8Array(4), 0, handles[2], 0, 4), 'ERR_ATTN_DISPOSED', /src/);
+  disposeAll(...Object.values(d), part.out);
+});
+
+test('device: copies outside a handle or a host array are ERR_ATTN_ARGUMENT', async () => {
+  const d = Tensor.zeros([8], { device: DEV });
+  const { kNative } = require(path.join(root, 'dist', 'tensor'));
+  const h = d[kNative]();
+  const host = new Float32Array(8);
+  expectCode(() => native().cudaCopyToDevice(h, 4, host, 0, 32), 'ERR_ATTN_ARGUMENT', /dst/);
+  expectCode(() => native().cudaCopyToDevice(h, 0, host, 4, 32), 'ERR_ATTN_ARGUMENT', /src/);
+  expectCode(() => native().cudaCopyToHost(host, 0, h, 1, 32), 'ERR_ATTN_ARGUMENT', /src/);
+  expectCode(() => native().cudaCopyOnDevice(h, 0, h, 2 ** 53, 1), 'ERR_ATTN_ARGUMENT', /src/);
+  expectCode(() => native().cudaCopyToHost(host, -1, h, 0, 4), 'ERR_ATTN_ARGUMENT', /dstByteOffset/);
+  expectCode(() => native().cudaCopyToHost(host, 0, {}, 0, 4), 'ERR_ATTN_ARGUMENT', /handle/);
+  expectCode(() => native().cudaCopyToHost(host, 0, Object.create(h), 0, 4), 'ERR_ATTN_ARGUMENT', /handle/);
+  expectCode(() => new (h.constructor)(), 'ERR_ATTN_ARGUMENT', /not with new/);
+  // (the raw async bindings throw bad arguments synchronously; lib/ turns that into a rejection)
+  expectCode(() => native().cudaCopyToHostAsync(host, 0, h, 0, 64), 'ERR_ATTN_ARGUMENT', /dst|src/);
+  // a device-to-device copy, sync and async
+  const src = Tensor.from(Float32Array.from({ length: 8 }, (_, i) => i), [8]).toSync(DEV);
+  native().cudaCopyOnDevice(h, 0, src[kNative](), 16, 16);
+  await native().cudaCopyOnDeviceAsync(h, 16, src[kNative](), 0, 8);
+  assert.deepStrictEqual(Array.from(d.toFloat32Array()), [4, 5, 6, 7, 0, 1, 0, 0]);
+  disposeAll(d, src);
+});
+
+test('device: out and lse default to new device tensors; the given out is written in place', async () => {
+  const r = R.rng('defaults');
+  for (const dtype of ['float16', 'bfloat16', 'float32']) {
+    const c = small(r, dtype);
+    const ref = attentionReference(c.q, c.k, c.v, { causal: true });
+    const [q, k, v] = [c.q, c.k, c.v].map((t) => t.toSync(DEV));
+    const res = await attention(q, k, v, { causal: true, returnLse: true });
+    assert.strictEqual(res.out.device, DEV);
+    assert.strictEqual(res.out.dtype, dtype);
+    assert.strictEqual(res.lse.device, DEV);
+    check('out', relErr(res.out.toSync('cpu'), ref.out), TOL[dtype]);
+    check('lse', lseErr(res.lse.toSync('cpu'), ref.lse), LSE_TOL);
+    const out = Tensor.empty([1, 4, 9, 8], { device: DEV, dtype: 'float32' });
+    assert.strictEqual(attentionSync(q, k, v, { causal: true, out }), out);
+    check('given out', relErr(out.toSync('cpu'), ref.out), TOL[dtype]);
+    disposeAll(q, k, v, res.out, res.lse, out);
+  }
+});
+
+test('device: mergeAttentionStates on the device equals attention over all keys', async () => {
+  const r = R.rng('merge');
+  for (const dtype of ['float32', 'bfloat16']) {
+    const B = 2, H = 4, S = 13, Sk = 40, D = 32;
+    const q = randomCpu(r, [B, H, S, D], dtype), k = randomCpu(r, [B, H, Sk, D], dtype), v = randomCpu(r, [B, H, Sk, D], dtype);
+    const ref = attentionReference(q, k, v, {});
+    const [qd, kd, vd] = [q, k, v].map((t) => t.toSync(DEV));
+    const split = [[0, 9], [9, 30], [30, 40]];
+    const parts = split.map(([a, b]) => attentionSync(qd, kd.slice(2, a, b), vd.slice(2, a, b), { returnLse: true, out: Tensor.empty([B, H, S, D], { device: DEV }) }));
+    // a strided part: lse non-contiguous is accepted (made contiguous for the GPU)
+    parts[1] = { out: parts[1].out, lse: parts[1].lse.transpose(0, 0) };
+    const m = mergeAttentionStates(parts);
+    assert.strictEqual(m.out.device, DEV);
+    assert.strictEqual(m.lse.device, DEV);
+    check(`merged out ${dtype}`, relErr(m.out.toSync('cpu'), ref.out), TOL[dtype]);
+    check(`merged lse ${dtype}`, lseErr(m.lse.toSync('cpu'), ref.lse), LSE_TOL);
+    disposeAll(qd, kd, vd, m.out, m.lse, ...parts.flatMap((p) => [p.out, p.lse]));
+  }
+});
+
+test('device: an AbortSignal aborted before the call rejects ERR_ATTN_ABORTED', async () => {
+  const r = R.rng('abort');
+  const c = small(r);
+  const [q, k, v] = [c.q, c.k, c.v].map((t) => t.toSync(DEV));
+  const s0 = stats();
+  const ac = new AbortController();
+  ac.abort();
+  await expectRejects(() => attention(q, k, v, { signal: ac.signal, returnLse: true }), 'ERR_ATTN_ABORTED');
+  expectCode(() => attentionSync(q, k, v, { signal: ac.signal }), 'ERR_ATTN_ABORTED');
+  assert.strictEqual(stats().liveAllocations, s0.liveAllocations, 'the out/lse it allocated were released');
+  // not aborted: completes
+  const live = new AbortController();
+  const out = await attention(q, k, v, { signal: live.signal });
+  assert.strictEqual(out.device, DEV);
+  disposeAll(q, k, v, out);
+});
+
+test('device: a tensor disposed while an async call uses it stays allocated until the call settles', async () => {
+  const r = R.rng('busy');
+  const c = small(r);
+  const ref = attentionReference(c.q, c.k, c.v, {});
+  const [q, k, v] = [c.q, c.k, c.v].map((t) => t.toSync(DEV));
+  const s0 = stats();
+  const { kNative } = require(path.join(root, 'dist', 'tensor'));
+  const qh = q[kNative]();
+  const p = attention(q, k, v);
+  q.dispose();
+  const info = native().cudaStorageInfo(qh);
+  assert.deepStrictEqual([info.disposed, info.freed, info.busy], [true, false, 1]);
+  assert.strictEqual(q.disposed, true);
+  expectCode(() => attentionSync(q, k, v), 'ERR_ATTN_DISPOSED', /\bq\b/);
+  const out = await p;
+  check('out', relErr(out.toSync('cpu'), ref.out), TOL.float32);
+  await new Promise((res) => setImmediate(res));
+  assert.strictEqual(stats().liveBytes, s0.liveBytes - 1 * 4 * 9 * 16 * 4 + 1 * 4 * 9 * 8 * 4, 'q freed once the call settled; out is new');
+  // an async copy holds its source the same way
+  const big = Tensor.zeros([1 << 16], { device: DEV });
+  const pending = big.to('cpu');
+  big.dispose();
+  assert.ok((await pending).data.every((x) => x === 0));
+  disposeAll(k, v, out);
+});
+
+test('device: backendInfo().cuda describes the devices', () => {
+  const c = backendInfo().cuda;
+  assert.strictEqual(c.available, true);
+  assert.ok(c.devices.length >= 1);
+  for (const d of c.devices) {
+    assert.strictEqual(typeof d.name, 'string');
+    assert.match(d.cc, /^\d+\.\d+$/);
+    assert.ok(d.memoryBytes > 0);
+    assert.ok(d.multiprocessors > 0);
+  }
+  assert.strictEqual(typeof c.buildInfo, 'string');
+});
+
+test('device: copies between two devices go through the host (skipped with one device)', async () => {
+  const n = backendInfo().cuda.devices.length;
+  if (n < 2) return 'skip';
+  const t = Tensor.from(Float32Array.from({ length: 24 }, (_, i) => i * 0.5), [2, 3, 4]);
+  const a = t.toSync('cuda:0').transpose(0, 2);
+  const b = a.toSync('cuda:1');
+  const b2 = await a.to('cuda:1');
+  assert.strictEqual(b.device, 'cuda:1');
+  bitsEqual(b.toFloat32Array(), t.transpose(0, 2).toFloat32Array());
+  bitsEqual(b2.toFloat32Array(), t.transpose(0, 2).toFloat32Array());
+  const q0 = t.view([1, 2, 3, 4]).toSync('cuda:0'), k1 = t.view([1, 2, 3, 4]).toSync('cuda:1');
+  expectCode(() => attentionSync(q0, k1, q0), 'ERR_ATTN_DEVICE', /\bk\b is on cuda:1 but q is on cuda:0/);
+  const h0 = Tensor.zeros([4], { device: 'cuda:0' }), h1 = Tensor.zeros([4], { device: 'cuda:1' });
+  const { kNative } = require(path.join(root, 'dist', 'tensor'));
+  expectCode(() => native().cudaCopyOnDevice(h0[kNative](), 0, h1[kNative](), 0, 4), 'ERR_ATTN_DEVICE');
+  disposeAll(a, b, b2, q0, k1, h0, h1);
+  return undefined;
+});
+
+// ---------------------------------------------------------------------------------------------
+// runner
+// ---------------------------------------------------------------------------------------------
+function selected() { return tests.filter((t) => !FILTER || t.name.includes(FILTER)); }
+
+async function main() {
+  const list = selected();
+  if (process.argv.includes('--list')) {
+    for (const t of list) console.log(t.name);
+    console.log(`GPU: ${list.length} tests`);
+    return 0;
+  }
+  const cuda = backendInfo().cuda;
+  if (!cuda.available) {
+    console.log(`GPU: CUDA unavailable: ${cuda.reason}`);
+    console.log(`GPU: 0 passed, 0 failed, ${list.length + 1} skipped`); // + the leak check
+    return 0;
+  }
+  process.stdout.write(`[attnkit] gpu: ATTNKIT_SEED=${R.BASE_SEED} (set it to replay); ${DEV}: ${JSON.stringify(cuda.devices[Number(DEV.split(':')[1] || 0)])}\n[attnkit] ${cuda.buildInfo}\n`);
+  const baseline = stats();
+  let passed = 0, failed = 0, skipped = 0;
+  const t0 = Date.now();
+  for (const t of list) {
+    try {
+      const r = await t.fn();
+      if (r === 'skip') { skipped++; console.log(`  skip ${t.name}`); } else passed++;
+    } catch (e) {
+      failed++;
+      console.log(`  FAIL ${t.name}\n    ${String(e && e.stack || e).split('\n').join('\n    ')}`);
+    }
+  }
+  // Every device allocation of the suite was disposed: nothing leaked.
+  const end = stats();
+  if (end.liveAllocations !== baseline.liveAllocations) {
+    failed++;
+    console.log(`  FAIL device memory leak: ${end.liveAllocations - baseline.liveAllocations} allocations (${end.liveBytes - baseline.liveBytes} bytes) still live after the suite`);
+  } else {
+    passed++;
+  }
+  console.log(`GPU: ${passed} passed, ${failed} failed, ${skipped} skipped (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  return failed ? 1 : 0;
+}
+
+if (require.main === module) {
+  main().then((code) => { process.exitCode = code; }, (e) => { console.error(e); process.exitCode = 1; });
+} else {
+  module.exports = { names: () => selected().map((t) => t.name).concat(['device memory leak check']) };
+}
