@@ -1,0 +1,41 @@
+"""attnkit's CUDA library driven from Python on torch tensors, through its C ABI (ctypes), for the
+side-by-side benchmark in peers.py. The ABI mirror itself lives in test/gpu/attnkit_abi.py (one
+copy, shared with the kernel checks)."""
+import ctypes
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test", "gpu"))
+import attnkit_abi as abi  # noqa: E402
+
+
+class AttnkitCuda:
+    def __init__(self, path):
+        self.lib, self.api = abi.load_api(path)
+        self.call = abi.Call()
+
+    @staticmethod
+    def _dtype(t):
+        import torch
+        return {torch.bfloat16: abi.BF16, torch.float16: abi.F16, torch.float32: abi.F32}[t.dtype]
+
+    def attention(self, q, k, v, out, causal=False, window=None, scale=None):
+        """out[:] = attention(q, k, v), all [B, H, S, D] torch CUDA tensors (any strides). Returns
+        when the GPU is done (the library waits on its own stream)."""
+        a = abi.AttentionArgs()
+        a.device = q.device.index or 0
+        a.q = abi.as_cuda_tensor(q, self._dtype(q))
+        a.k = abi.as_cuda_tensor(k, self._dtype(k))
+        a.v = abi.as_cuda_tensor(v, self._dtype(v))
+        a.out = abi.as_cuda_tensor(out, self._dtype(out))
+        a.batch, a.heads_q, a.seq_q, a.head_dim = q.shape
+        a.heads_kv, a.seq_k = k.shape[1], k.shape[2]
+        a.head_dim_v = v.shape[3]
+        a.scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[3])
+        a.causal = int(causal)
+        a.window_left, a.window_right = window if window is not None else (-1, -1)
+        a.bias_dtype = abi.F32
+        status, message = self.call(self.api.attention, ctypes.byref(a))
+        if status != abi.OK:
+            raise RuntimeError(f"attnkit attention: {abi.STATUS_NAMES.get(status, status)}: {message}")
