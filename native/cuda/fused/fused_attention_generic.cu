@@ -14,7 +14,10 @@
 //     wider Dv is done in several passes over the keys (q.k recomputed, softmax identical);
 //   * options (causal, window, sinks, softcap, bias, ALiBi, mask, sink logits) and tile skipping
 //     come from attention_problem.cuh, so they mean what they mean in every other kernel.
+#include <cuda_fp16.h>
+
 #include <climits>
+#include <cstdint>
 
 #include "fused_attention.h"
 
@@ -62,6 +65,19 @@ struct SharedLayout {
   static constexpr int kPFloats = kBlockM * kProbLd;   // the tile's probabilities
 };
 
+// Four consecutive elements (dtype `dtype`, 4 * element-size aligned) as float32.
+__device__ __forceinline__ float4 load_four(const void* src, int dtype, int64_t index) {
+  if (dtype == kF32) return *reinterpret_cast<const float4*>(static_cast<const float*>(src) + index);
+  const uint2 bits = *reinterpret_cast<const uint2*>(static_cast<const unsigned short*>(src) + index);
+  const unsigned short h[4] = {static_cast<unsigned short>(bits.x & 0xffffu), static_cast<unsigned short>(bits.x >> 16),
+                               static_cast<unsigned short>(bits.y & 0xffffu), static_cast<unsigned short>(bits.y >> 16)};
+  float f[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    f[e] = dtype == kBF16 ? __uint_as_float(static_cast<unsigned int>(h[e]) << 16) : __half2float(__ushort_as_half(h[e]));
+  return make_float4(f[0], f[1], f[2], f[3]);
+}
+
 // Copies rows [0, rows) x cols [0, cols) of a strided matrix (element (r, c) at
 // base + r * row_stride + c * col_stride, any dtype) into shared memory as float32 times `factor`,
 // row-major with stride ld, and zero-fills the rest of the [kAllocRows x kAllocCols] block: padding
@@ -70,7 +86,27 @@ struct SharedLayout {
 template <int kAllocRows, int kAllocCols>
 __device__ __forceinline__ void stage_block(float* dst, int ld, const void* src, int dtype, int64_t base,
                                             int64_t row_stride, int64_t col_stride, int rows, int cols, float factor) {
-  // Unrolled by 2: two loads in flight per thread; more would push the kernel past 255 registers.
+  static_assert(kAllocCols % 4 == 0, "whole groups of four columns");
+  const int64_t element_bytes = dtype == kF32 ? 4 : 2;
+  const bool by_four = col_stride == 1 && row_stride % 4 == 0 && cols % 4 == 0 &&
+                       (reinterpret_cast<uintptr_t>(src) + base * element_bytes) % (4 * element_bytes) == 0;
+  if (by_four) {
+    // Unit-stride, aligned rows (the usual BHSD / BSHD layouts): one 16-byte (float32) or 8-byte
+    // load per four elements, four loads in flight per thread.
+    constexpr int kGroupsPerRow = kAllocCols / 4;
+#pragma unroll 4
+    for (int g = threadIdx.x; g < kAllocRows * kGroupsPerRow; g += kThreads) {
+      const int r = g / kGroupsPerRow, c = g % kGroupsPerRow * 4;
+      float4 x = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (r < rows && c < cols) {
+        x = load_four(src, dtype, base + r * row_stride + c);
+        x = make_float4(x.x * factor, x.y * factor, x.z * factor, x.w * factor);
+      }
+      *reinterpret_cast<float4*>(dst + r * ld + c) = x;
+    }
+    return;
+  }
+  // Any strides: element by element, two loads in flight per thread.
 #pragma unroll 2
   for (int e = threadIdx.x; e < kAllocRows * kAllocCols; e += kThreads) {
     const int r = e / kAllocCols, c = e % kAllocCols;
@@ -104,16 +140,13 @@ struct WorkItem {
 };
 
 // s[r][c] = scale * q_{row r} . k_{key c} for the key tile [j0, j0 + kBlockN), accumulated over the
-// head dim in chunks; stages the value tile (dims [dv0, dv0 + kDvChunk)) on the first chunk.
-template <int kDvChunk>
+// head dim in chunks.
 __device__ __forceinline__ void score_tile(const FusedAttentionProblem& p, const LaunchPlan& plan, const WorkItem& w,
-                                           int j0, int dv0, float* smem, float (&s)[kRowsPerThread][kKeysPerThread]) {
-  using L = SharedLayout<kDvChunk>;
+                                           int j0, float* smem, float (&s)[kRowsPerThread][kKeysPerThread]) {
   const int tx = threadIdx.x % kLanesPerRow, ty = threadIdx.x / kLanesPerRow;
   const int keys = min(kBlockN, w.seg.k_len - j0);
   float* q_smem = smem + plan.q_offset;
   float* k_smem = smem + plan.k_offset;
-  float* v_smem = smem + plan.v_offset;
 
 #pragma unroll
   for (int r = 0; r < kRowsPerThread; ++r)
@@ -131,14 +164,11 @@ __device__ __forceinline__ void score_tile(const FusedAttentionProblem& p, const
     if (!plan.q_resident)
       stage_block<kBlockM, kChunkD>(q_smem, kChunkLd, p.q, p.dtype, w.at.q + d0 * p.q_stride[3], p.q_stride[2],
                                     p.q_stride[3], w.i1 - w.i0, dims, p.scale);
-    if (chunk == 0)
-      stage_block<kBlockN, kDvChunk>(v_smem, L::kVLd, p.v, p.dtype, w.at.v + j0 * p.v_stride[2] + dv0 * p.v_stride[3],
-                                     p.v_stride[2], p.v_stride[3], keys, min(kDvChunk, p.head_dim_v - dv0), 1.0f);
     __syncthreads();
 
     const float* q_chunk = plan.q_resident ? q_smem + d0 : q_smem;
     const int q_ld = plan.q_resident ? plan.q_ld : kChunkLd;
-#pragma unroll 2
+#pragma unroll 1  // 4 dims x (4 rows + 8 keys) float4 reads feed 128 FMAs: enough ILP, fewer registers
     for (int d = 0; d < kChunkD; d += 4) {
       float4 qv[kRowsPerThread];
 #pragma unroll
@@ -240,21 +270,26 @@ __device__ __forceinline__ void online_softmax(RowBlockState<kDvChunk>& st, floa
   }
 }
 
-// o += P V for the tile: P through shared memory (each thread needs its rows' probabilities for
-// every key), V already staged by score_tile.
+// o += P V for the tile [j0, j0 + keys): P through shared memory (each thread needs its rows'
+// probabilities for every key), and the value tile's dims [dv0, dv0 + kDvChunk) staged next to it.
+// V is staged here rather than with K so that the scores' registers are free by then.
 template <int kDvChunk>
-__device__ __forceinline__ void accumulate_pv(const LaunchPlan& plan, int keys, float* smem, RowBlockState<kDvChunk>& st,
+__device__ __forceinline__ void accumulate_pv(const FusedAttentionProblem& p, const LaunchPlan& plan, const WorkItem& w,
+                                              int j0, int dv0, float* smem, RowBlockState<kDvChunk>& st,
                                               const float (&s)[kRowsPerThread][kKeysPerThread]) {
   using L = SharedLayout<kDvChunk>;
   const int tx = threadIdx.x % kLanesPerRow, ty = threadIdx.x / kLanesPerRow;
+  const int keys = min(kBlockN, w.seg.k_len - j0);
   float* p_smem = smem + plan.p_offset;
-  const float* v_smem = smem + plan.v_offset;
-  // Safe without a barrier first: the previous tile's reads of P happened before this tile's
-  // first barrier in score_tile.
+  float* v_smem = smem + plan.v_offset;
+  // Safe without a barrier first: the previous tile's reads of P and V happened before this
+  // tile's first barrier in score_tile.
 #pragma unroll
   for (int r = 0; r < kRowsPerThread; ++r)
 #pragma unroll
     for (int c = 0; c < kKeysPerThread; ++c) p_smem[(ty + kRowGroups * r) * kProbLd + tx + kLanesPerRow * c] = s[r][c];
+  stage_block<kBlockN, kDvChunk>(v_smem, L::kVLd, p.v, p.dtype, w.at.v + j0 * p.v_stride[2] + dv0 * p.v_stride[3],
+                                 p.v_stride[2], p.v_stride[3], keys, min(kDvChunk, p.head_dim_v - dv0), 1.0f);
   __syncthreads();
 
   // Keys past the segment have P = 0 and zero-filled V, so rounding `keys` up to 4 is harmless.
@@ -347,10 +382,10 @@ __device__ void attend_query_block(const FusedAttentionProblem& p, const LaunchP
       const bool holds_main = j0 + kBlockN > keys.main_begin && j0 < keys.main_end;
       if (!holds_sink && !holds_main) continue;  // the same for the whole CTA
       float s[kRowsPerThread][kKeysPerThread];
-      score_tile<kDvChunk>(p, plan, w, j0, dv0, smem, s);
+      score_tile(p, plan, w, j0, smem, s);
       modify_scores(p, plan, w, j0, smem, s);
       online_softmax<kDvChunk>(st, s);
-      accumulate_pv<kDvChunk>(plan, min(kBlockN, w.seg.k_len - j0), smem, st, s);
+      accumulate_pv<kDvChunk>(p, plan, w, j0, dv0, smem, st, s);
     }
     write_rows<kDvChunk>(p, w, dv0, pass == 0, st);
   }
