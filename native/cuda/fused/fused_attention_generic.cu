@@ -441,15 +441,25 @@ cudaError_t launch_with_chunk(const FusedAttentionProblem& p, const DeviceTraits
   plan.work_items = int64_t(segments) * p.heads_q * plan.q_blocks;
   if (plan.work_items == 0) return cudaSuccess;
 
-  // Keep Q resident when it fits (it is then read from global memory once per work item, not once
-  // per key tile); very wide heads stage it chunk by chunk next to K.
+  // Keep Q resident (read from global memory once per work item, not once per key tile) when two
+  // CTAs still fit an SM: at 4 warps per CTA, one CTA alone cannot hide the staging loads' latency.
+  // Wider heads (D > 128 on H100, D > 64 on A100) stream Q chunk by chunk next to K instead. The
+  // per-block opt-in limit stands in for the SM's capacity (227 of 228 KB on H100, 163 of 164 on A100).
   const size_t limit = dev.max_shared_per_block_optin > 0 ? dev.max_shared_per_block_optin : 48 * 1024;
+  LaunchPlan streamed = plan;
+  streamed.q_resident = false;
   plan.q_resident = true;
-  size_t bytes = plan_shared_floats(plan, p.head_dim, L::kKFloats, L::kVFloats, L::kPFloats) * sizeof(float);
-  if (bytes > limit) {
-    plan.q_resident = false;
-    bytes = plan_shared_floats(plan, p.head_dim, L::kKFloats, L::kVFloats, L::kPFloats) * sizeof(float);
-    if (bytes > limit) return cudaErrorNotSupported;  // no GPU of sm_80 or later is this small
+  const size_t resident_bytes = plan_shared_floats(plan, p.head_dim, L::kKFloats, L::kVFloats, L::kPFloats) * sizeof(float);
+  const size_t streamed_bytes =
+      plan_shared_floats(streamed, p.head_dim, L::kKFloats, L::kVFloats, L::kPFloats) * sizeof(float);
+  size_t bytes = resident_bytes;
+  if (resident_bytes > limit / 2 && streamed_bytes <= limit / 2) {
+    plan = streamed;
+    bytes = streamed_bytes;
+  } else if (resident_bytes > limit) {
+    if (streamed_bytes > limit) return cudaErrorNotSupported;  // no GPU of sm_80 or later is this small
+    plan = streamed;
+    bytes = streamed_bytes;
   }
 
   auto kernel = fused_attention_generic_kernel<kDvChunk>;
