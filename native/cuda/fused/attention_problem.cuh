@@ -43,6 +43,10 @@ struct FusedAttentionProblem {
   int num_segments;
 
   float* lse;  // device, contiguous [B, Hq, Sq], or nullptr
+
+  // Longest segment (varlen) or seq_q / seq_k: lets a launcher size its grid without reading the
+  // device copies of cu_seqlens (FlashAttention's max_seqlen_q / max_seqlen_k).
+  int max_seqlen_q, max_seqlen_k;
 };
 
 // One independent attention problem of a launch: a batch entry or a varlen segment.
@@ -136,6 +140,21 @@ __device__ __forceinline__ float load_element(const void* base, int dtype, int64
   return f;
 }
 
+// Stores x as `dtype` at base[index], rounding to nearest even (the CPU's store_from_float).
+// cvt.rn.bf16.f32 needs sm_80, the oldest target of this library.
+__device__ __forceinline__ void store_element(void* base, int dtype, int64_t index, float x) {
+  if (dtype == kF32) {
+    static_cast<float*>(base)[index] = x;
+    return;
+  }
+  unsigned short bits;
+  if (dtype == kBF16)
+    asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(x));
+  else
+    asm("{ .reg .f16 h; cvt.rn.f16.f32 h, %1; mov.b16 %0, h; }" : "=h"(bits) : "f"(x));
+  static_cast<unsigned short*>(base)[index] = bits;
+}
+
 // The documented order for one score already multiplied by `scale`: softcap, + bias, - ALiBi,
 // then causal / window / sinks and the mask tensor. Returns -inf for a hidden pair. i, j are
 // segment-local; bias and mask are indexed by the absolute (packed) row and key.
@@ -168,13 +187,15 @@ __device__ __forceinline__ void finish_row(const FusedAttentionProblem& p, int h
   if (p.sink_logits) {
     const float sink = p.sink_logits[h];
     const float mf = seen && m > sink ? m : sink;
-    const float keep = seen ? __expf(m - mf) : 0.0f;
-    l = l * keep + __expf(sink - mf);
+    // expf / logf, not __expf / __logf: once per row, and float32 results must match a float64
+    // reference to ~1e-6 (the intrinsics lose bits for arguments far from 0).
+    const float keep = seen ? expf(m - mf) : 0.0f;
+    l = l * keep + expf(sink - mf);
     *factor = keep / l;
-    *lse = mf + __logf(l);
+    *lse = mf + logf(l);
   } else {
     *factor = seen ? 1.0f / l : 0.0f;
-    *lse = seen ? m + __logf(l) : neg_inf;
+    *lse = seen ? m + logf(l) : neg_inf;
   }
 }
 

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the CPU-emulated libattnkit_cuda (see README.md) into ${1:-/tmp/attnkit-emu}.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../../.." && pwd)
+out=${1:-/tmp/attnkit-emu}
+mkdir -p "$out/src/fused" "$out/src/merge"
+cp "$root"/native/cuda/fused/*.cuh "$root"/native/cuda/fused/*.h "$root"/native/cuda/fused/*.cu "$out/src/fused/"
+cp "$root"/native/cuda/merge/* "$out/src/merge/"
+cp "$root/native/cuda/c_api.cu" "$out/src/"
+# The only CUDA-only syntax in these sources: launches, dynamic shared memory, f16/bf16 PTX.
+python3 - "$out/src" <<'PY'
+import re, sys
+src = sys.argv[1]
+for f in ['c_api.cu', 'fused/attention_problem.cuh', 'fused/fused_attention_generic.cu', 'merge/merge_states.cu']:
+    p = src + '/' + f
+    s = open(p).read()
+    s = re.sub(r'(\w+)<<<(.*?)>>>\((.*?)\);', r'emu_launch(\1, \2, \3);', s)
+    s = s.replace('extern __shared__ float4 smem_storage[];', 'float4* smem_storage = emu_shared_memory(0);')
+    s = s.replace('asm("{ .reg .f16 h; mov.b16 h, %1; cvt.f32.f16 %0, h; }" : "=f"(f) : "h"(bits));', 'f = emu_half_to_float(bits);')
+    s = s.replace('asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(x));', 'bits = emu_float_to_bf16(x);')
+    s = s.replace('asm("{ .reg .f16 h; cvt.rn.f16.f32 h, %1; mov.b16 %0, h; }" : "=h"(bits) : "f"(x));', 'bits = emu_float_to_half(x);')
+    if 'asm(' in s or '<<<' in s:
+        sys.exit('emu/build.sh: %s has CUDA-only syntax the emulator does not rewrite' % f)
+    open(p, 'w').write(s)
+PY
+# sm80 / sm90 kernels are not emulated: their placeholders (or any supports() == false) compile as is.
+g++ -std=c++20 -O2 -pthread -fPIC -shared -fvisibility=hidden -I"$here/stub" -I"$out/src" -I"$root/native/include" \
+  -x c++ "$out/src/c_api.cu" "$out/src/fused/fused_attention_generic.cu" "$out/src/merge/merge_states.cu" \
+  "$here/emu_runtime.cpp" "$here/sm_stubs.cpp" -o "$out/libattnkit_cuda_emu.so"
+echo "$out/libattnkit_cuda_emu.so"

@@ -1,0 +1,700 @@
+#!/usr/bin/env python3
+"""Correctness check of libattnkit_cuda through its C ABI, for the GPU machine (torch + numpy, no Node).
+
+Loads the library with ctypes, mirrors the structs of native/include/attnkit/attnkit_cuda.h, and
+compares every entry point against float64 references written here (explicit masks and loops in
+torch float64, never SDPA): fused attention over random cases (each option alone and combined,
+every dtype, GQA, Sq != Sk, many head dims, strided views, another out dtype, varlen, fully masked
+rows, lse), mergeAttentionStates, devices, memory, the OOM path and argument errors.
+
+Error measure: max|out - ref| / max|ref| with tolerances fp32 1e-5, fp16 2e-3, bf16 1.6e-2 (the
+coarser of input and out dtype). Outputs are poisoned with NaN first, and every element around a
+view (padding, guard cells) must still be NaN afterwards: nothing may be written outside a view.
+
+Prints one line per failing case and `kernels_check: N passed, M failed`; exits 1 on failure.
+"""
+import argparse
+import ctypes
+import math
+import os
+import random
+import sys
+import threading
+import time
+
+ABI_VERSION = 1
+MAX_RANK = 6
+F32, F16, BF16, I32, U8 = 0, 1, 2, 3, 4
+OK, OOM, UNAVAILABLE, ARGUMENT, INTERNAL = 0, 1, 2, 3, 4
+STATUS_NAMES = {OK: "OK", OOM: "OOM", UNAVAILABLE: "UNAVAILABLE", ARGUMENT: "ARGUMENT", INTERNAL: "INTERNAL"}
+DTYPE_NAMES = {F32: "f32", F16: "f16", BF16: "bf16"}
+TOLERANCE = {F32: 1e-5, F16: 2e-3, BF16: 1.6e-2}
+LSE_TOLERANCE = {F32: 1e-5, F16: 1e-4, BF16: 1e-4}  # inputs are exact in float64, so only float32 math
+
+# ---- ABI mirror -------------------------------------------------------------------------------
+
+
+class CudaTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int32), ("rank", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * MAX_RANK), ("strides", ctypes.c_int64 * MAX_RANK)]
+
+
+class DeviceInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char * 256), ("cc_major", ctypes.c_int32), ("cc_minor", ctypes.c_int32),
+                ("multiprocessors", ctypes.c_int32), ("memory_bytes", ctypes.c_uint64),
+                ("has_kernel_image", ctypes.c_int32)]
+
+
+class AttentionArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32),
+                ("q", CudaTensor), ("k", CudaTensor), ("v", CudaTensor), ("out", CudaTensor),
+                ("batch", ctypes.c_int64), ("heads_q", ctypes.c_int64), ("heads_kv", ctypes.c_int64),
+                ("seq_q", ctypes.c_int64), ("seq_k", ctypes.c_int64), ("head_dim", ctypes.c_int64),
+                ("head_dim_v", ctypes.c_int64),
+                ("scale", ctypes.c_float), ("causal", ctypes.c_int32),
+                ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64), ("sinks", ctypes.c_int64),
+                ("softcap", ctypes.c_float),
+                ("alibi_slopes", ctypes.POINTER(ctypes.c_float)), ("sink_logits", ctypes.POINTER(ctypes.c_float)),
+                ("bias", ctypes.c_void_p), ("bias_dtype", ctypes.c_int32), ("bias_strides", ctypes.c_int64 * 4),
+                ("mask", ctypes.c_void_p), ("mask_strides", ctypes.c_int64 * 4),
+                ("cu_seqlens_q", ctypes.POINTER(ctypes.c_int32)), ("cu_seqlens_k", ctypes.POINTER(ctypes.c_int32)),
+                ("num_segments", ctypes.c_int64),
+                ("lse", ctypes.c_void_p)]
+
+
+class MergeArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32), ("parts", ctypes.c_int32), ("outs", ctypes.POINTER(CudaTensor)),
+                ("lses", ctypes.POINTER(ctypes.c_void_p)), ("out", CudaTensor), ("lse", ctypes.c_void_p)]
+
+
+STATUS = ctypes.c_int
+ERR = ctypes.c_char_p
+SIZE = ctypes.c_size_t
+
+
+class Api(ctypes.Structure):
+    _fields_ = [
+        ("abi_version", ctypes.c_uint32), ("struct_size", ctypes.c_uint32), ("build_info", ctypes.c_char_p),
+        ("device_count", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(ctypes.c_int32), ERR, SIZE)),
+        ("device_info", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.POINTER(DeviceInfo), ERR, SIZE)),
+        ("malloc", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, SIZE, ctypes.POINTER(ctypes.c_void_p), ERR, SIZE)),
+        ("free", ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_void_p)),
+        ("memset_zero", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, SIZE, ERR, SIZE)),
+        ("copy_to_device", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, SIZE, ERR, SIZE)),
+        ("copy_to_host", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, SIZE, ERR, SIZE)),
+        ("copy_on_device", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, SIZE, ERR, SIZE)),
+        ("attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ERR, SIZE)),
+        ("merge_states", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(MergeArgs), ERR, SIZE)),
+    ]
+
+
+def load_api(path):
+    lib = ctypes.CDLL(path)
+    get_api = lib.attnkit_cuda_get_api
+    get_api.restype = ctypes.POINTER(Api)
+    get_api.argtypes = [ctypes.c_uint32]
+    if get_api(ABI_VERSION + 1):
+        raise RuntimeError("attnkit_cuda_get_api answered a foreign ABI version")
+    api = get_api(ABI_VERSION)
+    if not api:
+        raise RuntimeError("attnkit_cuda_get_api(%d) returned NULL" % ABI_VERSION)
+    api = api.contents
+    if api.abi_version != ABI_VERSION or api.struct_size != ctypes.sizeof(Api):
+        raise RuntimeError("api table: abi %d size %d, expected %d / %d" %
+                           (api.abi_version, api.struct_size, ABI_VERSION, ctypes.sizeof(Api)))
+    return lib, api
+
+
+class Call:
+    """One API call's error buffer: call(fn, *args) -> (status, message)."""
+
+    def __init__(self):
+        self.buf = ctypes.create_string_buffer(1024)
+
+    def __call__(self, fn, *args):
+        self.buf.value = b""
+        status = fn(*args, self.buf, len(self.buf))
+        return status, self.buf.value.decode(errors="replace")
+
+
+# ---- results ----------------------------------------------------------------------------------
+
+
+class Results:
+    def __init__(self, verbose):
+        self.passed = 0
+        self.failed = 0
+        self.verbose = verbose
+        self.lock = threading.Lock()
+
+    def check(self, name, ok, detail=""):
+        with self.lock:
+            if ok:
+                self.passed += 1
+                if self.verbose:
+                    print("ok    %s %s" % (name, detail))
+            else:
+                self.failed += 1
+                print("FAIL  %s %s" % (name, detail))
+            sys.stdout.flush()
+        return ok
+
+
+# ---- attention cases --------------------------------------------------------------------------
+
+TORCH = None
+
+
+def torch_dtype(code):
+    return {F32: TORCH.float32, F16: TORCH.float16, BF16: TORCH.bfloat16}[code]
+
+
+def make_view(shape, dtype, layout, device, fill=None):
+    """A [B, H, S, D] view in `layout` and its base tensor (whose elements outside the view must
+    never be written). fill=None: random normal; else that constant everywhere (NaN for outputs)."""
+    B, H, S, D = shape
+    if layout == "bhsd":
+        base_shape = (B, H, S, D)
+    elif layout == "bshd":
+        base_shape = (B, S, H, D)
+    elif layout == "padded":   # rows longer than D, view starting 3 elements in
+        base_shape = (B, H, S, D + 7)
+    elif layout == "dstride2":  # elements 2 apart along d
+        base_shape = (B, H, S, D, 2)
+    else:
+        raise ValueError(layout)
+    if fill is None:
+        base = TORCH.randn(base_shape, device=device, dtype=TORCH.float32).to(torch_dtype(dtype))
+    else:
+        base = TORCH.full(base_shape, fill, device=device, dtype=torch_dtype(dtype))
+    if layout == "bhsd":
+        view = base
+    elif layout == "bshd":
+        view = base.transpose(1, 2)
+    elif layout == "padded":
+        view = base[..., 3:3 + D]
+    else:
+        view = base[..., 0]
+    return view, base
+
+
+def outside_view_untouched(view, base):
+    """Whether every element of base that `view` does not cover is still NaN."""
+    probe = TORCH.full_like(base, float("nan"), dtype=TORCH.float32)
+    TORCH.as_strided(probe, view.size(), view.stride(), view.storage_offset() - base.storage_offset()).fill_(0)
+    outside = TORCH.isnan(probe)
+    return bool(TORCH.isnan(base.float()[outside]).all())
+
+
+def as_cuda_tensor(t, dtype):
+    ct = CudaTensor()
+    ct.data = t.data_ptr() if t.numel() > 0 else 0
+    ct.dtype = dtype
+    ct.rank = t.dim()
+    for i in range(t.dim()):
+        ct.shape[i] = t.size(i)
+        ct.strides[i] = t.stride(i)
+    return ct
+
+
+def reference_attention(c, q, k, v, bias, mask, slopes, sinks_logits, cu_q, cu_k):
+    """float64 attention with the documented semantics, one segment (batch entry or varlen piece) at a time."""
+    B, Hq, Sq, D = q.shape
+    Hkv, Sk, Dv = k.shape[1], k.shape[2], v.shape[3]
+    group = Hq // Hkv
+    dev = q.device
+    out = TORCH.zeros(B, Hq, Sq, Dv, dtype=TORCH.float64, device=dev)
+    lse = TORCH.full((B, Hq, Sq), -math.inf, dtype=TORCH.float64, device=dev)
+    if cu_q is not None:
+        segments = [(0, cu_q[s], cu_q[s + 1], cu_k[s], cu_k[s + 1]) for s in range(len(cu_q) - 1)]
+    else:
+        segments = [(b, 0, Sq, 0, Sk) for b in range(B)]
+    slopes_t = TORCH.tensor(slopes, dtype=TORCH.float64, device=dev) if slopes is not None else None
+    sinks_t = TORCH.tensor(sinks_logits, dtype=TORCH.float64, device=dev) if sinks_logits is not None else None
+    for b, qs, qe, ks, ke in segments:
+        ql, kl = qe - qs, ke - ks
+        if ql == 0:
+            continue
+        qq = q[b, :, qs:qe].double()
+        kk = k[b, :, ks:ke].double().repeat_interleave(group, 0)
+        vv = v[b, :, ks:ke].double().repeat_interleave(group, 0)
+        s = c["scale"] * TORCH.matmul(qq, kk.transpose(-1, -2))  # [Hq, ql, kl]
+        if c["softcap"] > 0:
+            s = c["softcap"] * TORCH.tanh(s / c["softcap"])
+        if bias is not None:
+            s = s + bias[b, :, qs:qe, ks:ke].double()
+        i = TORCH.arange(ql, device=dev).view(ql, 1)
+        j = TORCH.arange(kl, device=dev).view(1, kl)
+        a = i + kl - ql  # the key each query is aligned with (bottom-right)
+        if slopes_t is not None:
+            s = s - slopes_t.view(Hq, 1, 1) * (a - j).abs().double()
+        visible = TORCH.ones(ql, kl, dtype=TORCH.bool, device=dev)
+        if c["causal"]:
+            visible &= j <= a
+        in_window = TORCH.ones(ql, kl, dtype=TORCH.bool, device=dev)
+        wl, wr = c["window"]
+        if wl >= 0:
+            in_window &= j >= a - wl
+        if wr >= 0:
+            in_window &= j <= a + wr
+        visible &= in_window | (j < c["sinks"])
+        visible = visible.unsqueeze(0).expand(Hq, ql, kl)
+        if mask is not None:
+            visible = visible & (mask[b, :, qs:qe, ks:ke] != 0)
+        s = TORCH.where(visible, s, TORCH.full_like(s, -math.inf))
+        m = s.amax(-1) if kl > 0 else TORCH.full((Hq, ql), -math.inf, dtype=TORCH.float64, device=dev)
+        if sinks_t is not None:
+            m = TORCH.maximum(m, sinks_t.view(Hq, 1).expand(Hq, ql))
+        m_safe = TORCH.where(TORCH.isfinite(m), m, TORCH.zeros_like(m))
+        p = TORCH.exp(s - m_safe.unsqueeze(-1))
+        l = p.sum(-1)
+        if sinks_t is not None:
+            l = l + TORCH.exp(sinks_t.view(Hq, 1) - m_safe)
+        o = TORCH.matmul(p, vv)
+        seen = l > 0
+        o = TORCH.where(seen.unsqueeze(-1), o / TORCH.where(seen, l, TORCH.ones_like(l)).unsqueeze(-1), TORCH.zeros_like(o))
+        out[b, :, qs:qe] = o
+        lse[b, :, qs:qe] = TORCH.where(seen, m_safe + TORCH.log(TORCH.where(seen, l, TORCH.ones_like(l))),
+                                       TORCH.full_like(l, -math.inf))
+    return out, lse
+
+
+def broadcast_shape(rng, B, H, Sq, Sk):
+    """A random shape broadcastable to [B, H, Sq, Sk] (some dims 1)."""
+    return (B if rng.random() < 0.5 else 1, H if rng.random() < 0.6 else 1, Sq if rng.random() < 0.8 else 1, Sk)
+
+
+def run_attention_case(api, results, c, device_index, seed):
+    """Builds the case's tensors, calls the library, compares with the reference."""
+    rng = random.Random(seed)
+    TORCH.manual_seed(seed)
+    dev = "cuda:%d" % device_index
+    B, Hq, Hkv, Sq, Sk, D, Dv = c["B"], c["Hq"], c["Hkv"], c["Sq"], c["Sk"], c["D"], c["Dv"]
+    cu_q = cu_k = None
+    if c["varlen"]:
+        q_lens, k_lens = c["varlen"]
+        cu_q, cu_k = [0], [0]
+        for a, b in zip(q_lens, k_lens):
+            cu_q.append(cu_q[-1] + a)
+            cu_k.append(cu_k[-1] + b)
+        B, Sq, Sk = 1, cu_q[-1], cu_k[-1]
+    q, _ = make_view((B, Hq, Sq, D), c["dtype"], c["layout"], dev)
+    k, _ = make_view((B, Hkv, Sk, D), c["dtype"], c["layout"], dev)
+    v, _ = make_view((B, Hkv, Sk, Dv), c["dtype"], c["layout"], dev)
+    out, out_base = make_view((B, Hq, Sq, Dv), c["out_dtype"], c["out_layout"], dev, fill=float("nan"))
+    lse_guard = 8
+    lse_buf = TORCH.full((B * Hq * Sq + 2 * lse_guard,), float("nan"), device=dev, dtype=TORCH.float32)
+    lse = lse_buf[lse_guard:lse_guard + B * Hq * Sq].view(B, Hq, Sq)
+
+    bias = mask = None
+    if c["bias"] is not None:
+        bias_dtype = c["bias"]
+        bias = TORCH.randn(broadcast_shape(rng, B, Hq, Sq, Sk), device=dev).to(torch_dtype(bias_dtype)).expand(B, Hq, Sq, Sk)
+    if c["mask"]:
+        m = (TORCH.rand(broadcast_shape(rng, B, Hq, Sq, Sk), device=dev) < 0.7).to(TORCH.uint8)
+        if m.size(2) > 2:  # a few rows with every key masked out
+            m[..., 1, :] = 0
+            m[..., m.size(2) - 1, :] = 0
+        mask = m.expand(B, Hq, Sq, Sk)
+    slopes = [rng.uniform(0.01, 0.5) for _ in range(Hq)] if c["alibi"] else None
+    sink_logits = [rng.gauss(0.5, 1.0) for _ in range(Hq)] if c["sink_logits"] else None
+
+    a = AttentionArgs()
+    a.device = device_index
+    a.q, a.k, a.v = as_cuda_tensor(q, c["dtype"]), as_cuda_tensor(k, c["dtype"]), as_cuda_tensor(v, c["dtype"])
+    a.out = as_cuda_tensor(out, c["out_dtype"])
+    a.batch, a.heads_q, a.heads_kv, a.seq_q, a.seq_k, a.head_dim, a.head_dim_v = B, Hq, Hkv, Sq, Sk, D, Dv
+    a.scale = c["scale"]
+    a.causal = 1 if c["causal"] else 0
+    a.window_left, a.window_right = c["window_abi"]
+    a.sinks = c["sinks_abi"]
+    a.softcap = c["softcap"]
+    keep = []  # host tables must outlive the call
+    if slopes is not None:
+        arr = (ctypes.c_float * Hq)(*slopes)
+        keep.append(arr)
+        a.alibi_slopes = ctypes.cast(arr, ctypes.POINTER(ctypes.c_float))
+    if sink_logits is not None:
+        arr = (ctypes.c_float * Hq)(*sink_logits)
+        keep.append(arr)
+        a.sink_logits = ctypes.cast(arr, ctypes.POINTER(ctypes.c_float))
+    if bias is not None:
+        a.bias = bias.data_ptr()
+        a.bias_dtype = c["bias"]
+        for i in range(4):
+            a.bias_strides[i] = bias.stride(i)
+    if mask is not None:
+        a.mask = mask.data_ptr()
+        for i in range(4):
+            a.mask_strides[i] = mask.stride(i)
+    if cu_q is not None:
+        aq = (ctypes.c_int32 * len(cu_q))(*cu_q)
+        ak = (ctypes.c_int32 * len(cu_k))(*cu_k)
+        keep += [aq, ak]
+        a.cu_seqlens_q = ctypes.cast(aq, ctypes.POINTER(ctypes.c_int32))
+        a.cu_seqlens_k = ctypes.cast(ak, ctypes.POINTER(ctypes.c_int32))
+        a.num_segments = len(cu_q) - 1
+    if c["lse"]:
+        a.lse = lse.data_ptr()
+
+    TORCH.cuda.synchronize()
+    status, message = Call()(api.attention, ctypes.byref(a))
+    name = c["name"]
+    if status != OK:
+        return results.check(name, False, "status %s: %s" % (STATUS_NAMES.get(status, status), message))
+
+    ref_out, ref_lse = reference_attention(c, q, k, v, bias, mask, slopes, sink_logits, cu_q, cu_k)
+    tol = max(TOLERANCE[c["dtype"]], TOLERANCE[c["out_dtype"]])
+    got = out.double()
+    problems = []
+    if got.numel() > 0:
+        if TORCH.isnan(got).any():
+            problems.append("%d NaN outputs (unwritten or bad)" % int(TORCH.isnan(got).sum()))
+        else:
+            scale = max(float(ref_out.abs().max()), 1e-30) if ref_out.numel() else 1.0
+            if scale <= 1e-30:
+                scale = 1.0  # every row masked: the output must be exactly zero
+            err = float((got - ref_out).abs().max()) / scale
+            if not err <= tol:
+                problems.append("out rel err %.3g > %.3g" % (err, tol))
+    if not outside_view_untouched(out, out_base):
+        problems.append("wrote outside the out view")
+    if c["lse"]:
+        got_lse = lse.double()
+        if TORCH.isnan(got_lse).any():
+            problems.append("%d NaN lse" % int(TORCH.isnan(got_lse).sum()))
+        else:
+            ref_inf = TORCH.isinf(ref_lse)
+            if not TORCH.equal(ref_inf, TORCH.isinf(got_lse)) or not TORCH.equal(ref_lse[ref_inf], got_lse[ref_inf]):
+                problems.append("lse -inf rows differ (%d ref, %d got)" % (int(ref_inf.sum()), int(TORCH.isinf(got_lse).sum())))
+            elif (~ref_inf).any():
+                finite = ref_lse[~ref_inf]
+                err = float((got_lse[~ref_inf] - finite).abs().max()) / max(1.0, float(finite.abs().max()))
+                if not err <= LSE_TOLERANCE[c["dtype"]]:
+                    problems.append("lse err %.3g > %.3g" % (err, LSE_TOLERANCE[c["dtype"]]))
+        if not bool(TORCH.isnan(lse_buf[:lse_guard]).all() and TORCH.isnan(lse_buf[lse_guard + B * Hq * Sq:]).all()):
+            problems.append("wrote outside lse")
+    elif not bool(TORCH.isnan(lse_buf).all()):
+        problems.append("wrote lse although none was asked for")
+    return results.check(name, not problems, "; ".join(problems))
+
+
+def case(name, quick=False, **kw):
+    """A case with defaults; quick: also part of --quick."""
+    c = dict(quick=quick, B=2, Hq=4, Hkv=2, Sq=37, Sk=53, D=64, Dv=None, dtype=F16, out_dtype=None, layout="bhsd",
+             out_layout=None, causal=False, window=(-1, -1), sinks=0, softcap=0.0, alibi=False, bias=None, mask=False,
+             sink_logits=False, varlen=None, lse=True, scale=None)
+    c.update(kw)
+    if c["Dv"] is None:
+        c["Dv"] = c["D"]
+    if c["out_dtype"] is None:
+        c["out_dtype"] = c["dtype"]
+    if c["out_layout"] is None:
+        c["out_layout"] = c["layout"]
+    if c["scale"] is None:
+        c["scale"] = 1.0 / math.sqrt(max(c["D"], 1))
+    c["window_abi"] = c["window"]
+    c["sinks_abi"] = c["sinks"]
+    c["name"] = "attention[%s] B%d H%d/%d S%d/%d D%d/%d %s->%s %s/%s" % (
+        name, c["B"], c["Hq"], c["Hkv"], c["Sq"], c["Sk"], c["D"], c["Dv"], DTYPE_NAMES[c["dtype"]],
+        DTYPE_NAMES[c["out_dtype"]], c["layout"], c["out_layout"])
+    return c
+
+
+def attention_cases(quick, rng):
+    cases = []
+    dtypes = [F32, F16, BF16]
+    options = [
+        ("plain", {}),
+        ("causal", dict(causal=True)),
+        ("window", dict(window=(9, 4))),
+        ("window-left", dict(window=(12, -1))),
+        ("window+sinks", dict(window=(6, 0), sinks=3)),
+        ("causal+window+sinks", dict(causal=True, window=(7, 7), sinks=4)),
+        ("softcap", dict(softcap=2.5, scale=0.4)),
+        ("alibi", dict(alibi=True)),
+        ("bias", dict(bias=F32)),
+        ("bias-f16", dict(bias=F16)),
+        ("mask", dict(mask=True)),
+        ("sink-logits", dict(sink_logits=True)),
+        ("no-lse", dict(lse=False)),
+        ("scale", dict(scale=0.05)),
+        ("varlen", dict(varlen=([5, 0, 1, 40, 17], [9, 3, 0, 33, 70]))),
+    ]
+    for dt in dtypes:
+        for opt_name, kw in options:
+            cases.append(case(opt_name, quick=dt == F16, dtype=dt, **kw))
+    combos = [
+        ("all-options", dict(causal=True, window=(20, 3), sinks=5, softcap=4.0, alibi=True, bias=F32, mask=True,
+                             sink_logits=True)),
+        ("causal+bias+mask", dict(causal=True, bias=BF16, mask=True)),
+        ("window+alibi+softcap", dict(window=(16, 16), alibi=True, softcap=3.0)),
+        ("varlen+causal+window+sinks", dict(varlen=([0, 1, 64, 130, 3], [2, 1, 64, 100, 40]), causal=True,
+                                              window=(30, 0), sinks=2, sink_logits=True)),
+        ("varlen+mask+bias", dict(varlen=([7, 70, 1], [70, 7, 0]), mask=True, bias=F32, alibi=True)),
+        ("huge-window", dict(window=(10 ** 12, 10 ** 12), sinks=10 ** 12, causal=True)),
+        ("sinks-past-keys", dict(window=(2, 1), sinks=1000)),
+    ]
+    for dt in dtypes:
+        for combo_name, kw in combos:
+            cases.append(case(combo_name, quick=dt == F32 and combo_name == "all-options", dtype=dt, **kw))
+    # GQA ratios, Sq != Sk both ways (causal makes rows with no key when Sq > Sk)
+    for ratio in (1, 2, 4, 8):
+        cases.append(case("gqa%d" % ratio, Hq=8, Hkv=8 // ratio, dtype=BF16, causal=True, Sq=70, Sk=70))
+    cases.append(case("sq>sk causal", Sq=150, Sk=40, causal=True, dtype=F16))
+    cases.append(case("sq<sk causal", Sq=20, Sk=300, causal=True, dtype=F32))
+    cases.append(case("sq>sk window", Sq=200, Sk=65, window=(10, 10), dtype=BF16))
+    cases.append(case("decode", Sq=1, Sk=513, dtype=F16, Hq=8, Hkv=1))
+    # head dims (D != Dv too, wide heads take several passes)
+    for D in (16, 32, 64, 80, 96, 128, 256):
+        for dt in dtypes:
+            cases.append(case("head-dim", quick=dt == BF16 and D in (80, 256), D=D, dtype=dt, Sq=65, Sk=130,
+                              causal=D % 64 == 0))
+    cases.append(case("d!=dv", D=96, Dv=40, dtype=F32))
+    cases.append(case("d!=dv", D=24, Dv=200, dtype=F16))
+    cases.append(case("wide", D=512, Dv=512, dtype=F32, Sq=40, Sk=70, B=1, Hq=2, Hkv=1))
+    cases.append(case("wide", quick=True, D=1024, Dv=300, dtype=BF16, Sq=33, Sk=65, B=1, Hq=2, Hkv=2, causal=True))
+    cases.append(case("tiny-dim", D=1, Dv=3, dtype=F32))
+    # strided views and other out dtypes (none of these is a fast-path shape: the generic kernel
+    # must take them, whatever the sm80 / sm90 kernels accept)
+    for layout in ("bshd", "padded", "dstride2"):
+        for dt in dtypes:
+            cases.append(case("layout", quick=dt == F32, layout=layout, dtype=dt, causal=True, D=64))
+    cases.append(case("out-other-dtype", dtype=F16, out_dtype=F32, out_layout="bshd"))
+    cases.append(case("out-other-dtype", dtype=F32, out_dtype=BF16, out_layout="padded"))
+    cases.append(case("out-other-dtype", dtype=BF16, out_dtype=F16, out_layout="dstride2"))
+    cases.append(case("fallback-f16-d80", dtype=F16, D=80, Sq=128, Sk=128, causal=True))
+    # sizes that cross tile edges, fully masked segments, empty key sets
+    cases.append(case("long", Sq=300, Sk=700, causal=True, window=(100, -1), sinks=7, dtype=F16, B=1, Hq=2, Hkv=1))
+    cases.append(case("long", Sq=257, Sk=1023, dtype=F32, B=1, Hq=2, Hkv=2, mask=True))
+    cases.append(case("all-masked", quick=True, Sq=30, Sk=10, causal=True, window=(0, 0), dtype=F16, sink_logits=True))
+    cases.append(case("sk=0", quick=True, Sk=0, dtype=F16))
+    cases.append(case("sk=0+sinks", Sk=0, dtype=F32, sink_logits=True))
+    cases.append(case("varlen-empty-keys", varlen=([4, 3], [0, 0]), dtype=BF16))
+    # random mixes
+    for n in range(12 if not quick else 2):
+        D = rng.choice([16, 32, 48, 64, 80, 96, 128, 160, 256])
+        kv = rng.choice([1, 2, 4])
+        kw = dict(B=rng.randint(1, 3), Hkv=kv, Hq=kv * rng.choice([1, 2, 4, 8]), Sq=rng.randint(1, 200),
+                  Sk=rng.randint(1, 300), D=D, Dv=rng.choice([D, 32, 64, 128]), dtype=rng.choice(dtypes),
+                  out_dtype=rng.choice(dtypes), layout=rng.choice(["bhsd", "bshd", "padded"]),
+                  out_layout=rng.choice(["bhsd", "bshd"]), causal=rng.random() < 0.5,
+                  window=(rng.choice([-1, 0, 5, 40]), rng.choice([-1, 0, 3, 50])), sinks=rng.choice([0, 0, 2, 9]),
+                  softcap=rng.choice([0.0, 0.0, 5.0]), alibi=rng.random() < 0.3,
+                  bias=rng.choice([None, None, F32, F16]), mask=rng.random() < 0.3, sink_logits=rng.random() < 0.3,
+                  lse=rng.random() < 0.8)
+        cases.append(case("random%d" % n, quick=True, **kw))
+    # --quick: every option alone for float16, all options together for float32, a few shapes
+    return [c for c in cases if c["quick"]] if quick else cases
+
+
+# ---- the other entry points -------------------------------------------------------------------
+
+
+def check_devices(api, results):
+    call = Call()
+    count = ctypes.c_int32(0)
+    status, message = call(api.device_count, ctypes.byref(count))
+    if not results.check("device_count", status == OK and count.value >= 1, "status %d count %d %s" % (status, count.value, message)):
+        return 0
+    for d in range(count.value):
+        info = DeviceInfo()
+        status, message = call(api.device_info, d, ctypes.byref(info))
+        name = info.name.decode(errors="replace")
+        ok = status == OK and name and info.cc_major >= 8 and info.multiprocessors > 0 and info.memory_bytes > 0 and \
+            info.has_kernel_image == 1
+        results.check("device_info[%d]" % d, ok, "%s cc %d.%d, %d SMs, %.1f GiB, kernel image %d %s" % (
+            name, info.cc_major, info.cc_minor, info.multiprocessors, info.memory_bytes / 2 ** 30,
+            info.has_kernel_image, message))
+    info = DeviceInfo()
+    status, message = call(api.device_info, count.value, ctypes.byref(info))
+    results.check("device_info[out of range]", status == ARGUMENT, "status %d %s" % (status, message))
+    return count.value
+
+
+def check_memory(api, results, device):
+    call = Call()
+    ptr = ctypes.c_void_p()
+    huge = 1 << 50
+    status, message = call(api.malloc, device, huge, ctypes.byref(ptr))
+    results.check("malloc(1<<50) -> OOM", status == OOM and str(huge) in message and not ptr.value,
+                  "status %d: %s" % (status, message))
+    n = 1 << 16
+    a, b = ctypes.c_void_p(), ctypes.c_void_p()
+    s1, m1 = call(api.malloc, device, n, ctypes.byref(a))
+    s2, m2 = call(api.malloc, device, n, ctypes.byref(b))
+    if not results.check("malloc after OOM", s1 == OK and s2 == OK and a.value and b.value, m1 + m2):
+        return
+    src = (ctypes.c_ubyte * n)(*[(i * 37 + 11) % 256 for i in range(n)])
+    dst = (ctypes.c_ubyte * n)()
+    ok = call(api.copy_to_device, device, a, src, n)[0] == OK
+    ok = ok and call(api.copy_on_device, device, b, a, n)[0] == OK
+    ok = ok and call(api.copy_to_host, device, dst, b, n)[0] == OK
+    results.check("copy_to_device / copy_on_device / copy_to_host", ok and bytes(dst) == bytes(src))
+    ok = call(api.memset_zero, device, b, n // 2)[0] == OK and call(api.copy_to_host, device, dst, b, n)[0] == OK
+    results.check("memset_zero", ok and bytes(dst[:n // 2]) == bytes(n // 2) and bytes(dst[n // 2:]) == bytes(src[n // 2:]))
+    api.free(device, a)
+    api.free(device, b)
+    api.free(device, None)  # must be harmless
+
+
+def check_argument_errors(api, results, device):
+    call = Call()
+    dev = "cuda:%d" % device
+    q = TORCH.randn(1, 3, 4, 8, device=dev, dtype=TORCH.float16)
+    k = TORCH.randn(1, 2, 4, 8, device=dev, dtype=TORCH.float16)
+    out = TORCH.empty_like(q)
+    a = AttentionArgs()
+    a.device = device
+    a.q, a.k, a.v, a.out = (as_cuda_tensor(q, F16), as_cuda_tensor(k, F16), as_cuda_tensor(k, F16),
+                            as_cuda_tensor(out, F16))
+    a.batch, a.heads_q, a.heads_kv, a.seq_q, a.seq_k, a.head_dim, a.head_dim_v = 1, 3, 2, 4, 4, 8, 8
+    a.scale, a.window_left, a.window_right = 0.3, -1, -1
+    status, message = call(api.attention, ctypes.byref(a))
+    results.check("attention rejects Hq % Hkv != 0", status == ARGUMENT, "status %d %s" % (status, message))
+    a.heads_q, a.heads_kv = 2, 2
+    a.q.dtype = I32
+    status, message = call(api.attention, ctypes.byref(a))
+    results.check("attention rejects an int32 q", status == ARGUMENT, "status %d %s" % (status, message))
+    a.q.dtype = F16
+    a.device = 1 << 20
+    status, message = call(api.attention, ctypes.byref(a))
+    results.check("attention rejects a missing device", status == ARGUMENT, "status %d %s" % (status, message))
+    a.device = device
+    for field in ("batch", "seq_q"):
+        setattr(a, field, 0)
+        status, message = call(api.attention, ctypes.byref(a))
+        results.check("attention with %s = 0 is a no-op" % field, status == OK, message)
+        setattr(a, field, 1 if field == "batch" else 4)
+
+
+def reference_merge(outs, lses):
+    lse = TORCH.stack([l.double() for l in lses])  # [P, B, H, S]
+    m = lse.amax(0)
+    m_safe = TORCH.where(TORCH.isfinite(m), m, TORCH.zeros_like(m))
+    w = TORCH.exp(lse - m_safe)
+    total = w.sum(0)
+    seen = total > 0
+    out = sum(w[p].unsqueeze(-1) * outs[p].double() for p in range(len(outs)))
+    out = TORCH.where(seen.unsqueeze(-1), out / TORCH.where(seen, total, TORCH.ones_like(total)).unsqueeze(-1),
+                      TORCH.zeros_like(out))
+    return out, TORCH.where(seen, m_safe + TORCH.log(TORCH.where(seen, total, TORCH.ones_like(total))),
+                            TORCH.full_like(total, -math.inf))
+
+
+def check_merge(api, results, device, quick, rng):
+    dev = "cuda:%d" % device
+    configs = [(F32, 2, "bhsd"), (F16, 3, "bshd"), (BF16, 1, "padded"), (F32, 5, "dstride2"), (F16, 2, "bhsd")]
+    if quick:
+        configs = configs[:2]
+    for n, (dtype, parts, layout) in enumerate(configs):
+        B, H, S, Dv = rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 70), rng.choice([8, 64, 100, 128])
+        outs, lses, keep = [], [], []
+        for p in range(parts):
+            o, _ = make_view((B, H, S, Dv), dtype, rng.choice(["bhsd", "bshd", "padded"]), dev)
+            l = TORCH.randn(B, H, S, device=dev) * 3
+            l[:, :, 0] = -math.inf  # one row empty in every part
+            if S > 2 and p == 0:
+                l[:, :, 1] = -math.inf  # one row empty in one part only
+            outs.append(o)
+            lses.append(l)
+        out_dtype = rng.choice([F32, F16, BF16])
+        out, out_base = make_view((B, H, S, Dv), out_dtype, layout, dev, fill=float("nan"))
+        lse_buf = TORCH.full((B * H * S + 8,), float("nan"), device=dev)
+        lse = lse_buf[4:4 + B * H * S].view(B, H, S)
+        tensors = (CudaTensor * parts)(*[as_cuda_tensor(o, dtype) for o in outs])
+        lse_ptrs = (ctypes.c_void_p * parts)(*[l.data_ptr() for l in lses])
+        a = MergeArgs()
+        a.device, a.parts, a.outs, a.lses = device, parts, tensors, lse_ptrs
+        a.out = as_cuda_tensor(out, out_dtype)
+        a.lse = lse.data_ptr()
+        TORCH.cuda.synchronize()
+        status, message = Call()(api.merge_states, ctypes.byref(a))
+        name = "merge[%d] parts %d %s->%s %s B%d H%d S%d Dv%d" % (n, parts, DTYPE_NAMES[dtype], DTYPE_NAMES[out_dtype],
+                                                                 layout, B, H, S, Dv)
+        if status != OK:
+            results.check(name, False, "status %d: %s" % (status, message))
+            continue
+        ref_out, ref_lse = reference_merge(outs, lses)
+        tol = max(TOLERANCE[dtype], TOLERANCE[out_dtype])
+        problems = []
+        got = out.double()
+        if TORCH.isnan(got).any():
+            problems.append("NaN outputs")
+        else:
+            err = float((got - ref_out).abs().max()) / max(float(ref_out.abs().max()), 1e-30)
+            if not err <= tol:
+                problems.append("out rel err %.3g > %.3g" % (err, tol))
+        ref_inf = TORCH.isinf(ref_lse)
+        got_lse = lse.double()
+        if TORCH.isnan(got_lse).any() or not TORCH.equal(ref_inf, TORCH.isinf(got_lse)):
+            problems.append("lse NaN or -inf rows differ")
+        elif float((got_lse[~ref_inf] - ref_lse[~ref_inf]).abs().max()) > 1e-5 * max(1.0, float(ref_lse[~ref_inf].abs().max())):
+            problems.append("lse err")
+        if not outside_view_untouched(out, out_base) or not bool(TORCH.isnan(lse_buf[:4]).all() and TORCH.isnan(lse_buf[-4:]).all()):
+            problems.append("wrote outside a view")
+        results.check(name, not problems, "; ".join(problems))
+
+
+def check_threads(api, results, device, cases):
+    """The same cases from several host threads at once (ctypes drops the GIL inside the library)."""
+    inner = Results(verbose=False)
+    threads = [threading.Thread(target=lambda c=c, n=n: run_attention_case(api, inner, c, device, 1000 + n))
+               for n, c in enumerate(cases)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.check("attention from %d threads at once" % len(cases), inner.failed == 0 and inner.passed == len(cases),
+                  "%d passed, %d failed" % (inner.passed, inner.failed))
+
+
+def main():
+    default_lib = os.environ.get("ATTNKIT_CUDA_LIB", "build/Release/libattnkit_cuda.so")
+    parser = argparse.ArgumentParser(description="Check libattnkit_cuda's kernels and entry points against float64 "
+                                     "references (needs a GPU, torch and numpy).")
+    parser.add_argument("lib", nargs="?", default=default_lib,
+                        help="path of libattnkit_cuda.so (default: $ATTNKIT_CUDA_LIB or %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="a small subset that runs in a few seconds")
+    parser.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
+    parser.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
+    parser.add_argument("--filter", default="", help="run only attention cases whose name contains this text")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
+    args = parser.parse_args()
+
+    global TORCH
+    import torch  # noqa: E402  (imported late so that --help works anywhere)
+    TORCH = torch
+    started = time.time()
+    try:
+        lib, api = load_api(args.lib)
+    except Exception as e:  # noqa: BLE001
+        print("kernels_check: cannot load %s: %s" % (args.lib, e))
+        print("kernels_check: 0 passed, 1 failed")
+        return 1
+    print("kernels_check: %s" % api.build_info.decode())
+    results = Results(args.verbose)
+    rng = random.Random(args.seed)
+
+    if check_devices(api, results) == 0 or not torch.cuda.is_available():
+        print("kernels_check: no usable CUDA device")
+        print("kernels_check: %d passed, %d failed" % (results.passed, max(results.failed, 1)))
+        return 1
+    torch.cuda.set_device(args.device)
+    check_memory(api, results, args.device)
+    check_argument_errors(api, results, args.device)
+    cases = [c for c in attention_cases(args.quick, rng) if args.filter in c["name"]]
+    for n, c in enumerate(cases):
+        try:
+            run_attention_case(api, results, c, args.device, args.seed + n)
+        except Exception as e:  # noqa: BLE001  a broken case must not hide the others
+            results.check(c["name"], False, "exception: %r" % (e,))
+    check_merge(api, results, args.device, args.quick, rng)
+    check_threads(api, results, args.device, cases[:4] if args.quick else cases[:12])
+    print("kernels_check: %.1f s" % (time.time() - started))
+    print("kernels_check: %d passed, %d failed" % (results.passed, results.failed))
+    return 1 if results.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
