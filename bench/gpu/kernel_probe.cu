@@ -126,6 +126,7 @@ static Built build(const Case& c, std::mt19937& rng) {
   p.dtype = c.bf16 ? kBF16 : kF16;
   p.batch = c.B; p.heads_q = c.Hq; p.heads_kv = c.Hkv; p.seq_q = c.Sq; p.seq_k = c.Sk;
   p.head_dim = p.head_dim_v = c.D; p.group = c.Hq / c.Hkv;
+  p.max_seqlen_q = c.Sq; p.max_seqlen_k = c.Sk;
   p.scale = 1.0f / std::sqrt(float(c.D));
   p.softcap = c.softcap; p.causal = c.causal; p.window_left = c.wl; p.window_right = c.wr; p.sinks = c.sinks;
   if (c.alibi || c.sink_logits) {
@@ -154,6 +155,8 @@ static Built build(const Case& c, std::mt19937& rng) {
     p.cu_seqlens_q = static_cast<int32_t*>(device_copy(cq)); b.owned.push_back((void*)p.cu_seqlens_q);
     p.cu_seqlens_k = static_cast<int32_t*>(device_copy(ck)); b.owned.push_back((void*)p.cu_seqlens_k);
     p.num_segments = 4;
+    p.max_seqlen_q = *std::max_element(lens_q, lens_q + 4);
+    p.max_seqlen_k = *std::max_element(lens_k, lens_k + 4);
   }
   return b;
 }
@@ -179,7 +182,7 @@ static double check_case(const Case& c, std::mt19937& rng, const DeviceTraits& d
   else { path = "none"; err = cudaSuccess; }
   CHECK(err);
   const int threads = 128;
-  const int64_t rows = int64_t(p.cu_seqlens_q ? p.num_segments : p.batch) * p.heads_q * p.seq_q;
+  const int64_t rows = int64_t(p.cu_seqlens_q ? p.num_segments : p.batch) * p.heads_q * p.seq_q;  // reference: one thread per packed row and segment
   reference_attention_kernel<<<(rows + threads - 1) / threads, threads>>>(r);
   CHECK(cudaGetLastError());
   CHECK(cudaDeviceSynchronize());

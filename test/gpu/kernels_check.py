@@ -22,100 +22,33 @@ import sys
 import threading
 import time
 
-ABI_VERSION = 1
-MAX_RANK = 6
-F32, F16, BF16, I32, U8 = 0, 1, 2, 3, 4
-OK, OOM, UNAVAILABLE, ARGUMENT, INTERNAL = 0, 1, 2, 3, 4
-STATUS_NAMES = {OK: "OK", OOM: "OOM", UNAVAILABLE: "UNAVAILABLE", ARGUMENT: "ARGUMENT", INTERNAL: "INTERNAL"}
-DTYPE_NAMES = {F32: "f32", F16: "f16", BF16: "bf16"}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from attnkit_abi import (  # noqa: E402
+    ABI_VERSION,
+    MAX_RANK,
+    F32,
+    F16,
+    BF16,
+    I32,
+    U8,
+    OK,
+    OOM,
+    UNAVAILABLE,
+    ARGUMENT,
+    INTERNAL,
+    STATUS_NAMES,
+    DTYPE_NAMES,
+    CudaTensor,
+    DeviceInfo,
+    AttentionArgs,
+    MergeArgs,
+    Api,
+    load_api,
+    Call,
+    as_cuda_tensor)
+
 TOLERANCE = {F32: 1e-5, F16: 2e-3, BF16: 1.6e-2}
 LSE_TOLERANCE = {F32: 1e-5, F16: 1e-4, BF16: 1e-4}  # inputs are exact in float64, so only float32 math
-
-# ---- ABI mirror -------------------------------------------------------------------------------
-
-
-class CudaTensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int32), ("rank", ctypes.c_int32),
-                ("shape", ctypes.c_int64 * MAX_RANK), ("strides", ctypes.c_int64 * MAX_RANK)]
-
-
-class DeviceInfo(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char * 256), ("cc_major", ctypes.c_int32), ("cc_minor", ctypes.c_int32),
-                ("multiprocessors", ctypes.c_int32), ("memory_bytes", ctypes.c_uint64),
-                ("has_kernel_image", ctypes.c_int32)]
-
-
-class AttentionArgs(ctypes.Structure):
-    _fields_ = [("device", ctypes.c_int32),
-                ("q", CudaTensor), ("k", CudaTensor), ("v", CudaTensor), ("out", CudaTensor),
-                ("batch", ctypes.c_int64), ("heads_q", ctypes.c_int64), ("heads_kv", ctypes.c_int64),
-                ("seq_q", ctypes.c_int64), ("seq_k", ctypes.c_int64), ("head_dim", ctypes.c_int64),
-                ("head_dim_v", ctypes.c_int64),
-                ("scale", ctypes.c_float), ("causal", ctypes.c_int32),
-                ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64), ("sinks", ctypes.c_int64),
-                ("softcap", ctypes.c_float),
-                ("alibi_slopes", ctypes.POINTER(ctypes.c_float)), ("sink_logits", ctypes.POINTER(ctypes.c_float)),
-                ("bias", ctypes.c_void_p), ("bias_dtype", ctypes.c_int32), ("bias_strides", ctypes.c_int64 * 4),
-                ("mask", ctypes.c_void_p), ("mask_strides", ctypes.c_int64 * 4),
-                ("cu_seqlens_q", ctypes.POINTER(ctypes.c_int32)), ("cu_seqlens_k", ctypes.POINTER(ctypes.c_int32)),
-                ("num_segments", ctypes.c_int64),
-                ("lse", ctypes.c_void_p)]
-
-
-class MergeArgs(ctypes.Structure):
-    _fields_ = [("device", ctypes.c_int32), ("parts", ctypes.c_int32), ("outs", ctypes.POINTER(CudaTensor)),
-                ("lses", ctypes.POINTER(ctypes.c_void_p)), ("out", CudaTensor), ("lse", ctypes.c_void_p)]
-
-
-STATUS = ctypes.c_int
-ERR = ctypes.c_char_p
-SIZE = ctypes.c_size_t
-
-
-class Api(ctypes.Structure):
-    _fields_ = [
-        ("abi_version", ctypes.c_uint32), ("struct_size", ctypes.c_uint32), ("build_info", ctypes.c_char_p),
-        ("device_count", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(ctypes.c_int32), ERR, SIZE)),
-        ("device_info", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.POINTER(DeviceInfo), ERR, SIZE)),
-        ("malloc", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, SIZE, ctypes.POINTER(ctypes.c_void_p), ERR, SIZE)),
-        ("free", ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_void_p)),
-        ("memset_zero", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, SIZE, ERR, SIZE)),
-        ("copy_to_device", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, SIZE, ERR, SIZE)),
-        ("copy_to_host", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, SIZE, ERR, SIZE)),
-        ("copy_on_device", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, SIZE, ERR, SIZE)),
-        ("attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ERR, SIZE)),
-        ("merge_states", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(MergeArgs), ERR, SIZE)),
-    ]
-
-
-def load_api(path):
-    lib = ctypes.CDLL(path)
-    get_api = lib.attnkit_cuda_get_api
-    get_api.restype = ctypes.POINTER(Api)
-    get_api.argtypes = [ctypes.c_uint32]
-    if get_api(ABI_VERSION + 1):
-        raise RuntimeError("attnkit_cuda_get_api answered a foreign ABI version")
-    api = get_api(ABI_VERSION)
-    if not api:
-        raise RuntimeError("attnkit_cuda_get_api(%d) returned NULL" % ABI_VERSION)
-    api = api.contents
-    if api.abi_version != ABI_VERSION or api.struct_size != ctypes.sizeof(Api):
-        raise RuntimeError("api table: abi %d size %d, expected %d / %d" %
-                           (api.abi_version, api.struct_size, ABI_VERSION, ctypes.sizeof(Api)))
-    return lib, api
-
-
-class Call:
-    """One API call's error buffer: call(fn, *args) -> (status, message)."""
-
-    def __init__(self):
-        self.buf = ctypes.create_string_buffer(1024)
-
-    def __call__(self, fn, *args):
-        self.buf.value = b""
-        status = fn(*args, self.buf, len(self.buf))
-        return status, self.buf.value.decode(errors="replace")
-
 
 # ---- results ----------------------------------------------------------------------------------
 
@@ -184,17 +117,6 @@ def outside_view_untouched(view, base):
     TORCH.as_strided(probe, view.size(), view.stride(), view.storage_offset() - base.storage_offset()).fill_(0)
     outside = TORCH.isnan(probe)
     return bool(TORCH.isnan(base.float()[outside]).all())
-
-
-def as_cuda_tensor(t, dtype):
-    ct = CudaTensor()
-    ct.data = t.data_ptr() if t.numel() > 0 else 0
-    ct.dtype = dtype
-    ct.rank = t.dim()
-    for i in range(t.dim()):
-        ct.shape[i] = t.size(i)
-        ct.strides[i] = t.stride(i)
-    return ct
 
 
 def reference_attention(c, q, k, v, bias, mask, slopes, sinks_logits, cu_q, cu_k):

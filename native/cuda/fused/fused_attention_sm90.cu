@@ -467,7 +467,8 @@ cudaError_t launch_sm90(const FusedAttentionProblem& p, const DeviceTraits& dev,
   auto kernel = fused_attention_sm90_kernel<HeadDim, BF16, kScoreMods>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
-  const int query_blocks = (p.seq_q + T::kBlockM - 1) / T::kBlockM;
+  const int rows = p.cu_seqlens_q ? p.max_seqlen_q : p.seq_q;  // varlen: the longest segment
+  const int query_blocks = (rows + T::kBlockM - 1) / T::kBlockM;
   const int segments = p.cu_seqlens_q ? p.num_segments : p.batch;
   const int64_t items = int64_t(query_blocks) * p.heads_q * segments;
   if (items == 0) return cudaSuccess;

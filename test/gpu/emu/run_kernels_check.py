@@ -14,6 +14,7 @@ torch.cuda.set_device = lambda *a, **k: None
 script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels_check.py")
 source = open(script).read().replace('"cuda:%d" % ', '"cpu" if True else ')
 module = types.ModuleType("kernels_check")
+module.__file__ = script
 sys.modules["kernels_check"] = module
 exec(compile(source, script, "exec"), module.__dict__)
 sys.argv = [script] + sys.argv[1:]
