@@ -5,10 +5,11 @@
 //   * One CTA = BlockM query rows of one (batch or varlen segment, query head); 4 warps, each warp
 //     owns BlockM/4 whole rows (32 rows = two m16 tiles for D <= 128, 16 rows for D = 256), so the
 //     softmax row statistics never leave the warp (quad shuffles only).
-//   * Tiles per head dim (BlockM x BlockN, K/V stages):
-//        D=32: 128x128, 2 stages   D=64: 128x64, 2   D=96: 128x64, 2
-//        D=128: 128x64, 2 stages when two CTAs fit the device's shared memory (H100), else 1
-//        D=256: 64x64, 1 stage
+//   * Tiles per head dim (BlockM x BlockN, K/V stages, shared memory):
+//        D=32: 128x64, 2 (30 KB)   D=64: 128x64, 2 (54 KB)   D=96: 128x64, 2 (78 KB)
+//        D=128: 128x32, 2 (68 KB)    D=256: 64x64, 1 (99 KB)
+//     BlockN is what fits the registers: O (BlockM*D/128 floats per thread) and the score tile
+//     (BlockM*BlockN/128) must stay under 255 with no spill; at D=128 a 64-key tile spills.
 //     Q, K and V tiles live in shared memory with rows padded by 16 bytes: the row pitch is then
 //     an odd number of 16-byte units, so the 8 row addresses of every ldmatrix (and the cp.async
 //     stores) hit 8 different bank groups. Padding, unlike an XOR swizzle, also works for D = 96.
@@ -82,10 +83,10 @@ struct Bf16 {
 
 template <int D>
 struct TileShape;
-template <> struct TileShape<32>  { static constexpr int kBlockM = 128, kBlockN = 128; static constexpr bool kQInRegs = true; };
+template <> struct TileShape<32>  { static constexpr int kBlockM = 128, kBlockN = 64;  static constexpr bool kQInRegs = true; };
 template <> struct TileShape<64>  { static constexpr int kBlockM = 128, kBlockN = 64;  static constexpr bool kQInRegs = true; };
 template <> struct TileShape<96>  { static constexpr int kBlockM = 128, kBlockN = 64;  static constexpr bool kQInRegs = false; };
-template <> struct TileShape<128> { static constexpr int kBlockM = 128, kBlockN = 64;  static constexpr bool kQInRegs = false; };
+template <> struct TileShape<128> { static constexpr int kBlockM = 128, kBlockN = 32;  static constexpr bool kQInRegs = false; };
 template <> struct TileShape<256> { static constexpr int kBlockM = 64,  kBlockN = 64;  static constexpr bool kQInRegs = false; };
 
 template <int D, int Stages>
@@ -218,7 +219,9 @@ __device__ __forceinline__ void qk_tile_mma(float (&S)[C::kMTiles][C::kNTiles][4
     for (int nt = 0; nt < C::kNTiles; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) S[mt][nt][e] = 0.0f;
-#pragma unroll
+  // With Q in shared memory the k-steps stay a rolled loop: fully unrolled, the scheduler
+  // prefetches the fragments of several steps at once and the kernel spills at D >= 96.
+#pragma unroll(C::kQInRegs ? C::kDSteps : 1)
   for (int ks = 0; ks < C::kDSteps; ++ks) {
     uint32_t a[C::kMTiles][4];
 #pragma unroll
@@ -622,15 +625,12 @@ size_t shared_optin(const DeviceTraits& dev) {
 }
 
 // Shared memory of the configuration the launcher will pick for head dim D.
-size_t smem_bytes_for(int d, const DeviceTraits& dev) {
+size_t smem_bytes_for(int d) {
   switch (d) {
     case 32: return Config<32, 2>::kSmemBytes;
     case 64: return Config<64, 2>::kSmemBytes;
     case 96: return Config<96, 2>::kSmemBytes;
-    case 128:
-      // Two stages only where two CTAs still fit an SM (H100); one stage keeps 2 CTAs on A100.
-      return 2 * size_t(Config<128, 2>::kSmemBytes) <= shared_optin(dev) ? Config<128, 2>::kSmemBytes
-                                                                         : Config<128, 1>::kSmemBytes;
+    case 128: return Config<128, 2>::kSmemBytes;
     case 256: return Config<256, 1>::kSmemBytes;
     default: return 0;
   }
@@ -666,14 +666,12 @@ cudaError_t launch(const FusedAttentionProblem& p, cudaStream_t stream) {
 }
 
 template <class T>
-cudaError_t launch_for_head_dim(const FusedAttentionProblem& p, const DeviceTraits& dev, cudaStream_t stream) {
+cudaError_t launch_for_head_dim(const FusedAttentionProblem& p, cudaStream_t stream) {
   switch (p.head_dim) {
     case 32: return launch<T, Config<32, 2>>(p, stream);
     case 64: return launch<T, Config<64, 2>>(p, stream);
     case 96: return launch<T, Config<96, 2>>(p, stream);
-    case 128:
-      return smem_bytes_for(128, dev) == size_t(Config<128, 2>::kSmemBytes) ? launch<T, Config<128, 2>>(p, stream)
-                                                                             : launch<T, Config<128, 1>>(p, stream);
+    case 128: return launch<T, Config<128, 2>>(p, stream);
     case 256: return launch<T, Config<256, 1>>(p, stream);
     default: return cudaErrorNotSupported;
   }
@@ -696,12 +694,12 @@ bool fused_attention_sm80_supports(const FusedAttentionProblem& p, const DeviceT
   // grid.x = heads * batch; the varlen block numbering must stay within int.
   if (int64_t(p.heads_q) * p.batch > 0x7fffffff) return false;
   if (int64_t(p.seq_q) + p.num_segments + 1 > 0x7fffffff) return false;
-  return smem_bytes_for(p.head_dim, dev) <= shared_optin(dev);
+  return smem_bytes_for(p.head_dim) <= shared_optin(dev);
 }
 
 cudaError_t launch_fused_attention_sm80(const FusedAttentionProblem& p, const DeviceTraits& dev, cudaStream_t stream) {
   if (!fused_attention_sm80_supports(p, dev)) return cudaErrorNotSupported;
-  return p.dtype == kF16 ? launch_for_head_dim<Fp16>(p, dev, stream) : launch_for_head_dim<Bf16>(p, dev, stream);
+  return p.dtype == kF16 ? launch_for_head_dim<Fp16>(p, stream) : launch_for_head_dim<Bf16>(p, stream);
 }
 
 }  // namespace cuda
