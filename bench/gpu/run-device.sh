@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Everything the GPU machine runs in one call: the kernel checks through the C ABI, the node GPU
+# suite, the kernel probe, and the side-by-side benchmark against PyTorch. Logs and JSON go to
+# $OUT (or ./gpu-out). Prepare here first:
+#   npm run build:ts && npx cmake-js compile --CDATTNKIT_CUDA=ON --CDATTNKIT_CUDA_GENCODE="arch=compute_90a,code=sm_90a"
+#   bench/gpu/build-probe.sh && ../shared/device/pack.sh
+# then call the device tool with carry [".device", "build/Release", "build/probe", "dist",
+# "node_modules/node-gyp-build"] and the command `bash bench/gpu/run-device.sh [quick]`.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-gpu-out}
+mkdir -p "$out"
+lib=build/Release/libattnkit_cuda.so
+quick=${1:-}
+status=0
+source .device/env.sh || exit 1
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader | tee "$out/gpu.txt"
+
+echo "== kernels_check"
+timeout 240 python3 test/gpu/kernels_check.py $lib ${quick:+--quick} > "$out/kernels_check.log" 2>&1 || status=1
+grep -v "^ok" "$out/kernels_check.log" | tail -15
+
+echo "== node test/gpu/run.js"
+timeout 300 node test/gpu/run.js > "$out/node_gpu.log" 2>&1 || status=1
+grep -E "FAIL|✗|GPU:" "$out/node_gpu.log" | tail -15
+
+if [[ -x build/probe/kernel_probe ]]; then
+  echo "== kernel probe"
+  timeout 120 build/probe/kernel_probe ${quick:+check} > "$out/probe.log" 2>&1 || status=1
+  grep -v "^ok" "$out/probe.log"
+fi
+
+echo "== peers (PyTorch SDPA flash / cuDNN, FlexAttention) and attnkit through the C ABI"
+PYTHONUNBUFFERED=1 timeout 420 python3 bench/gpu/peers.py --lib $lib --out "$out/gpu-latest.json" ${quick:+--quick} \
+  2>&1 | grep -v -i warn | tee "$out/peers.log" | tail -12 || status=1
+exit $status
