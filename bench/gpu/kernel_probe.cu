@@ -275,6 +275,9 @@ int main(int argc, char** argv) {
         { Case c = base("softcap+alibi+sinklogit 1x2x300x333", 1, 2, 2, 300, 333); c.softcap = 5.f; c.alibi = true; c.sink_logits = true; cases.push_back(c); }
         { Case c = base("bias+mask 2x2x150x260", 2, 2, 2, 150, 260); c.bias = true; c.mask = true; cases.push_back(c); }
         { Case c = base("varlen causal 1x2x400x500", 1, 2, 2, 400, 500); c.varlen = true; c.causal = true; cases.push_back(c); }
+        // more work items than SMs: a persistent CTA walks several items and reuses its Q buffer
+        cases.push_back(base("dense 4x40/8 x1000x1000 (many items)", 4, 40, 8, 1000, 1000));
+        { Case c = base("causal 4x40x1001x1001 (many items)", 4, 40, 40, 1001, 1001); c.causal = true; cases.push_back(c); }
       }
     for (const Case& c : cases) failures += check_case(c, rng, dev);
     std::printf("kernel_probe check: %d failed of %zu\n", failures, cases.size());

@@ -27,6 +27,10 @@
 #include "sm90/hopper_primitives.cuh"
 #include "sm90/wgmma_ops.cuh"
 
+#ifndef ATTNKIT_SM90_PERSISTENT
+#define ATTNKIT_SM90_PERSISTENT 1
+#endif
+
 namespace attnkit {
 namespace cuda {
 namespace {
@@ -107,24 +111,35 @@ __device__ __forceinline__ void tile_keys(const KeyTiles& t, int index, int* j0,
 
 // One CTA's unit of work: kBlockM query rows of one head of one batch entry / segment.
 // Items are numbered with the query block fastest, so the CTAs running at one time mostly share
-// a head's K and V in L2; causal numbering puts each head's heavy (late) blocks first.
+// a head's K and V in L2. Causal items are pairs of blocks, the heavy (late) block m and the
+// light block QB-1-m of one head: every pair costs the same QB+1 key tiles, so a persistent grid
+// that deals items round-robin stays balanced (the pairing FlashAttention-2 used for causal).
 struct WorkItem {
   Segment seg;
   int h, i0, i1;
-  bool empty;  // varlen: past the end of a shorter segment
+  bool empty;  // nothing to do: past the end of a shorter varlen segment, or the odd middle block
 };
 
+__host__ __device__ __forceinline__ int blocks_per_item(const FusedAttentionProblem& p) { return p.causal ? 2 : 1; }
+
+// A CTA's blocks, numbered item * parts + part: the parts of its item, then the next item of
+// its round-robin share (blockIdx.x, blockIdx.x + gridDim.x, ...).
+__device__ __forceinline__ int next_block(int b, int parts) {
+  return b % parts == parts - 1 ? b + (gridDim.x - 1) * parts + 1 : b + 1;
+}
+
 template <int BlockM>
-__device__ __forceinline__ WorkItem work_item(const FusedAttentionProblem& p, int w, int query_blocks) {
+__device__ __forceinline__ WorkItem work_item(const FusedAttentionProblem& p, int w, int part, int query_blocks) {
   WorkItem it;
-  const int qb = w % query_blocks;
-  const int rest = w / query_blocks;
+  const int per_head = p.causal ? (query_blocks + 1) / 2 : query_blocks;
+  const int qb = w % per_head;
+  const int rest = w / per_head;
   it.h = rest % p.heads_q;
   it.seg = segment_of(p, rest / p.heads_q);
-  const int m_block = p.causal ? query_blocks - 1 - qb : qb;
+  const int m_block = !p.causal ? qb : part == 0 ? query_blocks - 1 - qb : qb;
   it.i0 = m_block * BlockM;
   it.i1 = min(it.i0 + BlockM, it.seg.q_len);
-  it.empty = it.i0 >= it.seg.q_len;
+  it.empty = it.i0 >= it.seg.q_len || (part == 1 && qb == query_blocks - 1 - qb);
   return it;
 }
 
@@ -166,6 +181,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
   __syncthreads();
 
   const int warpgroup = threadIdx.x / 128;
+  const int parts = blocks_per_item(p);
   if (warpgroup == 0) {
     // ---------------- producer ----------------
     warpgroup_registers_release<24>();
@@ -174,8 +190,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
       prefetch_tensor_map(&maps.k);
       prefetch_tensor_map(&maps.v);
       int tile_count = 0, item_count = 0;  // across items: they pick stages and barrier phases
-      for (int w = blockIdx.x; w < items; w += gridDim.x) {
-        const WorkItem it = work_item<kBlockM>(p, w, query_blocks);
+      for (int b = blockIdx.x * parts; b < items * parts; b = next_block(b, parts)) {
+        const WorkItem it = work_item<kBlockM>(p, b / parts, b % parts, query_blocks);
         if (it.empty) continue;
         if (item_count > 0) mbarrier_wait(q_empty, (item_count - 1) & 1);
         ++item_count;
@@ -269,8 +285,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim>::kThreads, 1)
   };
 
   int tile_count = 0, item_count = 0;
-  for (int w = blockIdx.x; w < items; w += gridDim.x) {
-    const WorkItem it = work_item<kBlockM>(p, w, query_blocks);
+  for (int b = blockIdx.x * parts; b < items * parts; b = next_block(b, parts)) {
+    const WorkItem it = work_item<kBlockM>(p, b / parts, b % parts, query_blocks);
     if (it.empty) continue;
     mbarrier_wait(q_full, item_count & 1);
     ++item_count;
@@ -470,12 +486,19 @@ cudaError_t launch_sm90(const FusedAttentionProblem& p, const DeviceTraits& dev,
   const int rows = p.cu_seqlens_q ? p.max_seqlen_q : p.seq_q;  // varlen: the longest segment
   const int query_blocks = (rows + T::kBlockM - 1) / T::kBlockM;
   const int segments = p.cu_seqlens_q ? p.num_segments : p.batch;
-  const int64_t items = int64_t(query_blocks) * p.heads_q * segments;
+  const int64_t per_head = p.causal ? (query_blocks + 1) / 2 : query_blocks;
+  const int64_t items = per_head * p.heads_q * segments;
   if (items == 0) return cudaSuccess;
-  if (items >= (int64_t(1) << 31)) return cudaErrorNotSupported;
-  // One CTA per item: the hardware's block scheduler balances causal blocks of unequal cost
-  // better than a static persistent split did (bench/NOTES.md).
-  kernel<<<static_cast<int>(items), T::kThreads, T::kSmemBytes, stream>>>(maps, p, query_blocks, static_cast<int>(items));
+  if (items * 2 >= (int64_t(1) << 31)) return cudaErrorNotSupported;
+  // Persistent (one CTA per SM dealing itself items round-robin, its producer loading the next
+  // block's Q and K/V while the consumers finish the last block's epilogue) pays off while blocks
+  // are short; on long rows the hidden prologue is a smaller share than the round-robin's tail,
+  // and one CTA per item measured faster (bench/NOTES.md: S4096 +3-5%, S16384 causal -3%).
+  const int key_rows = p.cu_seqlens_k ? p.max_seqlen_k : p.seq_k;
+  const bool persistent = ATTNKIT_SM90_PERSISTENT && key_rows <= 8192;
+  const int64_t sms = dev.multiprocessors > 0 ? dev.multiprocessors : 132;
+  const int ctas = static_cast<int>(persistent ? std::min<int64_t>(items, sms) : items);
+  kernel<<<ctas, T::kThreads, T::kSmemBytes, stream>>>(maps, p, query_blocks, static_cast<int>(items));
   return cudaGetLastError();
 }
 
