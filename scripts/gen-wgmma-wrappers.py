@@ -3,7 +3,7 @@
 sm_90a attention kernel uses. Each accumulator register must be its own asm operand, so these are
 long and regular: generated here rather than typed. Run from the repository root."""
 
-SHAPES = [64, 128]
+SHAPES = [64, 128, 176]
 TYPES = ["bf16", "f16"]
 
 def operands(n_acc):

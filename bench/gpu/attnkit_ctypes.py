@@ -20,9 +20,10 @@ class AttnkitCuda:
         import torch
         return {torch.bfloat16: abi.BF16, torch.float16: abi.F16, torch.float32: abi.F32}[t.dtype]
 
-    def attention(self, q, k, v, out, causal=False, window=None, scale=None):
-        """out[:] = attention(q, k, v), all [B, H, S, D] torch CUDA tensors (any strides). Returns
-        when the GPU is done (the library waits on its own stream)."""
+    def prepare(self, q, k, v, out, causal=False, window=None, scale=None):
+        """A call of out[:] = attention(q, k, v) on [B, H, S, D] torch CUDA tensors (any strides),
+        with its argument struct built once, so timing it measures the library, not ctypes. The
+        call returns when the GPU is done (the library waits on its own stream)."""
         a = abi.AttentionArgs()
         a.device = q.device.index or 0
         a.q = abi.as_cuda_tensor(q, self._dtype(q))
@@ -36,6 +37,15 @@ class AttnkitCuda:
         a.causal = int(causal)
         a.window_left, a.window_right = window if window is not None else (-1, -1)
         a.bias_dtype = abi.F32
-        status, message = self.call(self.api.attention, ctypes.byref(a))
-        if status != abi.OK:
-            raise RuntimeError(f"attnkit attention: {abi.STATUS_NAMES.get(status, status)}: {message}")
+        args = ctypes.byref(a)
+        fn, call = self.api.attention, self.call
+
+        def run():
+            status, message = call(fn, args)
+            if status != abi.OK:
+                raise RuntimeError(f"attnkit attention: {abi.STATUS_NAMES.get(status, status)}: {message}")
+        run.args = a  # keeps the struct alive with the closure
+        return run
+
+    def attention(self, q, k, v, out, **options):
+        self.prepare(q, k, v, out, **options)()
