@@ -277,6 +277,8 @@ int main(int argc, char** argv) {
         { Case c = base("varlen causal 1x2x400x500", 1, 2, 2, 400, 500); c.varlen = true; c.causal = true; cases.push_back(c); }
         // more work items than SMs: a persistent CTA walks several items and reuses its Q buffer
         cases.push_back(base("dense 4x40/8 x1000x1000 (many items)", 4, 40, 8, 1000, 1000));
+        // Sk a multiple of 176: the wide-key-tile kernel at D128 (and bshd strides through it)
+        { Case c = base("dense 2x4/2 x333x1760 bshd (176-key tiles)", 2, 4, 2, 333, 1760); c.bshd = true; cases.push_back(c); }
         { Case c = base("causal 4x40x1001x1001 (many items)", 4, 40, 40, 1001, 1001); c.causal = true; cases.push_back(c); }
       }
     for (const Case& c : cases) failures += check_case(c, rng, dev);
