@@ -11,7 +11,10 @@
 //     O += P V (wgmma with A from registers, V MN-major from shared memory): no smem round trip;
 //   * key tiles come from visible_keys() (the same tile classification as the CPU): tiles outside
 //     causal / window / sinks are never loaded; a tile that tile_fully_visible() accepts skips
-//     all per-element masking.
+//     all per-element masking;
+//   * up to 8192 keys the grid is persistent (one CTA per SM, causal blocks paired heavy + light
+//     so every item costs the same), hiding each block's prologue and epilogue; dense D128 uses
+//     176-key tiles where they divide the keys well. bench/NOTES.md logs what each step measured.
 //
 // Supports float16 / bfloat16 q, k, v with head dim 64 or 128 (Dv == D), unit d-stride and
 // 16-byte-aligned rows (TMA's rules); any out dtype with unit d-stride. Everything else falls
@@ -226,8 +229,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   // For head dims above 64, a software pipeline across key tiles (FlashAttention-3's
   // intra-warpgroup overlap): S(t) = Q K(t)^T and O += P(t-1) V(t-1) are issued together, and
   // the softmax of S(t) runs on the CUDA cores while the tensor cores still do P(t-1) V(t-1).
-  // At head dim 64 the softmax outweighs the GEMMs and the plain order measured faster
-  // (bench/NOTES.md): there the two consumer warpgroups overlap each other instead.
+  // At head dim 64 the plain order measured as fast or faster (bench/NOTES.md): there the two
+  // consumer warpgroups already cover each other's softmax.
   constexpr bool kOverlapSoftmax = HeadDim > 64;
   warpgroup_registers_claim<240>();
   const int consumer = warpgroup - 1;  // rows [consumer * 64, +64) of the CTA
