@@ -8,9 +8,9 @@ const { Tensor, attention, attentionSync } = require('..');
 const { attentionReference, attentionNaiveJs, attentionTunedJs } = require('../dist/reference');
 const { native } = require('../dist/native/binding');
 const R = require('./helpers/random');
-const { TOL, tolFor, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
+const { TOL, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
 // The case table and its input builders live in a helper shared with the GPU suite (test/gpu/run.js).
-const { cases, byName, buildInputs, buildOptions } = require('./helpers/parity-cases');
+const { cases, byName, prepareCase } = require('./helpers/parity-cases');
 
 R.announceSeed('attention.parity');
 
@@ -21,15 +21,7 @@ const check = toleranceChecker(R.BASE_SEED);
 
 /** Runs one case through attentionSync and attention, each into a fresh poisoned out. */
 async function runCase(c, modes = ['sync', 'async']) {
-  const r = R.rng(c.name);
-  const { q, k, v } = buildInputs(r, c);
-  const opts = buildOptions(r, c);
-  const ref = attentionReference(q.t, k.t, v.t, opts);
-  const Dv = c.Dv ?? c.D;
-  const outShape = [c.B, c.Hq, c.Sq, Dv];
-  const outMode = c.out || 'strided';
-  const outDtype = outMode === 'none' ? c.dtype : (c.outDtype || c.dtype);
-  const tol = tolFor(c.dtype, outDtype);
+  const { q, k, v, opts, ref, outShape, outMode, outDtype, tol } = prepareCase(c, attentionReference);
   for (const mode of modes) {
     const out = outMode === 'none' ? undefined
       : outMode === 'contig' ? R.poisonedOut(outShape, outDtype) : R.stridedOut(outShape, outDtype);

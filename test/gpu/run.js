@@ -21,8 +21,8 @@ const { Tensor, AttnError, attention, attentionSync, mergeAttentionStates, backe
 const { attentionReference } = require(path.join(root, 'dist', 'reference'));
 const { native } = require(path.join(root, 'dist', 'native', 'binding'));
 const R = require('../helpers/random');
-const { TOL, tolFor, relErr, lseErr, worst } = require('../helpers/compare');
-const { cases, buildInputs, buildOptions } = require('../helpers/parity-cases');
+const { TOL, relErr, lseErr, worst } = require('../helpers/compare');
+const { cases, prepareCase } = require('../helpers/parity-cases');
 
 const LSE_TOL = TOL.float32;
 
@@ -85,15 +85,7 @@ function bitsEqual(a, b) {
 // parity: every CPU parity case, on the device, sync and async, into poisoned device outputs
 // ---------------------------------------------------------------------------------------------
 async function runCase(c) {
-  const r = R.rng(c.name);
-  const { q, k, v } = buildInputs(r, c);
-  const opts = buildOptions(r, c);
-  const ref = attentionReference(q.t, k.t, v.t, opts);
-  const Dv = c.Dv ?? c.D;
-  const outShape = [c.B, c.Hq, c.Sq, Dv];
-  const outMode = c.out || 'strided';
-  const outDtype = outMode === 'none' ? c.dtype : (c.outDtype || c.dtype);
-  const tol = tolFor(c.dtype, outDtype);
+  const { q, k, v, opts, ref, outShape, outMode, outDtype, tol } = prepareCase(c, attentionReference);
   const qd = toDev(q.t), kd = toDev(k.t), vd = toDev(v.t);
   const devOpts = { ...opts, bias: toDev(opts.bias), mask: toDev(opts.mask) };
   try {

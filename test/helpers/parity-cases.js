@@ -4,6 +4,7 @@
 // the builders that turn a case into seeded random inputs and options. No jest here.
 const { Tensor } = require('../..');
 const R = require('./random');
+const { tolFor } = require('./compare');
 
 // ---------------------------------------------------------------------------------------------
 // Case description -> tensors and options
@@ -274,4 +275,20 @@ add('Sq=0', { D: 16, Sq: 0, Sk: 7, lse: true });
 const byName = new Map(cases.map((c) => [c.name, c]));
 if (byName.size !== cases.length) throw new Error('duplicate case names');
 
-module.exports = { cases, byName, buildInputs, buildOptions, dims, auxTensor, DTYPES };
+/**
+ * Everything one run of case `c` needs, drawn from its own seeded stream: inputs, options, the
+ * float64 oracle's answer, and the out shape / dtype / tolerance. Shared by the jest parity suite
+ * and the GPU runner so both check the very same thing.
+ */
+function prepareCase(c, attentionReference) {
+  const r = R.rng(c.name);
+  const { q, k, v } = buildInputs(r, c);
+  const opts = buildOptions(r, c);
+  const ref = attentionReference(q.t, k.t, v.t, opts);
+  const outShape = [c.B, c.Hq, c.Sq, c.Dv ?? c.D];
+  const outMode = c.out || 'strided';
+  const outDtype = outMode === 'none' ? c.dtype : (c.outDtype || c.dtype);
+  return { q, k, v, opts, ref, outShape, outMode, outDtype, tol: tolFor(c.dtype, outDtype) };
+}
+
+module.exports = { cases, byName, buildInputs, buildOptions, prepareCase, dims, auxTensor, DTYPES };
