@@ -15,6 +15,7 @@
 #include "descriptor.h"
 #include "device_storage.h"
 #include "js_errors.h"
+#include "promise_worker.h"
 #include "tensor_args.h"
 
 namespace attnkit {
@@ -75,42 +76,28 @@ void run_attention(const AttentionParams& p) {
   }
 }
 
-class AttentionWorker : public Napi::AsyncWorker {
+class AttentionWorker : public PromiseWorker {
  public:
   AttentionWorker(Napi::Env env, const Napi::CallbackInfo& info, const AttentionParams& p)
-      : Napi::AsyncWorker(env, "attnkit.attention"), deferred_(Napi::Promise::Deferred::New(env)), pins_(info), params_(p) {
+      : PromiseWorker(env, "attnkit.attention", info, ErrorCode::Argument), params_(p) {
     // Device memory of this call stays allocated until it settles, even if disposed meanwhile.
-    for (int i = aQ; i <= aLse; ++i) mark_busy(env, info[i], &busy_);
+    for (int i = aQ; i <= aLse; ++i) mark_busy(env, info[i], &busy());
   }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      if (params_.q.device >= 0 && params_.abort_flag && params_.abort_flag->load() != 0) {
-        // A GPU call is not interrupted once it runs; an abort that lands before it starts counts.
-        throw AttnException(ErrorCode::Aborted, "attention was aborted by its AbortSignal");
-      }
-      run_attention(params_);
-    } catch (const AttnException& e) {
-      code_ = e.code();
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      code_ = ErrorCode::OutOfMemory;
-      SetError("attention: out of memory for scratch buffers");
-    } catch (const std::exception& e) {
-      code_ = ErrorCode::Argument;
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(make_attn_error(Env(), code_, e.Message())); }
 
  private:
-  Napi::Promise::Deferred deferred_;
-  ArgumentPins pins_;
-  BusyHandles busy_;  // declared after pins_: released first, while the handles are still pinned
+  void work() override {
+    if (params_.q.device >= 0 && params_.abort_flag && params_.abort_flag->load() != 0) {
+      // A GPU call is not interrupted once it runs; an abort that lands before it starts counts.
+      throw AttnException(ErrorCode::Aborted, "attention was aborted by its AbortSignal");
+    }
+    try {
+      run_attention(params_);
+    } catch (const std::bad_alloc&) {
+      throw AttnException(ErrorCode::OutOfMemory, "attention: out of memory for scratch buffers");
+    }
+  }
+
   AttentionParams params_;
-  ErrorCode code_ = ErrorCode::Argument;
 };
 
 Napi::Value attention_sync(const Napi::CallbackInfo& info) {

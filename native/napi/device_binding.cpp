@@ -12,6 +12,7 @@
 #include "bindings.h"
 #include "device_storage.h"
 #include "js_errors.h"
+#include "promise_worker.h"
 
 namespace attnkit {
 namespace {
@@ -215,33 +216,16 @@ Copy copy_from(const Napi::CallbackInfo& info, CopyKind kind, BusyHandles* busy)
   return c;
 }
 
-class CopyWorker : public Napi::AsyncWorker {
+class CopyWorker : public PromiseWorker {
  public:
   CopyWorker(Napi::Env env, const Napi::CallbackInfo& info)
-      : Napi::AsyncWorker(env, "attnkit.cudaCopy"), deferred_(Napi::Promise::Deferred::New(env)), pins_(info) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  BusyHandles& busy() { return busy_; }
+      : PromiseWorker(env, "attnkit.cudaCopy", info, ErrorCode::CudaUnavailable) {}
   void set(const Copy& c) { copy_ = c; }
 
-  void Execute() override {
-    try {
-      copy_.run();
-    } catch (const AttnException& e) {
-      code_ = e.code();
-      SetError(e.what());
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(make_attn_error(Env(), code_, e.Message())); }
-
  private:
-  Napi::Promise::Deferred deferred_;
-  ArgumentPins pins_;
-  BusyHandles busy_;  // declared after pins_: released first
+  void work() override { copy_.run(); }
+
   Copy copy_{CopyKind::ToDevice};
-  ErrorCode code_ = ErrorCode::CudaUnavailable;
 };
 
 template <CopyKind kKind>
