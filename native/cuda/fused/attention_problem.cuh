@@ -155,6 +155,18 @@ __device__ __forceinline__ void store_element(void* base, int dtype, int64_t ind
   static_cast<unsigned short*>(base)[index] = bits;
 }
 
+// Two floats rounded to nearest-even 16-bit values in one register, `lo` in the low half: the
+// layout of an mma / wgmma A fragment and of two adjacent output elements.
+template <bool BF16>
+__device__ __forceinline__ uint32_t pack_16bit_pair(float lo, float hi) {
+  uint32_t r;
+  if (BF16)
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  else
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
 // The documented order for one score already multiplied by `scale`: softcap, + bias, - ALiBi,
 // then causal / window / sinks and the mask tensor. Returns -inf for a hidden pair. i, j are
 // segment-local; bias and mask are indexed by the absolute (packed) row and key.

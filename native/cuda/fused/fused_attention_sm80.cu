@@ -57,12 +57,8 @@ struct Fp16 {
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
-  // Two floats as one 32-bit register: `lo` in the low half (the lower column of a fragment).
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    uint32_t r;
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-  }
+  // Two floats as one 32-bit register, `lo` in the low half (the lower column of a fragment).
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack_16bit_pair<false>(lo, hi); }
 };
 
 struct Bf16 {
@@ -71,11 +67,7 @@ struct Bf16 {
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
-  static __device__ __forceinline__ uint32_t pack(float lo, float hi) {
-    uint32_t r;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-  }
+  static __device__ __forceinline__ uint32_t pack(float lo, float hi) { return pack_16bit_pair<true>(lo, hi); }
 };
 
 // ---------------------------------------------------------------------------------------------

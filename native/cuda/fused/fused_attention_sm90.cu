@@ -71,16 +71,6 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-template <bool BF16>
-__device__ __forceinline__ uint32_t pack_16bit_pair(float lo, float hi) {
-  uint32_t r;
-  if (BF16)
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  else
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
 // Stores two adjacent output elements (columns d, d+1 of one row) in out's dtype.
 __device__ __forceinline__ void store_output_pair(const FusedAttentionProblem& p, char* row, int d, float a, float b) {
   if (p.out_dtype == kF32) {
