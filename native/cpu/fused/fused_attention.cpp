@@ -54,8 +54,8 @@ void fused_attention_cpu(const AttentionParams& p) {
     }
   }
 
-  // Work items, heaviest first (causal / windowed rows see different numbers of keys), so the
-  // dynamic hand-out in the pool ends with small items and threads finish together.
+  // Work items, heaviest first within each head (causal / windowed rows see different numbers of
+  // keys), so the dynamic hand-out in the pool ends with small items and threads finish together.
   // Blocks per work item: up to kQueryBlocksPerItem, fewer when that would leave under 8 items
   // per pool thread (load balance beats K/V reuse there).
   int64_t total_blocks = 0;
@@ -79,7 +79,16 @@ void fused_attention_cpu(const AttentionParams& p) {
       }
     }
   }
-  std::stable_sort(items.begin(), items.end(), [](const WorkItem& a, const WorkItem& b) { return a.cost > b.cost; });
+  // Heaviest first, but only within a (segment, head) group: groups keep head-major order, so the
+  // K/V locality above survives causal and windowed calls (sorting globally would interleave heads).
+  // Groups themselves go heaviest first, which matters only for varlen segments of unequal length.
+  std::vector<int64_t> group_cost(segments.size() * static_cast<size_t>(p.heads_q), 0);
+  for (const WorkItem& w : items) group_cost[w.segment * p.heads_q + w.head] += w.cost;
+  std::stable_sort(items.begin(), items.end(), [&](const WorkItem& a, const WorkItem& b) {
+    const int64_t ga = a.segment * p.heads_q + a.head, gb = b.segment * p.heads_q + b.head;
+    if (ga != gb) return group_cost[ga] != group_cost[gb] ? group_cost[ga] > group_cost[gb] : ga < gb;
+    return a.cost > b.cost;
+  });
 
   const QueryBlockKernel kernel = kernel_for(active_isa());
   const size_t scratch = fused_attention_scratch_floats(p.head_dim, p.head_dim_v);
