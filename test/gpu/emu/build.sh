@@ -20,6 +20,11 @@ for f in ['c_api.cu', 'fused/attention_problem.cuh', 'fused/fused_attention_gene
     s = s.replace('asm("{ .reg .f16 h; mov.b16 h, %1; cvt.f32.f16 %0, h; }" : "=f"(f) : "h"(bits));', 'f = emu_half_to_float(bits);')
     s = s.replace('asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(bits) : "f"(x));', 'bits = emu_float_to_bf16(x);')
     s = s.replace('asm("{ .reg .f16 h; cvt.rn.f16.f32 h, %1; mov.b16 %0, h; }" : "=h"(bits) : "f"(x));', 'bits = emu_float_to_half(x);')
+    # cvt.rn.{bf16x2,f16x2}.f32 d, hi, lo: hi in the upper half
+    s = s.replace('asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));',
+                  'r = emu_float_to_bf16(lo) | (uint32_t(emu_float_to_bf16(hi)) << 16);')
+    s = s.replace('asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));',
+                  'r = emu_float_to_half(lo) | (uint32_t(emu_float_to_half(hi)) << 16);')
     if 'asm(' in s or '<<<' in s:
         sys.exit('emu/build.sh: %s has CUDA-only syntax the emulator does not rewrite' % f)
     open(p, 'w').write(s)
