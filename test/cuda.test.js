@@ -154,6 +154,19 @@ describe('finding and loading libattnkit_cuda.so (child processes)', () => {
     expect(r.empty.code).toBe('ERR_ATTN_CUDA_UNAVAILABLE');
   });
 
+  withCc('tables of other sizes within ABI 1: older (no attention_on_stream) and newer load, truncated does not', () => {
+    const pointer = 8; // one entry of the table on 64-bit platforms
+    for (const delta of [-pointer, 64]) {
+      const env = { ATTNKIT_CUDA_LIB: fakeLib, FAKE_CUDA_TABLE_DELTA: String(delta) };
+      expect(probe('info', env).cuda.available).toBe(true);
+      const ops = probe('opErrors', env); // no failure forced: attention and merge go through
+      expect([ops.sync, ops.async, ops.merge]).toEqual([null, null, null]);
+    }
+    const r = probe('info', { ATTNKIT_CUDA_LIB: fakeLib, FAKE_CUDA_TABLE_DELTA: String(-2 * pointer) });
+    expect(r.cuda.available).toBe(false);
+    expect(r.cuda.reason).toMatch(/^ABI version mismatch: /);
+  });
+
   withCc('no driver: the library\'s message', () => {
     const msg = 'CUDA driver version is insufficient for CUDA runtime version';
     const r = probe('info', { ATTNKIT_CUDA_LIB: fakeLib, FAKE_CUDA_ERROR: msg });

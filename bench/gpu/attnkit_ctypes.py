@@ -20,10 +20,12 @@ class AttnkitCuda:
         import torch
         return {torch.bfloat16: abi.BF16, torch.float16: abi.F16, torch.float32: abi.F32}[t.dtype]
 
-    def prepare(self, q, k, v, out, causal=False, window=None, scale=None):
+    def prepare(self, q, k, v, out, causal=False, window=None, scale=None, stream=None):
         """A call of out[:] = attention(q, k, v) on [B, H, S, D] torch CUDA tensors (any strides),
-        with its argument struct built once, so timing it measures the library, not ctypes. The
-        call returns when the GPU is done (the library waits on its own stream)."""
+        with its argument struct built once, so timing it measures the library, not ctypes.
+        stream=None: the blocking `attention`, which returns when the GPU is done (the library
+        waits on its own stream). stream = a torch.cuda.Stream or a cudaStream_t int:
+        `attention_on_stream` on it, which returns once the kernel is enqueued there."""
         a = abi.AttentionArgs()
         a.device = q.device.index or 0
         a.q = abi.as_cuda_tensor(q, self._dtype(q))
@@ -38,12 +40,17 @@ class AttnkitCuda:
         a.window_left, a.window_right = window if window is not None else (-1, -1)
         a.bias_dtype = abi.F32
         args = ctypes.byref(a)
-        fn, call = self.api.attention, self.call
+        if stream is None:
+            entry, fn, extra = "attention", self.api.attention, ()
+        else:
+            entry, fn = "attention_on_stream", self.api.attention_on_stream
+            extra = (ctypes.c_void_p(abi.stream_handle(stream)),)
+        call = self.call
 
         def run():
-            status, message = call(fn, args)
+            status, message = call(fn, args, *extra)
             if status != abi.OK:
-                raise RuntimeError(f"attnkit attention: {abi.STATUS_NAMES.get(status, status)}: {message}")
+                raise RuntimeError(f"attnkit {entry}: {abi.STATUS_NAMES.get(status, status)}: {message}")
         run.args = a  # keeps the struct alive with the closure
         return run
 

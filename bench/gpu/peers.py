@@ -2,8 +2,13 @@
 """The PyTorch side of the GPU benchmark: SDPA (flash and cuDNN backends) and FlexAttention on the
 issue's shapes, timed with CUDA events (median of many runs after warm-up, inputs rotated so no
 run sees a warm L2 from the previous one, implementations interleaved in rotating rounds), and attnkit on the very same torch tensors through its
-C ABI (bench/gpu/attnkit_ctypes.py) when the library path is given. attnkit's time includes its
-host-side call and the wait for its stream (~10-30 us); the kernel alone is in kernel_probe. Writes JSON.
+C ABI (bench/gpu/attnkit_ctypes.py) when the library path is given, in two rows:
+  attnkit       attention_on_stream on torch's current stream, timed by the same CUDA events as the
+                torch peers: the like-for-like comparison, and what the speed-up ratios use;
+  attnkit_call  the blocking `attention` (the library's own stream and its wait): the cost of a
+                whole library call; call_overhead_ms = attnkit_call - attnkit.
+A tiny shape (B1 H1 S128 D64) is there for the per-call overhead only (informational: no ratios).
+Writes JSON.
 
   python3 bench/gpu/peers.py [--lib build/Release/libattnkit_cuda.so] [--out results.json] [--quick]
 """
@@ -103,6 +108,8 @@ def main():
     shapes.append(dict(b=1, h=16, s=16384, d=128, causal=True, window=1024))
     if args.quick:
         shapes = shapes[:2] + shapes[-1:]
+    # A kernel of a few microseconds: the time here is mostly per-call cost, not attention.
+    shapes.append(dict(b=1, h=1, s=128, d=64, causal=False, window=None, informational=True))
 
     flex = None
     if not args.no_flex:
@@ -114,6 +121,7 @@ def main():
 
     for sh in shapes:
         b, h, s, d, causal, window = sh["b"], sh["h"], sh["s"], sh["d"], sh["causal"], sh["window"]
+        informational = sh.get("informational", False)
         sets = max(2, min(4, int(2e9 // (3 * b * h * s * d * 2))))
         inputs = make_inputs(b, h, s, d, sets)
         flops = attention_flops(b, h, s, s, d, causal, window)
@@ -146,8 +154,11 @@ def main():
         if attnkit is not None:
             out = torch.empty_like(inputs[0][0])
             opts = dict(causal=causal, window=(window, 0) if window is not None else None)
-            prepared = {id(q): attnkit.prepare(q, k, v, out, **opts) for q, k, v in inputs}
+            stream = torch.cuda.current_stream()  # the stream median_ms records its events on
+            prepared = {id(q): attnkit.prepare(q, k, v, out, stream=stream, **opts) for q, k, v in inputs}
+            blocking = {id(q): attnkit.prepare(q, k, v, out, **opts) for q, k, v in inputs}
             impls["attnkit"] = lambda q, k, v: prepared[id(q)]()
+            impls["attnkit_call"] = lambda q, k, v: blocking[id(q)]()
             # correctness spot check against the flash backend on the same inputs
             q, k, v = inputs[0]
             prepared[id(q)]()
@@ -159,12 +170,16 @@ def main():
         ms = row["ms"]
         if ms.get("attnkit"):
             for peer in ("torch_flash", "torch_cudnn", "flex"):
-                if ms.get(peer):
+                if ms.get(peer) and not informational:
                     row[f"speedup_vs_{peer}"] = ms[peer] / ms["attnkit"]
+            if ms.get("attnkit_call"):
+                row["call_overhead_ms"] = ms["attnkit_call"] - ms["attnkit"]
         line = f"{name:44s}"
         for label, ms in row["ms"].items():
             if ms:
                 line += f"  {label} {ms:7.3f} ms {flops / ms / 1e9:6.1f} TF/s"
+        if "call_overhead_ms" in row:
+            line += f"  call overhead {row['call_overhead_ms'] * 1e3:.1f} us"
         print(line, flush=True)
         results["rows"].append(row)
         del inputs

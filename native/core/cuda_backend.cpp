@@ -34,9 +34,12 @@ std::string message_of(char* err, size_t len) {
   return err[0] ? std::string(err) : std::string("no message");
 }
 
+// Whether the table reaches and fills every entry this addon calls. Entries appended later within
+// the ABI version (attention_on_stream) are not among them: a library built before them still
+// serves this addon, and one built after them (a larger struct_size) does too.
 bool table_complete(const attnkit_cuda_api* a) {
-  return a->device_count && a->device_info && a->malloc && a->free && a->memset_zero && a->copy_to_device &&
-         a->copy_to_host && a->copy_on_device && a->attention && a->merge_states;
+  return ATTNKIT_CUDA_API_HAS(a, merge_states) && a->device_count && a->device_info && a->malloc && a->free &&
+         a->memset_zero && a->copy_to_device && a->copy_to_host && a->copy_on_device && a->attention && a->merge_states;
 }
 
 void load(Backend& b) {
@@ -73,8 +76,7 @@ void load(Backend& b) {
     return;
   }
   const attnkit_cuda_api* api = get_api(ATTNKIT_CUDA_ABI_VERSION);
-  if (api == nullptr || api->abi_version != ATTNKIT_CUDA_ABI_VERSION || api->struct_size < sizeof(attnkit_cuda_api) ||
-      !table_complete(api)) {
+  if (api == nullptr || api->abi_version != ATTNKIT_CUDA_ABI_VERSION || !table_complete(api)) {
     st.reason = "ABI version mismatch: " + path + " does not serve attnkit CUDA ABI version " +
                 std::to_string(ATTNKIT_CUDA_ABI_VERSION) +
                 ", which this addon needs; rebuild both from one checkout (npm run build:cuda)";

@@ -2,15 +2,17 @@
 // attnkit_cuda_get_api, and the table of entry points behind it.
 //
 // Every entry point is a thin extern-"C"-safe shell (catch everything, write a message) around a
-// small C++ function. Per-device state (one non-blocking stream, the device's traits, a cache of
-// scratch buffers) lives in a mutex-guarded table that is never torn down: calls come from several
-// libuv threads at once, and at process exit the CUDA runtime may already be gone.
-// Every operation enqueues on the device's stream and synchronises it before returning, so a
-// successful return means the results are in memory, and any asynchronous error is reported by
-// the call that caused it.
+// small C++ function. Per-device state (one non-blocking stream, the device's traits, a memory
+// pool for per-call tables) lives in a mutex-guarded table that is never torn down: calls come
+// from several libuv threads at once, and at process exit the CUDA runtime may already be gone.
+// Every operation but attention_on_stream enqueues on the device's stream and synchronises it
+// before returning, so a successful return means the results are in memory, and any asynchronous
+// error is reported by the call that caused it. attention_on_stream takes the same path on the
+// caller's stream and returns once the work is enqueued.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -71,23 +73,17 @@ attnkit_cuda_status cuda_failure(cudaError_t e, const char* what, char* err, siz
 
 // ---- per-device state -------------------------------------------------------------------------
 
-struct ScratchEntry {
-  void* data;
-  size_t capacity;
-};
-
 struct DeviceSlot {
   bool ready = false;
   cudaStream_t stream = nullptr;
+  cudaMemPool_t pool = nullptr;  // per-call tables (see upload_tables)
   DeviceTraits traits;
-  std::vector<ScratchEntry> idle_scratch;  // buffers no call is using
 };
-
-constexpr size_t kMaxIdleScratch = 4;  // per device; beyond that, returned buffers are freed
 
 struct DeviceTable {
   std::mutex mutex;
-  std::vector<DeviceSlot> slots;  // sized once, to the device count
+  std::vector<DeviceSlot> slots;   // grown to the highest device used
+  std::atomic<int> device_count{-1};  // -1 until read (see device_count_once)
 };
 
 DeviceTable& device_table() {
@@ -105,45 +101,100 @@ cudaError_t read_traits(int device, DeviceTraits* t) {
   return e;
 }
 
+// Kept between calls: enough for any call's tables many times over, so that a steady stream of
+// calls allocates from memory the pool already holds instead of going back to the driver at every
+// synchronisation (the default threshold, 0, returns everything unused whenever a stream syncs).
+constexpr uint64_t kPoolKeepBytes = uint64_t(4) << 20;
+
+// The device's pool for per-call tables. Its own pool rather than the device's default one, so
+// that setting its release threshold leaves alone the default pool of whatever else shares the
+// process (PyTorch, onnxruntime).
+cudaError_t create_table_pool(int device, cudaMemPool_t* pool) {
+  cudaMemPoolProps props;
+  std::memset(&props, 0, sizeof(props));
+  props.allocType = cudaMemAllocationTypePinned;
+  props.handleTypes = cudaMemHandleTypeNone;
+  props.location.type = cudaMemLocationTypeDevice;
+  props.location.id = device;
+  cudaError_t e = cudaMemPoolCreate(pool, &props);
+  if (e != cudaSuccess) return e;
+  uint64_t keep = kPoolKeepBytes;
+  e = cudaMemPoolSetAttribute(*pool, cudaMemPoolAttrReleaseThreshold, &keep);
+  if (e != cudaSuccess) {
+    cudaMemPoolDestroy(*pool);
+    *pool = nullptr;
+  }
+  return e;
+}
+
 // What an entry point works with once it has entered a device.
 struct DeviceHandle {
   int device = -1;
   cudaStream_t stream = nullptr;
+  cudaMemPool_t pool = nullptr;
   DeviceTraits traits;
 };
 
+// The driver's device count, read once: devices neither come nor go while a process runs, and
+// every call checks its device index. A failed read is not kept, so it is reported again.
+cudaError_t device_count_once(int* count) {
+  std::atomic<int>& cached = device_table().device_count;
+  int n = cached.load(std::memory_order_relaxed);
+  if (n < 0) {
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) return e;
+    cached.store(n, std::memory_order_relaxed);
+  }
+  *count = n;
+  return cudaSuccess;
+}
+
 attnkit_cuda_status check_device_index(int device, char* err, size_t err_len) {
   int count = 0;
-  const cudaError_t e = cudaGetDeviceCount(&count);
+  const cudaError_t e = device_count_once(&count);
   if (e != cudaSuccess) return cuda_failure(e, "cudaGetDeviceCount", err, err_len);
   if (device < 0 || device >= count)
     return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "device must be in [0, %d), got %d", count, device);
   return ATTNKIT_CUDA_OK;
 }
 
-// Makes `device` current on this thread; creates its stream and reads its traits on first use.
+// A device's state on its first use (the current device is `device`). Each piece is kept as soon
+// as it exists, so a retry after a failure creates only what is still missing.
+attnkit_cuda_status init_slot(int device, DeviceSlot& slot, char* err, size_t err_len) {
+  cudaError_t e = read_traits(device, &slot.traits);
+  if (e != cudaSuccess) return cuda_failure(e, "reading the device's attributes", err, err_len);
+  if (slot.stream == nullptr) {
+    e = cudaStreamCreateWithFlags(&slot.stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+      slot.stream = nullptr;
+      return cuda_failure(e, "cudaStreamCreateWithFlags", err, err_len);
+    }
+  }
+  if (slot.pool == nullptr) {
+    e = create_table_pool(device, &slot.pool);
+    if (e != cudaSuccess) return cuda_failure(e, "creating the device's memory pool (cudaMemPoolCreate)", err, err_len);
+  }
+  slot.ready = true;
+  return ATTNKIT_CUDA_OK;
+}
+
+// Makes `device` current on this thread; sets up its state on first use.
 attnkit_cuda_status enter_device(int device, DeviceHandle* h, char* err, size_t err_len) {
   const attnkit_cuda_status s = check_device_index(device, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
-  cudaError_t e = cudaSetDevice(device);
+  const cudaError_t e = cudaSetDevice(device);
   if (e != cudaSuccess) return cuda_failure(e, "cudaSetDevice", err, err_len);
   DeviceTable& table = device_table();
   std::lock_guard<std::mutex> lock(table.mutex);
   if (table.slots.size() <= size_t(device)) table.slots.resize(size_t(device) + 1);
   DeviceSlot& slot = table.slots[size_t(device)];
   if (!slot.ready) {
-    DeviceTraits traits;
-    e = read_traits(device, &traits);
-    if (e != cudaSuccess) return cuda_failure(e, "reading the device's attributes", err, err_len);
-    cudaStream_t stream = nullptr;
-    e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
-    if (e != cudaSuccess) return cuda_failure(e, "cudaStreamCreateWithFlags", err, err_len);
-    slot.traits = traits;
-    slot.stream = stream;
-    slot.ready = true;
+    const attnkit_cuda_status init = init_slot(device, slot, err, err_len);
+    if (init != ATTNKIT_CUDA_OK) return init;
   }
   h->device = device;
   h->stream = slot.stream;
+  h->pool = slot.pool;
   h->traits = slot.traits;
   return ATTNKIT_CUDA_OK;
 }
@@ -155,65 +206,56 @@ attnkit_cuda_status finish_stream(const DeviceHandle& h, const char* what, char*
   return ATTNKIT_CUDA_OK;
 }
 
-// A device buffer for one call's small tables, from the device's idle cache or cudaMalloc. The
-// destructor returns it to the cache: only declare one where it outlives the stream's sync.
-class ScratchBuffer {
- public:
-  ScratchBuffer() = default;
-  ScratchBuffer(const ScratchBuffer&) = delete;
-  ScratchBuffer& operator=(const ScratchBuffer&) = delete;
-  ~ScratchBuffer() { release(); }
-
-  cudaError_t acquire(int device, size_t bytes) {
-    device_ = device;
-    {
-      DeviceTable& table = device_table();
-      std::lock_guard<std::mutex> lock(table.mutex);
-      std::vector<ScratchEntry>& idle = table.slots[size_t(device)].idle_scratch;
-      auto best = idle.end();
-      for (auto it = idle.begin(); it != idle.end(); ++it)
-        if (it->capacity >= bytes && (best == idle.end() || it->capacity < best->capacity)) best = it;
-      if (best != idle.end()) {
-        entry_ = *best;
-        idle.erase(best);
-        return cudaSuccess;
-      }
-    }
-    const size_t capacity = std::max<size_t>((bytes + 4095) / 4096 * 4096, 4096);
-    void* data = nullptr;
-    const cudaError_t e = cudaMalloc(&data, capacity);
-    if (e == cudaSuccess) entry_ = ScratchEntry{data, capacity};
-    return e;
-  }
-
-  void* data() const { return entry_.data; }
-
- private:
-  void release() {
-    if (entry_.data == nullptr) return;
-    ScratchEntry evicted{nullptr, 0};
-    {
-      DeviceTable& table = device_table();
-      std::lock_guard<std::mutex> lock(table.mutex);
-      std::vector<ScratchEntry>& idle = table.slots[size_t(device_)].idle_scratch;
-      idle.push_back(entry_);
-      if (idle.size() > kMaxIdleScratch) {  // keep the largest few
-        auto smallest = std::min_element(idle.begin(), idle.end(), [](const ScratchEntry& a, const ScratchEntry& b) {
-          return a.capacity < b.capacity;
-        });
-        evicted = *smallest;
-        idle.erase(smallest);
-      }
-    }
-    if (evicted.data != nullptr && cudaFree(evicted.data) != cudaSuccess) cudaGetLastError();
-    entry_ = ScratchEntry{nullptr, 0};
-  }
-
-  int device_ = -1;
-  ScratchEntry entry_{nullptr, 0};
+// Where a call's work goes. The stream-ordered entry enqueues on the caller's stream and returns;
+// the blocking entries enqueue on the device's own stream and wait for it.
+struct CallStream {
+  bool blocking;
+  cudaStream_t caller;  // when !blocking; NULL: the legacy default stream
 };
+constexpr CallStream kBlocking{true, nullptr};
 
-// Host bytes laid out for one copy into a scratch buffer; each piece 256-byte aligned. Held in a
+// The stream a call enqueues on. A caller's stream must belong to the call's device, where the
+// kernels, the pool and the tables are; NULL and the two special handles name a stream of the
+// current device, which enter_device has just set.
+attnkit_cuda_status call_stream(const CallStream& where, const DeviceHandle& h, cudaStream_t* stream, char* err,
+                                size_t err_len) {
+  *stream = where.blocking ? h.stream : where.caller;
+  if (where.blocking || *stream == nullptr || *stream == cudaStreamLegacy || *stream == cudaStreamPerThread)
+    return ATTNKIT_CUDA_OK;
+  int owner = -1;
+  const cudaError_t e = cudaStreamGetDevice(*stream, &owner);
+  if (e != cudaSuccess) return cuda_failure(e, "cudaStreamGetDevice of the caller's stream", err, err_len);
+  if (owner != h.device)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "stream belongs to device %d, but args->device is %d", owner,
+                h.device);
+  return ATTNKIT_CUDA_OK;
+}
+
+// The end of a call whose kernel launch returned `launched`: a blocking call waits for its stream,
+// also after a failed launch, so that nothing of the call is still in flight when it returns.
+attnkit_cuda_status finish_call(const CallStream& where, const DeviceHandle& h, cudaError_t launched, const char* what,
+                                char* err, size_t err_len) {
+  const cudaError_t finished = where.blocking ? cudaStreamSynchronize(h.stream) : cudaSuccess;
+  if (launched != cudaSuccess) return cuda_failure(launched, what, err, err_len);
+  if (finished != cudaSuccess) return cuda_failure(finished, what, err, err_len);
+  return ATTNKIT_CUDA_OK;
+}
+
+// ---- per-call device tables ---------------------------------------------------------------------
+//
+// A call's small host tables (ALiBi slopes, sink logits, cu_seqlens, merge parts) go to memory
+// allocated from the device's pool on the call's stream, and are freed on that stream right after
+// the kernel: stream order keeps the memory alive exactly as long as the work that reads it, on
+// any stream, with nothing for the host to track; under stream capture the pair becomes graph
+// allocation / free nodes.
+//
+// The bytes travel as kernel parameters, not as a cudaMemcpyAsync from host memory: both leave
+// the host pack free to die once the call returns, but under stream capture a memcpy becomes a
+// graph node that re-reads the host address at every replay (onnxruntime and Paddle keep such
+// host buffers alive for the graph's lifetime for that reason), while a kernel node keeps its
+// parameters by value.
+
+// Host bytes laid out for one upload of a call's tables; each piece 256-byte aligned. Held in a
 // std::string, not a std::vector<unsigned char>: that instantiation would be emitted here as a
 // default-visibility weak symbol and exported from the library.
 class TablePack {
@@ -232,20 +274,62 @@ class TablePack {
   std::string bytes_;
 };
 
-// Copies `pack` into `scratch` (acquired here) on the device's stream.
-attnkit_cuda_status upload_tables(const DeviceHandle& h, const TablePack& pack, ScratchBuffer& scratch, char* err,
-                                  size_t err_len) {
+constexpr size_t kTableChunkBytes = 4000;  // with dst and bytes, under the 4 KB kernel-parameter limit
+constexpr unsigned kTableThreads = 256;
+
+struct TableChunk {
+  unsigned char* dst;
+  uint32_t bytes;
+  unsigned char data[kTableChunkBytes];
+};
+
+// __grid_constant__: the threads read the parameter where it is, with no local copy.
+__global__ void write_table_chunk(const __grid_constant__ TableChunk chunk) {
+  for (uint32_t i = threadIdx.x; i < chunk.bytes; i += blockDim.x) chunk.dst[i] = chunk.data[i];
+}
+
+cudaError_t write_tables(const TablePack& pack, void* tables, cudaStream_t stream) {
+  const unsigned char* src = static_cast<const unsigned char*>(pack.data());
+  TableChunk chunk;
+  for (size_t at = 0; at < pack.size(); at += kTableChunkBytes) {
+    chunk.dst = static_cast<unsigned char*>(tables) + at;
+    chunk.bytes = uint32_t(std::min(kTableChunkBytes, pack.size() - at));
+    std::memcpy(chunk.data, src + at, chunk.bytes);
+    write_table_chunk<<<1, kTableThreads, 0, stream>>>(chunk);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+// Frees a call's tables in stream order, after the work enqueued before (launched or not).
+void release_tables(void* tables, cudaStream_t stream) {
+  if (tables != nullptr && cudaFreeAsync(tables, stream) != cudaSuccess) cudaGetLastError();
+}
+
+// Allocates the call's tables from the device's pool and writes `pack` into them, on `stream`.
+// *tables stays NULL when the pack is empty; otherwise release_tables it after the launch.
+attnkit_cuda_status upload_tables(const DeviceHandle& h, cudaStream_t stream, const TablePack& pack, void** tables,
+                                  char* err, size_t err_len) {
+  *tables = nullptr;
   if (pack.size() == 0) return ATTNKIT_CUDA_OK;
-  cudaError_t e = scratch.acquire(h.device, pack.size());
-  if (e != cudaSuccess) return cuda_failure(e, "allocating device scratch for the call's tables", err, err_len);
-  e = cudaMemcpyAsync(scratch.data(), pack.data(), pack.size(), cudaMemcpyHostToDevice, h.stream);
-  if (e != cudaSuccess) return cuda_failure(e, "copying the call's tables to the device", err, err_len);
+  cudaError_t e = cudaMallocFromPoolAsync(tables, pack.size(), h.pool, stream);
+  if (e != cudaSuccess) {
+    *tables = nullptr;
+    return cuda_failure(e, "allocating device memory for the call's tables", err, err_len);
+  }
+  e = write_tables(pack, *tables, stream);
+  if (e != cudaSuccess) {
+    release_tables(*tables, stream);
+    *tables = nullptr;
+    return cuda_failure(e, "writing the call's tables to the device", err, err_len);
+  }
   return ATTNKIT_CUDA_OK;
 }
 
 template <typename T>
-T* at_offset(const ScratchBuffer& scratch, size_t offset) {
-  return reinterpret_cast<T*>(static_cast<unsigned char*>(scratch.data()) + offset);
+T* at_offset(void* tables, size_t offset) {
+  return reinterpret_cast<T*>(static_cast<unsigned char*>(tables) + offset);
 }
 
 // ---- devices and memory -----------------------------------------------------------------------
@@ -254,7 +338,7 @@ attnkit_cuda_status device_count_impl(int32_t* count, char* err, size_t err_len)
   if (count == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "count must not be NULL");
   *count = 0;
   int n = 0;
-  const cudaError_t e = cudaGetDeviceCount(&n);
+  const cudaError_t e = device_count_once(&n);
   if (e != cudaSuccess) return cuda_failure(e, "no usable CUDA driver or device", err, err_len);
   if (n <= 0) return fail(err, err_len, ATTNKIT_CUDA_UNAVAILABLE, "the CUDA driver reports no device");
   *count = n;
@@ -461,7 +545,10 @@ cudaError_t dispatch_attention(const FusedAttentionProblem& p, const DeviceTrait
   return launch_fused_attention_generic(p, t, stream);
 }
 
-attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, char* err, size_t err_len) {
+// The one attention path: `attention` is this on the device's stream with a wait, and
+// `attention_on_stream` on the caller's stream without one.
+attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, const CallStream& where, char* err,
+                                   size_t err_len) {
   if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
   const attnkit_cuda_attention_args& a = *args;
   attnkit_cuda_status s = check_attention_args(a, err, err_len);
@@ -484,8 +571,11 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, char
   DeviceHandle h;
   s = enter_device(a.device, &h, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
+  cudaStream_t stream = nullptr;
+  s = call_stream(where, h, &stream, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
 
-  // The small host tables go to the device in one copy.
+  // The small host tables go to the device in one upload.
   TablePack pack;
   const size_t head_bytes = size_t(a.heads_q) * sizeof(float);
   const size_t cu_bytes = size_t(a.num_segments + 1) * sizeof(int32_t);
@@ -493,25 +583,22 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, char
   const size_t sinks_at = a.sink_logits ? pack.add(a.sink_logits, head_bytes) : 0;
   const size_t cu_q_at = varlen ? pack.add(a.cu_seqlens_q, cu_bytes) : 0;
   const size_t cu_k_at = varlen ? pack.add(a.cu_seqlens_k, cu_bytes) : 0;
-  ScratchBuffer scratch;  // declared before any enqueue: released after the sync below
-  s = upload_tables(h, pack, scratch, err, err_len);
+  void* tables = nullptr;
+  s = upload_tables(h, stream, pack, &tables, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
-  if (a.alibi_slopes) p.alibi_slopes = at_offset<float>(scratch, slopes_at);
-  if (a.sink_logits) p.sink_logits = at_offset<float>(scratch, sinks_at);
+  if (a.alibi_slopes) p.alibi_slopes = at_offset<float>(tables, slopes_at);
+  if (a.sink_logits) p.sink_logits = at_offset<float>(tables, sinks_at);
   if (varlen) {
-    p.cu_seqlens_q = at_offset<int32_t>(scratch, cu_q_at);
-    p.cu_seqlens_k = at_offset<int32_t>(scratch, cu_k_at);
+    p.cu_seqlens_q = at_offset<int32_t>(tables, cu_q_at);
+    p.cu_seqlens_k = at_offset<int32_t>(tables, cu_k_at);
   }
 
   const char* kernel = "generic";
-  const cudaError_t launched = dispatch_attention(p, h.traits, h.stream, &kernel);
-  // Wait even after a failed launch: the table upload may still be in flight.
-  const cudaError_t finished = cudaStreamSynchronize(h.stream);
+  const cudaError_t launched = dispatch_attention(p, h.traits, stream, &kernel);
+  release_tables(tables, stream);
   char what[96];
   std::snprintf(what, sizeof(what), "fused attention (%s kernel)", kernel);
-  if (launched != cudaSuccess) return cuda_failure(launched, what, err, err_len);
-  if (finished != cudaSuccess) return cuda_failure(finished, what, err, err_len);
-  return ATTNKIT_CUDA_OK;
+  return finish_call(where, h, launched, what, err, err_len);
 }
 
 // ---- attention-state merge --------------------------------------------------------------------
@@ -554,16 +641,14 @@ attnkit_cuda_status merge_states_impl(const attnkit_cuda_merge_args* args, char*
   if (s != ATTNKIT_CUDA_OK) return s;
   TablePack pack;
   const size_t parts_at = pack.add(parts.data(), parts.size() * sizeof(MergePart));
-  ScratchBuffer scratch;
-  s = upload_tables(h, pack, scratch, err, err_len);
+  void* tables = nullptr;
+  s = upload_tables(h, h.stream, pack, &tables, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
-  p.parts = at_offset<const MergePart>(scratch, parts_at);
+  p.parts = at_offset<const MergePart>(tables, parts_at);
 
   const cudaError_t launched = launch_merge_attention_states(p, h.traits.multiprocessors, h.stream);
-  const cudaError_t finished = cudaStreamSynchronize(h.stream);
-  if (launched != cudaSuccess) return cuda_failure(launched, "mergeAttentionStates kernel", err, err_len);
-  if (finished != cudaSuccess) return cuda_failure(finished, "mergeAttentionStates kernel", err, err_len);
-  return ATTNKIT_CUDA_OK;
+  release_tables(tables, h.stream);
+  return finish_call(kBlocking, h, launched, "mergeAttentionStates kernel", err, err_len);
 }
 
 // ---- the shells in the table: nothing may throw across the C boundary ---------------------------
@@ -608,7 +693,11 @@ attnkit_cuda_status api_copy_on_device(int32_t device, void* dst, const void* sr
   ATTNKIT_GUARDED(copy_impl(device, dst, src, bytes, cudaMemcpyDeviceToDevice, "copy on device", err, err_len))
 }
 attnkit_cuda_status api_attention(const attnkit_cuda_attention_args* args, char* err, size_t err_len) {
-  ATTNKIT_GUARDED(attention_impl(args, err, err_len))
+  ATTNKIT_GUARDED(attention_impl(args, kBlocking, err, err_len))
+}
+attnkit_cuda_status api_attention_on_stream(const attnkit_cuda_attention_args* args, void* stream, char* err,
+                                            size_t err_len) {
+  ATTNKIT_GUARDED(attention_impl(args, CallStream{false, static_cast<cudaStream_t>(stream)}, err, err_len))
 }
 attnkit_cuda_status api_merge_states(const attnkit_cuda_merge_args* args, char* err, size_t err_len) {
   ATTNKIT_GUARDED(merge_states_impl(args, err, err_len))
@@ -641,7 +730,7 @@ extern "C" __attribute__((visibility("default"))) const attnkit_cuda_api* attnki
         api_device_count,         api_device_info,          api_malloc,
         api_free,                 api_memset_zero,          api_copy_to_device,
         api_copy_to_host,         api_copy_on_device,       api_attention,
-        api_merge_states,
+        api_merge_states,         api_attention_on_stream,
     };
     return &api;
   } catch (...) {

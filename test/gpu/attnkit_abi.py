@@ -62,6 +62,8 @@ class Api(ctypes.Structure):
         ("copy_on_device", ctypes.CFUNCTYPE(STATUS, ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, SIZE, ERR, SIZE)),
         ("attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ERR, SIZE)),
         ("merge_states", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(MergeArgs), ERR, SIZE)),
+        # appended within ABI 1; the stream is a cudaStream_t (None / 0: the legacy default stream)
+        ("attention_on_stream", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ctypes.c_void_p, ERR, SIZE)),
     ]
 
 
@@ -92,6 +94,14 @@ class Call:
         self.buf.value = b""
         status = fn(*args, self.buf, len(self.buf))
         return status, self.buf.value.decode(errors="replace")
+
+
+def stream_handle(stream):
+    """The cudaStream_t of attention_on_stream's stream argument: a torch.cuda.Stream's cuda_stream,
+    an int handle as is, None for the legacy default stream."""
+    if stream is None:
+        return None
+    return int(getattr(stream, "cuda_stream", stream))
 
 
 def as_cuda_tensor(t, dtype):

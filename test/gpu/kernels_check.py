@@ -5,7 +5,8 @@ Loads the library with ctypes, mirrors the structs of native/include/attnkit/att
 compares every entry point against float64 references written here (explicit masks and loops in
 torch float64, never SDPA): fused attention over random cases (each option alone and combined,
 every dtype, GQA, Sq != Sk, many head dims, strided views, another out dtype, varlen, fully masked
-rows, lse), mergeAttentionStates, devices, memory, the OOM path and argument errors.
+rows, lse), mergeAttentionStates, devices, memory, the OOM path and argument errors, and
+attention_on_stream against attention (bit for bit) on a torch stream.
 
 Error measure: max|out - ref| / max|ref| with tolerances fp32 1e-5, fp16 2e-3, bf16 1.6e-2 (the
 coarser of input and out dtype). Outputs are poisoned with NaN first, and every element around a
@@ -21,6 +22,7 @@ import random
 import sys
 import threading
 import time
+import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from attnkit_abi import (  # noqa: E402
@@ -45,6 +47,7 @@ from attnkit_abi import (  # noqa: E402
     Api,
     load_api,
     Call,
+    stream_handle,
     as_cuda_tensor)
 
 TOLERANCE = {F32: 1e-5, F16: 2e-3, BF16: 1.6e-2}
@@ -186,8 +189,8 @@ def broadcast_shape(rng, B, H, Sq, Sk):
     return (B if rng.random() < 0.5 else 1, H if rng.random() < 0.6 else 1, Sq if rng.random() < 0.8 else 1, Sk)
 
 
-def run_attention_case(api, results, c, device_index, seed):
-    """Builds the case's tensors, calls the library, compares with the reference."""
+def attention_call(c, device_index, seed):
+    """The case's tensors (out and lse NaN), host tables and AttentionArgs, as a namespace."""
     rng = random.Random(seed)
     TORCH.manual_seed(seed)
     dev = "cuda:%d" % device_index
@@ -258,14 +261,22 @@ def run_attention_case(api, results, c, device_index, seed):
         a.num_segments = len(cu_q) - 1
     if c["lse"]:
         a.lse = lse.data_ptr()
+    return types.SimpleNamespace(q=q, k=k, v=v, out=out, out_base=out_base, lse=lse, lse_buf=lse_buf, lse_guard=lse_guard,
+                                 bias=bias, mask=mask, slopes=slopes, sink_logits=sink_logits, cu_q=cu_q, cu_k=cu_k,
+                                 rows=B * Hq * Sq, args=a, keep=keep)
 
+
+def run_attention_case(api, results, c, device_index, seed):
+    """Builds the case's tensors, calls the library, compares with the reference."""
+    t = attention_call(c, device_index, seed)
+    q, k, v, out, out_base, lse, lse_buf = t.q, t.k, t.v, t.out, t.out_base, t.lse, t.lse_buf
     TORCH.cuda.synchronize()
-    status, message = Call()(api.attention, ctypes.byref(a))
+    status, message = Call()(api.attention, ctypes.byref(t.args))
     name = c["name"]
     if status != OK:
         return results.check(name, False, "status %s: %s" % (STATUS_NAMES.get(status, status), message))
 
-    ref_out, ref_lse = reference_attention(c, q, k, v, bias, mask, slopes, sink_logits, cu_q, cu_k)
+    ref_out, ref_lse = reference_attention(c, q, k, v, t.bias, t.mask, t.slopes, t.sink_logits, t.cu_q, t.cu_k)
     tol = max(TOLERANCE[c["dtype"]], TOLERANCE[c["out_dtype"]])
     got = out.double()
     problems = []
@@ -294,7 +305,7 @@ def run_attention_case(api, results, c, device_index, seed):
                 err = float((got_lse[~ref_inf] - finite).abs().max()) / max(1.0, float(finite.abs().max()))
                 if not err <= LSE_TOLERANCE[c["dtype"]]:
                     problems.append("lse err %.3g > %.3g" % (err, LSE_TOLERANCE[c["dtype"]]))
-        if not bool(TORCH.isnan(lse_buf[:lse_guard]).all() and TORCH.isnan(lse_buf[lse_guard + B * Hq * Sq:]).all()):
+        if not bool(TORCH.isnan(lse_buf[:t.lse_guard]).all() and TORCH.isnan(lse_buf[t.lse_guard + t.rows:]).all()):
             problems.append("wrote outside lse")
     elif not bool(TORCH.isnan(lse_buf).all()):
         problems.append("wrote lse although none was asked for")
@@ -461,7 +472,15 @@ def check_memory(api, results, device):
 
 
 def check_argument_errors(api, results, device):
+    """Both attention entries validate alike (attention_on_stream here on the default stream)."""
     call = Call()
+    entries = [("attention", lambda args: call(api.attention, args)),
+               ("attention_on_stream", lambda args: call(api.attention_on_stream, args, None))]
+    for entry, attention in entries:
+        check_attention_argument_errors(attention, entry, results, device)
+
+
+def check_attention_argument_errors(attention, entry, results, device):
     dev = "cuda:%d" % device
     q = TORCH.randn(1, 3, 4, 8, device=dev, dtype=TORCH.float16)
     k = TORCH.randn(1, 2, 4, 8, device=dev, dtype=TORCH.float16)
@@ -472,21 +491,21 @@ def check_argument_errors(api, results, device):
                             as_cuda_tensor(out, F16))
     a.batch, a.heads_q, a.heads_kv, a.seq_q, a.seq_k, a.head_dim, a.head_dim_v = 1, 3, 2, 4, 4, 8, 8
     a.scale, a.window_left, a.window_right = 0.3, -1, -1
-    status, message = call(api.attention, ctypes.byref(a))
-    results.check("attention rejects Hq % Hkv != 0", status == ARGUMENT, "status %d %s" % (status, message))
+    status, message = attention(ctypes.byref(a))
+    results.check("%s rejects Hq %% Hkv != 0" % entry, status == ARGUMENT, "status %d %s" % (status, message))
     a.heads_q, a.heads_kv = 2, 2
     a.q.dtype = I32
-    status, message = call(api.attention, ctypes.byref(a))
-    results.check("attention rejects an int32 q", status == ARGUMENT, "status %d %s" % (status, message))
+    status, message = attention(ctypes.byref(a))
+    results.check("%s rejects an int32 q" % entry, status == ARGUMENT, "status %d %s" % (status, message))
     a.q.dtype = F16
     a.device = 1 << 20
-    status, message = call(api.attention, ctypes.byref(a))
-    results.check("attention rejects a missing device", status == ARGUMENT, "status %d %s" % (status, message))
+    status, message = attention(ctypes.byref(a))
+    results.check("%s rejects a missing device" % entry, status == ARGUMENT, "status %d %s" % (status, message))
     a.device = device
     for field in ("batch", "seq_q"):
         setattr(a, field, 0)
-        status, message = call(api.attention, ctypes.byref(a))
-        results.check("attention with %s = 0 is a no-op" % field, status == OK, message)
+        status, message = attention(ctypes.byref(a))
+        results.check("%s with %s = 0 is a no-op" % (entry, field), status == OK, message)
         setattr(a, field, 1 if field == "batch" else 4)
 
 
@@ -571,6 +590,37 @@ def check_threads(api, results, device, cases):
                   "%d passed, %d failed" % (inner.passed, inner.failed))
 
 
+def same_bits(a, b):
+    return TORCH.equal(a.contiguous().view(TORCH.uint8), b.contiguous().view(TORCH.uint8))
+
+
+def check_stream_entry(api, results, device):
+    """attention_on_stream on a torch stream writes bit for bit what attention writes (the same
+    kernel): a causal case with no host tables, and a varlen case with ALiBi, whose host tables
+    are overwritten as soon as the call returns (the library must have consumed them by then)."""
+    cases = [case("on-stream causal", dtype=BF16, causal=True, Hq=8, Hkv=2, Sq=300, Sk=300, D=128),
+             case("on-stream varlen+alibi", dtype=BF16, varlen=([5, 0, 70, 130], [9, 3, 140, 70]), alibi=True)]
+    stream = TORCH.cuda.Stream()
+    for n, c in enumerate(cases):
+        name = "attention_on_stream == attention [%s]" % c["name"]
+        t = attention_call(c, device, 7000 + n)
+        TORCH.cuda.synchronize()
+        status, message = Call()(api.attention, ctypes.byref(t.args))
+        if status != OK:
+            results.check(name, False, "attention: status %d %s" % (status, message))
+            continue
+        want_out, want_lse = t.out.clone(), t.lse.clone()
+        t.out.fill_(float("nan"))
+        t.lse.fill_(float("nan"))
+        stream.wait_stream(TORCH.cuda.current_stream())
+        status, message = Call()(api.attention_on_stream, ctypes.byref(t.args), stream_handle(stream))
+        for table in t.keep:
+            ctypes.memset(table, 0x7f, ctypes.sizeof(table))
+        stream.synchronize()
+        same = status == OK and same_bits(t.out, want_out) and same_bits(t.lse, want_lse)
+        results.check(name, same, "status %d %s%s" % (status, message, "" if same else " outputs differ"))
+
+
 def main():
     default_lib = os.environ.get("ATTNKIT_CUDA_LIB", "build/Release/libattnkit_cuda.so")
     parser = argparse.ArgumentParser(description="Check libattnkit_cuda's kernels and entry points against float64 "
@@ -613,6 +663,7 @@ def main():
             results.check(c["name"], False, "exception: %r" % (e,))
     check_merge(api, results, args.device, args.quick, rng)
     check_threads(api, results, args.device, cases[:4] if args.quick else cases[:12])
+    check_stream_entry(api, results, args.device)
     print("kernels_check: %.1f s" % (time.time() - started))
     print("kernels_check: %d passed, %d failed" % (results.passed, results.failed))
     return 1 if results.failed else 0

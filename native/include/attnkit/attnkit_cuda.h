@@ -7,6 +7,10 @@
  * Plain C on purpose: no C++ types, no exceptions and no CUDA types cross this boundary, so the
  * addon compiles without the CUDA toolkit and the library carries its CUDA runtime statically.
  *
+ * The table only grows within a version: entries are appended at its end, and struct_size says
+ * how far a library's table reaches, so a caller asks ATTNKIT_CUDA_API_HAS before it uses an entry
+ * newer than the ones it requires (an older library of the same version still serves it).
+ *
  * Every entry point returns an attnkit_cuda_status and, on failure, writes a NUL-terminated
  * message into err[0..err_len). The caller (native/core) has already validated every argument
  * against the sizes of the device allocations; the library re-checks only what it alone can see
@@ -120,11 +124,35 @@ typedef struct attnkit_cuda_api {
   attnkit_cuda_status (*copy_to_host)(int32_t device, void* dst, const void* src, size_t bytes, char* err, size_t err_len);
   attnkit_cuda_status (*copy_on_device)(int32_t device, void* dst, const void* src, size_t bytes, char* err, size_t err_len);
 
-  /* Enqueue on the library's stream for args->device and wait for it to finish. Called from a
-   * worker thread for async ops, so the JS thread never waits on the GPU. */
+  /* Enqueue on the library's stream for args->device and wait for it to finish (attention is
+   * attention_on_stream on that stream, then a wait). Called from a worker thread for async ops,
+   * so the JS thread never waits on the GPU. */
   attnkit_cuda_status (*attention)(const attnkit_cuda_attention_args* args, char* err, size_t err_len);
   attnkit_cuda_status (*merge_states)(const attnkit_cuda_merge_args* args, char* err, size_t err_len);
+
+  /* ---- appended within ABI version 1: check ATTNKIT_CUDA_API_HAS(api, name) before use ---- */
+
+  /* Stream-ordered attention, for PyTorch / onnxruntime integrations and CUDA graph capture.
+   * Validates exactly like `attention`, enqueues the kernel on the caller's cudaStream_t `stream`
+   * (NULL: the legacy default stream), which must belong to args->device, and returns without
+   * waiting. A failure to validate or to launch is returned; an error of the running kernel
+   * surfaces on that stream (the caller's next cudaStreamSynchronize / cudaGetLastError).
+   * - Device memory (q, k, v, out, bias, mask, lse) must stay valid until the stream has reached
+   *   the work. The host tables (alibi_slopes, sink_logits, cu_seqlens_q / _k) are consumed
+   *   before the call returns: the caller may free or change them at once.
+   * - The call's device copy of those tables is allocated and freed in the stream's order (from a
+   *   pool the library keeps per device), so it needs no synchronisation with other streams.
+   * - Under stream capture the call becomes graph nodes that hold the tables' values as of the
+   *   call (every replay uses them) and pool allocation / free nodes. The first call on a device
+   *   creates the library's state for it (a stream, a memory pool): make it outside a capture,
+   *   as a warm-up call. */
+  attnkit_cuda_status (*attention_on_stream)(const attnkit_cuda_attention_args* args, void* stream, char* err,
+                                             size_t err_len);
 } attnkit_cuda_api;
+
+/* Whether `api`'s table reaches entry `field` (struct_size covers it). */
+#define ATTNKIT_CUDA_API_HAS(api, field) \
+  ((size_t)(api)->struct_size >= offsetof(attnkit_cuda_api, field) + sizeof((api)->field))
 
 /* Returns the table for `abi_version`, or NULL if this library speaks another version. */
 typedef const attnkit_cuda_api* (*attnkit_cuda_get_api_fn)(uint32_t abi_version);

@@ -11,6 +11,22 @@ import torch
 torch.cuda.synchronize = lambda *a, **k: None
 torch.cuda.is_available = lambda: True
 torch.cuda.set_device = lambda *a, **k: None
+
+
+class EmuStream:
+    """A torch.cuda.Stream on the emulator, whose work is done when a call returns. Its handle is
+    not NULL, so the library checks its device (every emulated stream is device 0's)."""
+    cuda_stream = 0x5EED
+
+    def wait_stream(self, other):
+        pass
+
+    def synchronize(self):
+        pass
+
+
+torch.cuda.Stream = lambda *a, **k: EmuStream()
+torch.cuda.current_stream = lambda *a, **k: EmuStream()
 script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels_check.py")
 source = open(script).read().replace('"cuda:%d" % ', '"cpu" if True else ')
 module = types.ModuleType("kernels_check")
