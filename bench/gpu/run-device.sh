@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs in one call: the kernel checks through the C ABI, the node GPU
-# suite, the kernel probe, and the side-by-side benchmark against PyTorch. Logs and JSON go to
-# $OUT (or ./gpu-out). Prepare here first:
+# suite, the kernel probe (and probe variants, A/B), and the side-by-side benchmark against
+# PyTorch. Logs and JSON go to $OUT (or ./gpu-out). Prepare here first:
 #   npm run build:ts && npx cmake-js compile --CDATTNKIT_CUDA=ON --CDATTNKIT_CUDA_GENCODE="arch=compute_90a,code=sm_90a"
 #   bench/gpu/build-probe.sh && ../shared/device/pack.sh
-# then call the device tool with carry [".device", "build/Release", "build/probe", "dist",
-# "node_modules/node-gyp-build"] and the command `bash bench/gpu/run-device.sh [quick]`.
+#   mkdir -p build/carry && tar -C build -cf - probe Release/libattnkit_cuda.so Release/attnkit.node | xz -T2 > build/carry/bundle.tar.xz
+# (the binaries travel compressed: the device tool carries 64 MiB at most), then call the device
+# tool with carry [".device", "build/carry", "dist", "node_modules/node-gyp-build"] and the
+# command `bash bench/gpu/run-device.sh [quick]`.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+[[ -f build/carry/bundle.tar.xz ]] && tar -C build -xJf build/carry/bundle.tar.xz
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 lib=build/Release/libattnkit_cuda.so
@@ -28,6 +31,20 @@ if [[ -x build/probe/kernel_probe ]]; then
   echo "== kernel probe"
   timeout 120 build/probe/kernel_probe ${quick:+check} > "$out/probe.log" 2>&1 || status=1
   grep -v "^ok" "$out/probe.log"
+fi
+
+# Variants built with PROBE_NAME=kernel_probe_<name> (build-probe.sh): timed in alternation with
+# the main probe, two rounds, so a before/after comparison shares one machine state.
+variants=(build/probe/kernel_probe_*)
+if [[ -x build/probe/kernel_probe && -x ${variants[0]} ]]; then
+  echo "== probe A/B"
+  for round in 1 2; do
+    for bin in build/probe/kernel_probe "${variants[@]}"; do
+      echo "-- $(basename "$bin") round $round" >> "$out/probe_ab.log"
+      timeout 60 "$bin" time >> "$out/probe_ab.log" 2>&1 || status=1
+    done
+  done
+  grep -E "^--|^time" "$out/probe_ab.log"
 fi
 
 echo "== peers (PyTorch SDPA flash / cuDNN, FlexAttention) and attnkit through the C ABI"
