@@ -40,6 +40,9 @@
 #ifndef ATTNKIT_SM90_PERSISTENT
 #define ATTNKIT_SM90_PERSISTENT 1
 #endif
+#ifndef ATTNKIT_SM90_D64_CONSUMERS
+#define ATTNKIT_SM90_D64_CONSUMERS 3
+#endif
 
 namespace attnkit {
 namespace cuda {
@@ -47,16 +50,28 @@ namespace {
 
 using namespace sm90;
 
+// Consumer warpgroups per CTA (64 query rows each): three at head dim 64, where the softmax is
+// as long as the GEMMs and a third warpgroup keeps the tensor cores fed (FlashAttention-3's
+// 192 x 128 tile for that size), two at 128, where o alone takes 64 of a thread's registers.
+__host__ __device__ constexpr int sm90_consumers(int head_dim) { return head_dim <= 64 ? ATTNKIT_SM90_D64_CONSUMERS : 2; }
+
 template <int HeadDim, int BlockN>
 struct Sm90Tile {
-  static constexpr int kBlockM = 128;                 // query rows per CTA: 2 consumer warpgroups x 64
+  static constexpr int kConsumers = sm90_consumers(HeadDim);
+  static constexpr int kBlockM = 64 * kConsumers;     // query rows per CTA
   static constexpr int kBlockN = BlockN;              // keys per tile
   static constexpr int kStages = HeadDim <= 64 ? 3 : 2;
   static constexpr int kColumnBlocks = HeadDim / 64;  // 64-column (128-byte) swizzle blocks per row
   static constexpr int kQBytes = kBlockM * HeadDim * 2;
   static constexpr int kKVBytes = kBlockN * HeadDim * 2;  // one K or one V tile
-  static constexpr int kThreads = 384;
-  static constexpr int kConsumerThreads = 256;
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kConsumerThreads = 128 * kConsumers;
+  // setmaxnreg budgets: the producer keeps 24, the consumers share the rest of the 64K registers
+  // (multiples of 8): 240 with two consumer warpgroups, 160 with three.
+  static constexpr int kProducerRegisters = 24;
+  static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8 > 240
+                                                ? 240
+                                                : (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
   static constexpr int kBarrierBytes = 8 * (2 + 3 * kStages);
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kQBytes + 2 * kStages * kKVBytes + kBarrierBytes;
 };
@@ -137,9 +152,18 @@ __device__ __forceinline__ WorkItem work_item(const FusedAttentionProblem& p, in
   it.h = rest % p.heads_q;
   it.seg = segment_of(p, rest / p.heads_q);
   const int m_block = !p.causal ? qb : part == 0 ? query_blocks - 1 - qb : qb;
-  it.i0 = m_block * BlockM;
-  it.i1 = min(it.i0 + BlockM, it.seg.q_len);
-  it.empty = it.i0 >= it.seg.q_len || (part == 1 && qb == query_blocks - 1 - qb);
+  if (p.causal) {
+    // Blocks aligned to the segment's end: a partial block is then the first (under a causal
+    // mask the cheapest), not the last (the heaviest, which would cost a full row of key tiles
+    // for a few rows). A partial block still loads BlockM Q rows from i0: those past i1 are the
+    // next block's, computed here and never stored.
+    it.i1 = it.seg.q_len - (query_blocks - 1 - m_block) * BlockM;
+    it.i0 = max(it.i1 - BlockM, 0);
+  } else {
+    it.i0 = m_block * BlockM;
+    it.i1 = min(it.i0 + BlockM, it.seg.q_len);
+  }
+  it.empty = it.i1 <= it.i0 || (part == 1 && qb == query_blocks - 1 - qb);
   return it;
 }
 
@@ -184,7 +208,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   const int parts = blocks_per_item(p);
   if (warpgroup == 0) {
     // ---------------- producer ----------------
-    warpgroup_registers_release<24>();
+    warpgroup_registers_release<T::kProducerRegisters>();
     if (threadIdx.x == 0) {
       prefetch_tensor_map(&maps.q);
       prefetch_tensor_map(&maps.k);
@@ -226,7 +250,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   // At head dim 64 the plain order measured as fast or faster (bench/NOTES.md): there the two
   // consumer warpgroups already cover each other's softmax.
   constexpr bool kOverlapSoftmax = HeadDim > 64;
-  warpgroup_registers_claim<240>();
+  warpgroup_registers_claim<T::kConsumerRegisters>();
   const int consumer = warpgroup - 1;  // rows [consumer * 64, +64) of the CTA
   const int tid = threadIdx.x % 128;
   const int warp = tid / 32, lane = tid % 32;
@@ -423,7 +447,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
       const int i = i0 + rows[r];
       float factor, lse;
       finish_row(p, h, row_max[r] == neg_inf ? neg_inf : row_max[r] * kLn2, l, &factor, &lse);
-      if (i < seg.q_len) {
+      if (i < i1) {  // rows past the block (the end of the segment, or the next block's) are not stored
         const int64_t row = seg.q_start + i;
         if (p.lse && lane % 4 == 0) p.lse[(int64_t(seg.batch) * p.heads_q + h) * p.seq_q + row] = lse;
         char* out_row = static_cast<char*>(p.out) + (seg.batch * p.o_stride[0] + h * p.o_stride[1] + row * p.o_stride[2]) *
@@ -544,7 +568,8 @@ cudaError_t launch_fused_attention_sm90(const FusedAttentionProblem& p, const De
   Sm90TensorMaps maps;
   std::memset(&maps, 0, sizeof(maps));
   const int key_tile = sm90_key_tile(p);
-  if (!encode_tensor_map(&maps.q, p.q, p.q_stride, p.batch, p.heads_q, p.seq_q, p.head_dim, 128, bf16) ||
+  const int block_m = 64 * sm90_consumers(p.head_dim);
+  if (!encode_tensor_map(&maps.q, p.q, p.q_stride, p.batch, p.heads_q, p.seq_q, p.head_dim, block_m, bf16) ||
       !encode_tensor_map(&maps.k, p.k, p.k_stride, p.batch, p.heads_kv, p.seq_k, p.head_dim, key_tile, bf16) ||
       !encode_tensor_map(&maps.v, p.v, p.v_stride, p.batch, p.heads_kv, p.seq_k, p.head_dim_v, key_tile, bf16))
     return cudaErrorNotSupported;
