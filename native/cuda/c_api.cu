@@ -339,7 +339,7 @@ attnkit_cuda_status device_count_impl(int32_t* count, char* err, size_t err_len)
   *count = 0;
   int n = 0;
   const cudaError_t e = device_count_once(&n);
-  if (e != cudaSuccess) return cuda_failure(e, "no usable CUDA driver or device", err, err_len);
+  if (e != cudaSuccess) return cuda_failure(e, "cudaGetDeviceCount", err, err_len);
   if (n <= 0) return fail(err, err_len, ATTNKIT_CUDA_UNAVAILABLE, "the CUDA driver reports no device");
   *count = n;
   return ATTNKIT_CUDA_OK;
