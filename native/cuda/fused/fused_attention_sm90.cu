@@ -69,9 +69,8 @@ struct Sm90Tile {
   // setmaxnreg budgets: the producer keeps 24, the consumers share the rest of the 64K registers
   // (multiples of 8): 240 with two consumer warpgroups, 160 with three.
   static constexpr int kProducerRegisters = 24;
-  static constexpr int kConsumerRegisters = (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8 > 240
-                                                ? 240
-                                                : (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8;
+  static constexpr int kConsumerRegisters = std::min(240, (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8);
+  static_assert(kConsumerRegisters == (kConsumers == 2 ? 240 : 160), "register budget changed");
   static constexpr int kBarrierBytes = 8 * (2 + 3 * kStages);
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kQBytes + 2 * kStages * kKVBytes + kBarrierBytes;
 };
