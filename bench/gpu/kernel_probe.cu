@@ -2,6 +2,7 @@
 // kernel against a plain float32 reference kernel on random data (every option through the shared
 // semantics in attention_problem.cuh) and times the acceptance shapes with CUDA events.
 // Built by bench/gpu/build-probe.sh; run on the GPU machine: ./kernel_probe [check|time|all]
+// [name filter]: `time "S4096 D128"` times only the shapes whose name contains the filter (for ncu).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -254,6 +255,7 @@ static void time_case(const Case& c, std::mt19937& rng, const DeviceTraits& dev)
 
 int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "all";
+  const std::string filter = argc > 2 ? argv[2] : "";
   cudaDeviceProp prop;
   CHECK(cudaGetDeviceProperties(&prop, 0));
   DeviceTraits dev;
@@ -295,11 +297,11 @@ int main(int argc, char** argv) {
         for (bool causal : {false, true}) {
           Case c; c.B = 32768 / S; c.Hq = c.Hkv = 16; c.Sq = c.Sk = S; c.D = D; c.causal = causal;
           c.name = "bf16 B" + std::to_string(c.B) + " H16 S" + std::to_string(S) + " D" + std::to_string(D) + (causal ? " causal" : "");
-          time_case(c, rng, dev);
+          if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
         }
     Case w; w.B = 1; w.Hq = w.Hkv = 16; w.Sq = w.Sk = 16384; w.D = 128; w.causal = true; w.wl = 1024; w.wr = 0;
     w.name = "bf16 B1 H16 S16384 D128 causal window[1024,0]";
-    time_case(w, rng, dev);
+    if (w.name.find(filter) != std::string::npos) time_case(w, rng, dev);
   }
   return failures ? 1 : 0;
 }

@@ -3,9 +3,12 @@
 //   * one CTA = 3 warpgroups: warpgroup 0 is the producer (one thread issues every TMA load and
 //     then idles on 24 registers), warpgroups 1 and 2 are consumers with 240 registers each, each
 //     owning 64 of the CTA's 128 query rows;
-//   * Q, K and V tiles arrive by TMA in the 128-byte swizzle that wgmma reads directly; K/V tiles
-//     cycle through kStages shared-memory stages guarded by "full" (TMA done) and "empty"
-//     (consumers done) mbarriers, so loads run ahead of the math;
+//   * Q, K and V tiles arrive by TMA in the 128-byte swizzle that wgmma reads directly; K and V
+//     tiles each cycle through kStages shared-memory stages guarded by "full" (TMA done) and
+//     "empty" (consumers done) mbarriers, so loads run ahead of the math. At D128 K and V
+//     stages are released separately, a K stage as soon as S = Q K^T is done, so the next K
+//     load is under way a whole tile before it is needed (with one release per stage after
+//     P V and two stages, it was issued just as the consumers wanted it: +6-8%);
 //   * S = Q K^T is one chain of wgmma (A and B from shared memory); the online softmax runs on
 //     the accumulator registers; P is converted to 16-bit in registers and is the A operand of
 //     O += P V (wgmma with A from registers, V MN-major from shared memory): no smem round trip;
@@ -60,7 +63,15 @@ struct Sm90Tile {
   static constexpr int kConsumers = sm90_consumers(HeadDim);
   static constexpr int kBlockM = 64 * kConsumers;     // query rows per CTA
   static constexpr int kBlockN = BlockN;              // keys per tile
-  static constexpr int kStages = HeadDim <= 64 ? 3 : 2;
+  // K/V stages: as many as fit beside Q in the 227 KiB of shared memory, up to 3 (at D128 with
+  // 176-key tiles only 2 fit; 3 stages of 128-key tiles measured +10% at S4096 over 2).
+  static constexpr int kStages = HeadDim <= 64 || BlockN <= 128 ? 3 : 2;
+  // Above head dim 64 the softmax of tile t runs under the P V GEMM of tile t-1 (the consumer
+  // loop's software pipeline), and a K stage is released as soon as S = Q K^T is done, apart
+  // from its V. At 64, where that pipeline is off, one release per stage after P V measured 4%
+  // faster (a second mbarrier arrive per tile on the softmax's path bought nothing there).
+  static constexpr bool kOverlapSoftmax = HeadDim > 64;
+  static constexpr bool kSplitRelease = kOverlapSoftmax;
   static constexpr int kColumnBlocks = HeadDim / 64;  // 64-column (128-byte) swizzle blocks per row
   static constexpr int kQBytes = kBlockM * HeadDim * 2;
   static constexpr int kKVBytes = kBlockN * HeadDim * 2;  // one K or one V tile
@@ -71,8 +82,9 @@ struct Sm90Tile {
   static constexpr int kProducerRegisters = 24;
   static constexpr int kConsumerRegisters = std::min(240, (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8);
   static_assert(kConsumerRegisters == (kConsumers == 2 ? 240 : 160), "register budget changed");
-  static constexpr int kBarrierBytes = 8 * (2 + 3 * kStages);
+  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages);
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kQBytes + 2 * kStages * kKVBytes + kBarrierBytes;
+  static_assert(kSmemBytes <= 227 * 1024, "over sm_90's shared memory per block");
 };
 
 struct Sm90TensorMaps {
@@ -189,7 +201,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   uint64_t* q_empty = q_full + 1;
   uint64_t* k_full = q_empty + 1;
   uint64_t* v_full = k_full + kStages;
-  uint64_t* kv_empty = v_full + kStages;
+  uint64_t* k_empty = v_full + kStages;  // K consumed (kSplitRelease only)
+  uint64_t* v_empty = k_empty + kStages;  // V consumed; without kSplitRelease, the whole stage
 
   if (threadIdx.x == 0) {
     mbarrier_init(q_full, 1);
@@ -197,7 +210,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
     for (int s = 0; s < kStages; ++s) {
       mbarrier_init(&k_full[s], 1);
       mbarrier_init(&v_full[s], 1);
-      mbarrier_init(&kv_empty[s], T::kConsumerThreads);
+      mbarrier_init(&k_empty[s], T::kConsumerThreads);
+      mbarrier_init(&v_empty[s], T::kConsumerThreads);
     }
     fence_barrier_init();
   }
@@ -225,14 +239,16 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, it.seg.q_start + it.i0, it.h, it.seg.batch);
         for (int t = 0; t < tiles.total; ++t, ++tile_count) {
           const int stage = tile_count % kStages;
-          if (tile_count >= kStages) mbarrier_wait(&kv_empty[stage], ((tile_count / kStages) - 1) & 1);
+          const uint32_t empty_phase = ((tile_count / kStages) - 1) & 1;
           int j0, j_end;
           tile_keys<kBlockN>(tiles, t, &j0, &j_end);
           uint8_t* k_dst = sK + stage * T::kKVBytes;
           uint8_t* v_dst = sV + stage * T::kKVBytes;
+          if (tile_count >= kStages) mbarrier_wait(T::kSplitRelease ? &k_empty[stage] : &v_empty[stage], empty_phase);
           mbarrier_arrive_expect_tx(&k_full[stage], T::kKVBytes);
           for (int c = 0; c < T::kColumnBlocks; ++c)
             tma_load_4d(k_dst + c * kBlockN * 128, &maps.k, &k_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
+          if (T::kSplitRelease && tile_count >= kStages) mbarrier_wait(&v_empty[stage], empty_phase);
           mbarrier_arrive_expect_tx(&v_full[stage], T::kKVBytes);
           for (int c = 0; c < T::kColumnBlocks; ++c)
             tma_load_4d(v_dst + c * kBlockN * 128, &maps.v, &v_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
@@ -246,9 +262,9 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   // For head dims above 64, a software pipeline across key tiles (FlashAttention-3's
   // intra-warpgroup overlap): S(t) = Q K(t)^T and O += P(t-1) V(t-1) are issued together, and
   // the softmax of S(t) runs on the CUDA cores while the tensor cores still do P(t-1) V(t-1).
-  // At head dim 64 the plain order measured as fast or faster (bench/NOTES.md): there the two
+  // At head dim 64 the plain order measured as fast or faster (bench/NOTES.md): there the
   // consumer warpgroups already cover each other's softmax.
-  constexpr bool kOverlapSoftmax = HeadDim > 64;
+  constexpr bool kOverlapSoftmax = T::kOverlapSoftmax;
   warpgroup_registers_claim<T::kConsumerRegisters>();
   const int consumer = warpgroup - 1;  // rows [consumer * 64, +64) of the CTA
   const int tid = threadIdx.x % 128;
@@ -385,6 +401,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         issue_qk(first);
         wgmma_wait<0>();
         fence_registers(s);
+        mbarrier_arrive(&k_empty[first]);
         softmax_tile(0, correction);
         convert_p();
         for (int t = 1; t < tiles.total; ++t) {
@@ -397,10 +414,11 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           issue_pv(prev);
           wgmma_wait<1>();  // S(t) is in; O += P(t-1) V(t-1) may still run
           fence_registers(s);
+          mbarrier_arrive(&k_empty[stage]);
           softmax_tile(t, correction);
           wgmma_wait<0>();
           fence_registers(o);
-          mbarrier_arrive(&kv_empty[prev]);
+          mbarrier_arrive(&v_empty[prev]);
           rescale_output(correction);
           convert_p();
         }
@@ -411,7 +429,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         issue_pv(last);
         wgmma_wait<0>();
         fence_registers(o);
-        mbarrier_arrive(&kv_empty[last]);
+        mbarrier_arrive(&v_empty[last]);
       } else {
         for (int t = 0; t < tiles.total; ++t) {
           const int c = tile_count + t;
@@ -430,7 +448,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           issue_pv(stage);
           wgmma_wait<0>();
           fence_registers(o);
-          mbarrier_arrive(&kv_empty[stage]);
+          mbarrier_arrive(&v_empty[stage]);
         }
       }
     }
