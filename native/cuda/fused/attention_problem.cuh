@@ -79,8 +79,31 @@ __host__ __device__ __forceinline__ bool has_window(const FusedAttentionProblem&
   return p.window_left >= 0 || p.window_right >= 0;
 }
 
-// Whether segment-local query i sees segment-local key j through causal / window / sinks
-// (the mask tensor is separate: score_mask_bit).
+// The keys segment-local query i sees through causal / window / sinks, as two intervals: the
+// sink prefix [0, sink_end), which the window does not cut, and [begin, end). Kernels test a
+// masked tile with three compares per element against these (bounds taken once per row).
+struct RowKeys {
+  int sink_end, begin, end;
+};
+
+__device__ __forceinline__ RowKeys row_visible_keys(const FusedAttentionProblem& p, const Segment& s, int i) {
+  const int a = i + s.k_len - s.q_len;  // the key position query i is aligned with; |a| < 2^30
+  RowKeys r{0, 0, s.k_len};
+  if (p.causal && a < r.end) r.end = a < 0 ? 0 : a + 1;
+  if (has_window(p)) {
+    r.sink_end = p.sinks < r.end ? p.sinks : r.end;
+    r.begin = p.sinks < s.k_len ? p.sinks : s.k_len;
+    // written so that no sum can overflow, whatever the window's size
+    if (p.window_left >= 0 && a - r.begin > p.window_left) r.begin = a - p.window_left;
+    if (p.window_right >= 0 && r.end - a - 1 > p.window_right) r.end = a + p.window_right + 1;
+  }
+  return r;
+}
+
+// Whether segment-local query i sees segment-local key j through causal / window / sinks (the
+// mask tensor is separate: score_mask_bit): row_visible_keys' rule for one element. The score-
+// modifier paths test through this form; inside modified_score the per-row form was not
+// hoisted and made sm_80's kernel spill.
 __device__ __forceinline__ bool key_visible(const FusedAttentionProblem& p, const Segment& s, int i, int j) {
   const int a = i + s.k_len - s.q_len;  // the key position query i is aligned with
   if (p.causal && j > a) return false;

@@ -305,14 +305,18 @@ __device__ __forceinline__ void scores_to_logits(float (&S)[C::kMTiles][C::kNTil
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
         const int i = row0 + mt * 16 + half * 8;
-        const bool row_ok = i < seg.q_len;
+        // The row's visible keys as bounds on the column offset jc = nt * 8 + c (a constant per
+        // element); a row past the segment sees none.
+        RowKeys keys = row_visible_keys(p, seg, i);
+        if (i >= seg.q_len) keys = RowKeys{0, 0, 0};
+        const int sink_hi = keys.sink_end - j0, lo = keys.begin - j0, hi = keys.end - j0;
 #pragma unroll
         for (int nt = 0; nt < C::kNTiles; ++nt)
 #pragma unroll
           for (int c = 0; c < 2; ++c) {
-            const int j = j0 + nt * 8 + c;
+            const int jc = nt * 8 + c;
             float& s = S[mt][nt][half * 2 + c];
-            s = row_ok && j < seg.k_len && key_visible(p, seg, i, j) ? s * scale_log2 : neg_inf;
+            s = jc < sink_hi || (jc >= lo && jc < hi) ? s * scale_log2 : neg_inf;
           }
       }
   } else {

@@ -14,7 +14,8 @@
 //     O += P V (wgmma with A from registers, V MN-major from shared memory): no smem round trip;
 //   * key tiles come from visible_keys() (the same tile classification as the CPU): tiles outside
 //     causal / window / sinks are never loaded; a tile that tile_fully_visible() accepts skips
-//     all per-element masking;
+//     all per-element masking, the others test each element against its row's bounds
+//     (row_visible_keys, three integer compares);
 //   * up to 8192 keys the grid is persistent (one CTA per SM, causal blocks paired heavy + light
 //     so every item costs the same), hiding each block's prologue and epilogue; dense D128 uses
 //     176-key tiles where they divide the keys well. bench/NOTES.md logs what each step measured.
@@ -356,14 +357,22 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
             x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale) : neg_inf;
           }
       } else if (!full_tile) {
+        // Per row, the visible keys as bounds on this thread's column offset c = nb * 8 + e
+        // (a compile-time constant per element): key j0 + col_in_block + c is visible iff
+        // c < sink_hi || lo <= c < hi. Keys past j_end (tile padding) never are.
 #pragma unroll
-        for (int nb = 0; nb < kBlockN / 8; ++nb)
+        for (int r = 0; r < 2; ++r) {
+          const RowKeys keys = row_visible_keys(p, seg, i0 + rows[r]);
+          const int base = j0 + col_in_block;
+          const int sink_hi = min(keys.sink_end, j_end) - base, lo = keys.begin - base, hi = min(keys.end, j_end) - base;
 #pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const int i = i0 + rows[e / 2];
-            const int j = j0 + nb * 8 + col_in_block + (e % 2);
-            if (j >= j_end || !key_visible(p, seg, i, j)) s[nb * 4 + e] = neg_inf;
-          }
+          for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int c = nb * 8 + e;
+              if (!(c < sink_hi || (c >= lo && c < hi))) s[nb * 4 + 2 * r + e] = neg_inf;
+            }
+        }
       }
       // The 4 threads of a quad share a row.
 #pragma unroll
