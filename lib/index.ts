@@ -2,6 +2,7 @@ export { AttnError, AttnErrorCode } from './errors';
 export { DType, FloatDType, TypedArray, toFloat16, toBFloat16, fromFloat16, fromBFloat16 } from './dtype';
 export { Tensor, TensorFromOptions, TensorCreateOptions } from './tensor';
 export { attention, attentionSync, AttentionOptions, AttentionWithLse } from './ops/attention';
+export { blockSparseAttention, blockSparseAttentionSync, BlockMaskLike } from './ops/block-sparse';
 export { mergeAttentionStates, AttentionState } from './ops/merge';
 export { backendInfo, setNumThreads, BackendInfo } from './info';
 export { CudaInfo, CudaDeviceInfo } from './native/binding';

@@ -1,6 +1,6 @@
 import { AttnError, asAttnError } from '../errors';
 import { Tensor, kNative } from '../tensor';
-import { native, AttentionArgs } from '../native/binding';
+import { native, AttentionArg, AttentionArgs } from '../native/binding';
 import {
   ATTENTION_DESCRIPTOR_LENGTH, ATTENTION_OPTIONS, AttentionOption, AttentionSlot, writeTensorRecord,
 } from '../native/descriptor';
@@ -47,10 +47,14 @@ const EMPTY = new Float32Array(0);
 
 interface Marshalled { args: AttentionArgs; out: Tensor; lse: Tensor | undefined; signal: AbortSignal | undefined }
 
+/** What the kernels read of a BlockMask (lib/sparse/block-mask.ts): its block states and block size. */
+export interface BlockSparsity { blocks: Tensor; blockSize: readonly [number, number] }
+
 // Device tensors this call allocated (out, lse): disposed again if the call fails.
-function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions | undefined, owned: Tensor[]): Marshalled {
+function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions | undefined, owned: Tensor[],
+                 sparsity: BlockSparsity | undefined, op: string): Marshalled {
   if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
-    throw new AttnError('ERR_ATTN_ARGUMENT', 'attention options must be an object');
+    throw new AttnError('ERR_ATTN_ARGUMENT', `${op} options must be an object`);
   }
   const o = opts ?? {};
   const q = tensorArg('q', q_), k = tensorArg('k', k_), v = tensorArg('v', v_);
@@ -59,6 +63,8 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   const bias = optionalTensorArg('bias', o.bias);
   const mask = optionalTensorArg('mask', o.mask);
   const given = optionalTensorArg('out', o.out);
+  const blocks = sparsity ? tensorArg('blockMask.blocks', sparsity.blocks) : undefined;
+  if (blocks) sameDevice('blockMask', blocks, 'q', q);
   if (bias) sameDevice('bias', bias, 'q', q);
   if (mask) sameDevice('mask', mask, 'q', q);
   if (given) sameDevice('out', given, 'q', q);
@@ -79,6 +85,7 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   writeTensorRecord(d, AttentionSlot.Out, out, 'out');
   if (bias) writeTensorRecord(d, AttentionSlot.Bias, bias, 'bias');
   if (mask) writeTensorRecord(d, AttentionSlot.Mask, mask, 'mask');
+  if (blocks) writeTensorRecord(d, AttentionSlot.BlockMask, blocks, 'blockMask');
   const opt = ATTENTION_OPTIONS;
   d[opt + AttentionOption.HasScale] = o.scale === undefined ? 0 : 1;
   d[opt + AttentionOption.Scale] = numberArg('scale', o.scale, 0);
@@ -98,11 +105,14 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   d[opt + AttentionOption.Softcap] = numberArg('softcap', o.softcap, 0);
   d[opt + AttentionOption.HasBias] = bias ? 1 : 0;
   d[opt + AttentionOption.HasMask] = mask ? 1 : 0;
+  d[opt + AttentionOption.HasBlockMask] = blocks ? 1 : 0;
+  d[opt + AttentionOption.BlockQ] = sparsity ? sparsity.blockSize[0] : 0;
+  d[opt + AttentionOption.BlockK] = sparsity ? sparsity.blockSize[1] : 0;
 
   // alibiSlopes, sinkLogits and cuSeqlens stay host arrays for device calls too (the CUDA library copies them).
   const args: AttentionArgs = [
     q[kNative](), k[kNative](), v[kNative](), out[kNative](), bias ? bias[kNative]() : null, mask ? mask[kNative]() : null,
-    float32ArrayArg('alibiSlopes', o.alibiSlopes), float32ArrayArg('sinkLogits', o.sinkLogits),
+    blocks ? blocks[kNative]() : null, float32ArrayArg('alibiSlopes', o.alibiSlopes), float32ArrayArg('sinkLogits', o.sinkLogits),
     int32ArrayArg('cuSeqlensQ', o.cuSeqlensQ), int32ArrayArg('cuSeqlensK', o.cuSeqlensK),
     lse ? (lse[kNative]() as Float32Array) : null, d, null, -1,
   ];
@@ -113,7 +123,7 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
 // the argument whose index this returns (the sync form is safe: no JavaScript runs during the call).
 // Transferring a buffer away while an async call uses it is caller misuse, as with fs.read: see README.
 function firstResizable(args: AttentionArgs): number {
-  for (let i = 0; i <= 10; i++) {
+  for (let i = 0; i <= AttentionArg.LastData; i++) {
     const a = args[i];
     if (ArrayBuffer.isView(a) && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) return i;
   }
@@ -128,10 +138,16 @@ function result(m: Marshalled): Tensor | AttentionWithLse {
 export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): AttentionWithLse;
 export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor;
 export function attentionSync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor | AttentionWithLse {
+  return callSync(q, k, v, opts, undefined, 'attention');
+}
+
+/** The one synchronous call path of attention and blockSparseAttention (attention with a block mask). */
+export function callSync(q: unknown, k: unknown, v: unknown, opts: AttentionOptions | undefined,
+                         sparsity: BlockSparsity | undefined, op: string): Tensor | AttentionWithLse {
   const owned: Tensor[] = [];
   try {
-    const m = marshal(q, k, v, opts, owned);
-    if (m.signal?.aborted) throw abortedError('attention');
+    const m = marshal(q, k, v, opts, owned, sparsity, op);
+    if (m.signal?.aborted) throw abortedError(op);
     native().attentionSync(...m.args);
     return result(m);
   } catch (e) {
@@ -151,18 +167,24 @@ function disposeAll(ts: Tensor[]): void {
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor>;
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor | AttentionWithLse> {
+  return callAsync(q, k, v, opts, undefined, 'attention');
+}
+
+/** The one asynchronous call path of attention and blockSparseAttention. */
+export function callAsync(q: unknown, k: unknown, v: unknown, opts: AttentionOptions | undefined,
+                          sparsity: BlockSparsity | undefined, op: string): Promise<Tensor | AttentionWithLse> {
   let m: Marshalled;
   let onAbort: (() => void) | undefined;
   const owned: Tensor[] = [];
   try {
-    m = marshal(q, k, v, opts, owned);
-    m.args[13] = firstResizable(m.args);
+    m = marshal(q, k, v, opts, owned, sparsity, op);
+    m.args[AttentionArg.Resizable] = firstResizable(m.args);
     const signal = m.signal;
-    if (signal?.aborted) throw abortedError('attention');
+    if (signal?.aborted) throw abortedError(op);
     if (signal) {
       // The CPU kernels poll this flag between tiles; a device call reads it once, before it starts.
       const flag = new Int32Array(1);
-      m.args[12] = flag;
+      m.args[AttentionArg.AbortFlag] = flag;
       onAbort = () => { Atomics.store(flag, 0, 1); };
       signal.addEventListener('abort', onAbort, { once: true });
     }

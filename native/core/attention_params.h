@@ -26,6 +26,16 @@ struct AttentionParams {
   Broadcast4 bias;  // float, [B, Hq, Sq, Sk] after broadcast
   Broadcast4 mask;  // uint8
 
+  // Block sparsity (blockSparseAttention): the uint8 state of each (query block, key block), block
+  // qb holding rows [qb * block_q, (qb + 1) * block_q) of dim 2 (packed positions under varlen),
+  // broadcast to [B, Hq, ceil(Sq / block_q), ceil(Sk / block_k)]. 0: skipped; 2: full, computed
+  // with no causal / window / sinks / mask test (the mask vouches for the block, as
+  // FlexAttention's full blocks skip mask_mod); anything else: partial, every option applies.
+  // Varlen segments hold in every block; score modifiers apply to every computed pair.
+  bool has_block_mask = false;
+  Broadcast4 block_mask;
+  int64_t block_q = 0, block_k = 0;
+
   // Variable-length packing: batch == 1, num_segments segments; segment s owns query rows
   // [cu_q[s], cu_q[s+1]) and keys [cu_k[s], cu_k[s+1]). nullptr means ordinary batches.
   const int32_t* cu_seqlens_q = nullptr;

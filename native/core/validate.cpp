@@ -26,8 +26,8 @@ bool storable_in(DType tensor, DType array) {
 }
 
 // Resolves a float/uint8 tensor broadcastable to [B, H, Sq, Sk] into stride-0 broadcast form.
-Broadcast4 broadcast_to(const char* name, const TensorView& t, const int64_t (&target)[4]) {
-  if (t.rank > 4) shape_fail(std::string(name) + " must have rank <= 4 (broadcastable to [B, Hq, Sq, Sk]), got rank " + std::to_string(t.rank));
+Broadcast4 broadcast_to(const char* name, const TensorView& t, const int64_t (&target)[4], const char* dims = "[B, Hq, Sq, Sk]") {
+  if (t.rank > 4) shape_fail(std::string(name) + " must have rank <= 4 (broadcastable to " + dims + "), got rank " + std::to_string(t.rank));
   Broadcast4 b;
   b.data = t.data;
   b.dtype = t.dtype;
@@ -41,7 +41,7 @@ Broadcast4 broadcast_to(const char* name, const TensorView& t, const int64_t (&t
       b.strides[d] = 0;
     } else {
       std::ostringstream s;
-      s << name << " of shape " << shape_str(t) << " does not broadcast to [B, Hq, Sq, Sk] = [" << target[0] << ", "
+      s << name << " of shape " << shape_str(t) << " does not broadcast to " << dims << " = [" << target[0] << ", "
         << target[1] << ", " << target[2] << ", " << target[3] << "]";
       shape_fail(s.str());
     }
@@ -143,6 +143,7 @@ AttentionParams validate_attention(const AttentionRequest& r) {
   require_device("out", r.out.device, "q", q.device);
   if (r.has_bias) require_device("bias", r.bias.device, "q", q.device);
   if (r.has_mask) require_device("mask", r.mask.device, "q", q.device);
+  if (r.has_block_mask) require_device("blockMask", r.block_mask.device, "q", q.device);
   if (r.lse) require_device("lse", r.lse_device, "q", q.device);
   if (q.rank != 4) shape_fail("q must have rank 4 [B, Hq, Sq, D], got shape " + shape_str(q));
   if (k.rank != 4) shape_fail("k must have rank 4 [B, Hkv, Sk, D], got shape " + shape_str(k));
@@ -223,6 +224,19 @@ AttentionParams validate_attention(const AttentionRequest& r) {
     if (r.mask.dtype != DType::UInt8) fail(ErrorCode::DType, std::string("mask must be uint8 (0 = masked out), got ") + dtype_name(r.mask.dtype));
     p.mask = broadcast_to("mask", r.mask, target);
     p.has_mask = true;
+  }
+  if (r.has_block_mask) {
+    for (double b : {r.block_q, r.block_k}) {
+      if (!(b >= 1) || b != std::floor(b) || b > 2147483647.0) arg_fail("blockMask block sizes must be integers >= 1, got [" + std::to_string(r.block_q) + ", " + std::to_string(r.block_k) + "]");
+    }
+    if (r.block_mask.dtype != DType::UInt8) fail(ErrorCode::DType, std::string("blockMask blocks must be uint8 (0 skip, 1 partial, 2 full), got ") + dtype_name(r.block_mask.dtype));
+    p.block_q = static_cast<int64_t>(r.block_q);
+    p.block_k = static_cast<int64_t>(r.block_k);
+    const int64_t blocks[4] = {p.batch, p.heads_q, (p.seq_q + p.block_q - 1) / p.block_q, (p.seq_k + p.block_k - 1) / p.block_k};
+    p.block_mask = broadcast_to("blockMask", r.block_mask, blocks, "[B, Hq, ceil(Sq / blockQ), ceil(Sk / blockK)]");
+    p.has_block_mask = true;
+    // The CUDA library's ABI does not carry block masks yet.
+    if (q.device >= 0) fail(ErrorCode::Device, "blockSparseAttention runs on CPU tensors only in this version; q is on " + device_name(q.device));
   }
   if (r.lse) {
     const int64_t n = p.batch * p.heads_q * p.seq_q;

@@ -49,6 +49,9 @@ struct AttentionRequest {
   TensorView q, k, v, out;
   bool has_bias = false, has_mask = false;
   TensorView bias, mask;
+  bool has_block_mask = false;
+  TensorView block_mask;
+  double block_q = 0, block_k = 0;
   FloatArray alibi_slopes, sink_logits;
   Int32Array cu_seqlens_q, cu_seqlens_k;
   float* lse = nullptr;

@@ -21,15 +21,16 @@
 namespace attnkit {
 namespace {
 
-// Argument positions of attention(q, k, v, out, bias, mask, alibiSlopes, sinkLogits, cuSeqlensQ,
-// cuSeqlensK, lse, descriptor, abortFlag, resizableArg). q, k, v, out, bias, mask and lse are each
-// a TypedArray or a device storage handle; every tensor of a call on one device (validate.cpp).
-enum { aQ = 0, aK, aV, aOut, aBias, aMask, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aResizable, aCount };
-const char* const kArgNames[] = {"q", "k", "v", "out", "bias", "mask", "alibiSlopes", "sinkLogits", "cuSeqlensQ", "cuSeqlensK", "lse"};
+// Argument positions of attention(q, k, v, out, bias, mask, blockMask, alibiSlopes, sinkLogits,
+// cuSeqlensQ, cuSeqlensK, lse, descriptor, abortFlag, resizableArg). q, k, v, out, bias, mask,
+// blockMask and lse are each a TypedArray or a device storage handle; every tensor of a call on
+// one device (validate.cpp). blockSparseAttention is attention with a blockMask.
+enum { aQ = 0, aK, aV, aOut, aBias, aMask, aBlockMask, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aResizable, aCount };
+const char* const kArgNames[] = {"q", "k", "v", "out", "bias", "mask", "blockMask", "alibiSlopes", "sinkLogits", "cuSeqlensQ", "cuSeqlensK", "lse"};
 
 AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: attention binding needs 14 arguments");
+  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: attention binding needs 15 arguments");
   const double* d = descriptor_arg(env, info[aDesc], desc::kAttentionLength);
   const double* opt = d + desc::kOptions;
   AttentionRequest r;
@@ -41,6 +42,12 @@ AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
   r.has_mask = opt[desc::kHasMask] != 0;
   if (r.has_bias) r.bias = tensor_slot(env, info[aBias], "bias", d, desc::kBias);
   if (r.has_mask) r.mask = tensor_slot(env, info[aMask], "mask", d, desc::kMask);
+  r.has_block_mask = opt[desc::kHasBlockMask] != 0;
+  if (r.has_block_mask) {
+    r.block_mask = tensor_slot(env, info[aBlockMask], "blockMask", d, desc::kBlockMask);
+    r.block_q = opt[desc::kBlockQ];
+    r.block_k = opt[desc::kBlockK];
+  }
   r.alibi_slopes = float_array_arg(env, info[aAlibi], "alibiSlopes");
   r.sink_logits = float_array_arg(env, info[aSinkLogits], "sinkLogits");
   r.cu_seqlens_q = int32_array_arg(env, info[aCuQ], "cuSeqlensQ");

@@ -349,7 +349,7 @@ test('device: mixing devices in one call is ERR_ATTN_DEVICE naming the argument 
   const { writeTensorRecord } = require(path.join(root, 'dist', 'native', 'descriptor'));
   const { kNative } = require(path.join(root, 'dist', 'tensor'));
   [d.q, c.k, d.v, d.out].forEach((t, i) => writeTensorRecord(desc, i, t, 'x'));
-  expectCode(() => native().attentionSync(d.q[kNative](), c.k.data, d.v[kNative](), d.out[kNative](), null, null, null, null, null, null, null, desc, null, -1),
+  expectCode(() => native().attentionSync(d.q[kNative](), c.k.data, d.v[kNative](), d.out[kNative](), null, null, null, null, null, null, null, null, desc, null, -1),
     'ERR_ATTN_DEVICE', /\bk\b is on cpu but q is on cuda/);
   // merge: parts on different devices
   const part = attentionSync(d.q, d.k, d.v, { returnLse: true });
@@ -381,7 +381,7 @@ test('device: disposed tensors in ops are ERR_ATTN_DISPOSED (TS and native)', as
   [d.q, d.k, d.v, d.out].forEach((t, i) => writeTensorRecord(desc, i, t, 'x'));
   const handles = [d.q, d.k, d.v, d.out].map((t) => t[kNative]());
   d.v.dispose();
-  expectCode(() => native().attentionSync(...handles, null, null, null, null, null, null, null, desc, null, -1), 'ERR_ATTN_DISPOSED', /\bv\b/);
+  expectCode(() => native().attentionSync(...handles, null, null, null, null, null, null, null, null, desc, null, -1), 'ERR_ATTN_DISPOSED', /\bv\b/);
   expectCode(() => native().cudaCopyToHost(new Uint8Array(4), 0, handles[2], 0, 4), 'ERR_ATTN_DISPOSED', /src/);
   disposeAll(...Object.values(d), part.out);
 });

@@ -26,6 +26,17 @@ struct WorkItem {
   int64_t segment, head, i0, i1, cost;
 };
 
+// Keys an item's rows visit under a block mask: the computed blocks of its query blocks, in keys
+// (a proxy for its cost, which orders the work).
+int64_t block_mask_cost(const AttentionParams& p, const AttentionSegment& g, int64_t h, int64_t i0, int64_t i1) {
+  if (g.k_len == 0 || i1 <= i0) return 0;
+  const int64_t kb0 = g.k_start / p.block_k, kb1 = (g.k_start + g.k_len - 1) / p.block_k;
+  int64_t computed = 0;
+  for (int64_t qb = (g.q_start + i0) / p.block_q; qb <= (g.q_start + i1 - 1) / p.block_q; ++qb)
+    for (int64_t kb = kb0; kb <= kb1; ++kb) computed += block_state(p, g.batch, h, qb, kb) != kBlockSkip;
+  return computed * p.block_k;
+}
+
 }  // namespace
 
 size_t fused_attention_scratch_floats(int64_t d, int64_t dv) {
@@ -75,7 +86,8 @@ void fused_attention_cpu(const AttentionParams& p) {
         const int64_t i1 = std::min(i0 + item_rows, g.q_len);
         const KeyRange r = visible_keys(p, g, i0, i1);
         const int64_t main = r.main_end - std::min(r.main_begin, r.main_end);
-        items.push_back({s, h, i0, i1, main + r.sink_end + 1});
+        const int64_t keys = p.has_block_mask ? block_mask_cost(p, g, h, i0, i1) : main + r.sink_end;
+        items.push_back({s, h, i0, i1, keys + 1});
       }
     }
   }

@@ -70,4 +70,27 @@ static inline void visible_queries(const AttentionParams& p, const AttentionSegm
   *hi = h;
 }
 
+// Block sparsity (blockSparseAttention, AttentionParams::block_mask): the state of block (qb, kb)
+// of batch entry b, query head h. 0 skipped, 2 full, anything else partial.
+constexpr uint8_t kBlockSkip = 0, kBlockFull = 2;
+static inline uint8_t block_state(const AttentionParams& p, int64_t b, int64_t h, int64_t qb, int64_t kb) {
+  const Broadcast4& m = p.block_mask;
+  return static_cast<const uint8_t*>(m.data)[b * m.strides[0] + h * m.strides[1] + qb * m.strides[2] + kb * m.strides[3]];
+}
+
+// Which states the blocks under segment-local rows [i0, i1) x keys [j0, j1) take: a set of these bits.
+enum : int { kSomeSkipped = 1, kSomePartial = 2, kSomeFull = 4 };
+static inline int covered_block_states(const AttentionParams& p, const AttentionSegment& s, int64_t h, int64_t i0,
+                                       int64_t i1, int64_t j0, int64_t j1) {
+  const int64_t qb0 = (s.q_start + i0) / p.block_q, qb1 = (s.q_start + i1 - 1) / p.block_q;
+  const int64_t kb0 = (s.k_start + j0) / p.block_k, kb1 = (s.k_start + j1 - 1) / p.block_k;
+  int seen = 0;
+  for (int64_t qb = qb0; qb <= qb1; ++qb)
+    for (int64_t kb = kb0; kb <= kb1; ++kb) {
+      const uint8_t st = block_state(p, s.batch, h, qb, kb);
+      seen |= st == kBlockSkip ? kSomeSkipped : st == kBlockFull ? kSomeFull : kSomePartial;
+    }
+  return seen;
+}
+
 }  // namespace attnkit

@@ -130,7 +130,9 @@ static inline const char* head_base(const TensorView& t, int64_t b, int64_t h) {
   return static_cast<const char*>(t.data) + (b * t.strides[0] + h * t.strides[1]) * static_cast<int64_t>(dtype_size(t.dtype));
 }
 
-enum class TileKind { Skip, Full, Partial };
+// Mixed: a block mask's tile whose blocks differ (some skipped or full beside others): every
+// element is tested against its own block's state.
+enum class TileKind { Skip, Full, Partial, Mixed };
 
 static inline TileKind classify_tile(const AttentionParams& p, const AttentionSegment& s, int64_t i0, int64_t i1,
                                      int64_t j0, int64_t j1) {
@@ -155,6 +157,19 @@ static inline TileKind classify_tile(const AttentionParams& p, const AttentionSe
   }
   if (all_empty) return TileKind::Skip;
   return all_full && !p.has_mask ? TileKind::Full : TileKind::Partial;
+}
+
+// With a block mask: its blocks decide first (all skipped, all full: no element test), then, for
+// partial blocks, causal / window / sinks / mask as usual.
+static inline TileKind classify_masked_tile(const AttentionParams& p, const AttentionSegment& s, int64_t h, int64_t i0,
+                                            int64_t i1, int64_t j0, int64_t j1) {
+  if (!p.has_block_mask) return classify_tile(p, s, i0, i1, j0, j1);
+  switch (covered_block_states(p, s, h, i0, i1, j0, j1)) {
+    case kSomeSkipped: return TileKind::Skip;
+    case kSomeFull: return TileKind::Full;
+    case kSomePartial: return classify_tile(p, s, i0, i1, j0, j1);
+    default: return TileKind::Mixed;
+  }
 }
 
 // One block of kQueryBlock queries: its transposed queries, running softmax state and output.
@@ -220,6 +235,9 @@ static inline void attend_key_tile(const AttentionParams& p, const AttentionSegm
       lo[j] = lo[j] < i0 ? 0 : lo[j] - i0;
       hi[j] = hi[j] > i1 - 1 ? nq - 1 : hi[j] - i0;
     }
+    // A mixed tile computes every score; the block states and options hide them afterwards.
+    if (kind == TileKind::Mixed)
+      for (int64_t j = 0; j < nk; ++j) lo[j] = 0, hi[j] = nq - 1;
     for (int64_t j = 0; j < nk; j += kTileRows) {
       const int64_t rr = nk - j < kTileRows ? nk - j : kTileRows;
       int64_t glo = nq, ghi = -1;
@@ -260,6 +278,26 @@ static inline void attend_key_tile(const AttentionParams& p, const AttentionSegm
       float* s = ST + j * kQueryBlock;
       const int64_t rel = i0 + off - (j0 + j);  // (i + off) - j at i = i0
       for (int64_t i = 0; i < ncv * kWidth; ++i) s[i] -= slope * std::fabs(static_cast<float>(rel + i));
+    }
+  }
+  if (kind == TileKind::Mixed) {
+    // Per element: hidden in a skipped block, visible in a full one, and in a partial block
+    // visible as causal / window / sinks / mask say.
+    const Broadcast4& M = p.mask;
+    const uint8_t* m = static_cast<const uint8_t*>(M.data);
+    for (int64_t j = 0; j < nk; ++j) {
+      float* s = ST + j * kQueryBlock;
+      int64_t vlo, vhi;  // segment-local rows that see key j0 + j through the options
+      visible_queries(p, sg, j0 + j, &vlo, &vhi);
+      const int64_t kb = (sg.k_start + j0 + j) / p.block_k;
+      const int64_t mcol = sg.batch * M.strides[0] + h * M.strides[1] + (sg.k_start + j0 + j) * M.strides[3];
+      for (int64_t i = 0; i < nq; ++i) {
+        const int64_t row = i0 + i;
+        const uint8_t st = block_state(p, sg.batch, h, (sg.q_start + row) / p.block_q, kb);
+        const bool visible = st == kBlockFull ||
+                             (st != kBlockSkip && row >= vlo && row <= vhi && (!p.has_mask || m[mcol + (sg.q_start + row) * M.strides[2]]));
+        if (!visible) s[i] = neg_inf;
+      }
     }
   }
   if (kind == TileKind::Partial) {
@@ -411,6 +449,9 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
 
   // Key tiles start at the segment's first key so that tiles line up across query blocks; the
   // first one visited is the one holding a sink or the start of the visible range.
+  // A block mask's full blocks may hold keys the options would hide: visit every key tile, and
+  // let the block states skip (reading a few bytes of the mask per tile).
+  if (p.has_block_mask) kr = KeyRange{0, sg.k_len, 0};
   const int64_t first = kr.sink_end > 0 ? 0 : kr.main_begin / kKeyBlock * kKeyBlock;
   for (int64_t j0 = first; j0 < kr.main_end || j0 < kr.sink_end; j0 += kKeyBlock) {
     const int64_t j1 = j0 + kKeyBlock < sg.k_len ? j0 + kKeyBlock : sg.k_len;
@@ -420,7 +461,7 @@ bool attention_query_block(const AttentionParams& p, const AttentionSegment& sg,
     TileKind kinds[kQueryBlocksPerItem];
     bool any = false;
     for (int b = 0; b < nb; ++b) {
-      kinds[b] = classify_tile(p, sg, blocks[b].i0, blocks[b].i1, j0, j1);
+      kinds[b] = classify_masked_tile(p, sg, h, blocks[b].i0, blocks[b].i1, j0, j1);
       any = any || kinds[b] != TileKind::Skip;
     }
     if (!any) continue;
