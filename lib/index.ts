@@ -3,6 +3,10 @@ export { DType, FloatDType, TypedArray, toFloat16, toBFloat16, fromFloat16, from
 export { Tensor, TensorFromOptions, TensorCreateOptions } from './tensor';
 export { attention, attentionSync, AttentionOptions, AttentionWithLse } from './ops/attention';
 export { blockSparseAttention, blockSparseAttentionSync, BlockMaskLike } from './ops/block-sparse';
+export {
+  BlockMask, BlockState, BlockRule, BlockMaskShape, BlockMaskDenseOptions, SlidingWindowOptions, DilatedOptions,
+  PerHeadShardsOptions, DocumentsOptions,
+} from './sparse/block-mask';
 export { mergeAttentionStates, AttentionState } from './ops/merge';
 export { backendInfo, setNumThreads, BackendInfo } from './info';
 export { CudaInfo, CudaDeviceInfo } from './native/binding';

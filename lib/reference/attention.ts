@@ -37,10 +37,18 @@ function broadcast(name: string, t: Tensor, target: number[]): Broadcasted {
 interface Segment { b: number; q0: number; qLen: number; k0: number; kLen: number }
 
 /**
- * Exact attention in float64. Returns out [B, Hq, Sq, Dv] and lse [B, Hq, Sq] in logical order.
- * Only the math options are read (out, returnLse and signal are ignored).
+ * Per-pair override of the element rules, for block-sparse attention (reference/sparse.ts): b, query
+ * head h, packed row i and packed key j. 0 hides the pair; 2 shows it whatever causal, window,
+ * sinks and mask say; 1 leaves those rules in charge. Varlen segments are never overridden.
  */
-export function attentionReference(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): ReferenceResult {
+export type PairState = (b: number, h: number, i: number, j: number) => 0 | 1 | 2;
+
+/**
+ * Exact attention in float64. Returns out [B, Hq, Sq, Dv] and lse [B, Hq, Sq] in logical order.
+ * Only the math options are read (out, returnLse and signal are ignored). Without `pairState`
+ * every pair follows the element rules.
+ */
+export function attentionReference(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}, pairState?: PairState): ReferenceResult {
   if (q.shape.length !== 4 || k.shape.length !== 4 || v.shape.length !== 4) throw new Error('q, k, v must have rank 4');
   const [B, Hq, Sq, D] = q.shape;
   const [Bk, Hkv, Sk, Dk] = k.shape;
@@ -95,16 +103,20 @@ export function attentionReference(q: Tensor, k: Tensor, v: Tensor, opts: Attent
         let m = -Infinity;
         for (let lj = 0; lj < sg.kLen; lj++) {
           const j = sg.k0 + lj; // packed (global) key
-          // visibility: causal, then window (keys below `sinks` are exempt from the window only)
-          let ok = true;
-          if (causal && lj > a) ok = false;
-          if (ok && windowed && lj >= sinks) {
-            if (wl >= 0 && lj < a - wl) ok = false;
-            if (wr >= 0 && lj > a + wr) ok = false;
-          }
-          if (ok && mask) {
-            const mi = sg.b * mask.strides[0] + h * mask.strides[1] + i * mask.strides[2] + j * mask.strides[3];
-            if (mask.values[mi] === 0) ok = false;
+          // visibility: the pair override, else causal, then window (keys below `sinks` are exempt
+          // from the window only), then mask
+          const state = pairState === undefined ? 1 : pairState(sg.b, h, i, j);
+          let ok = state !== 0;
+          if (state === 1) {
+            if (causal && lj > a) ok = false;
+            if (ok && windowed && lj >= sinks) {
+              if (wl >= 0 && lj < a - wl) ok = false;
+              if (wr >= 0 && lj > a + wr) ok = false;
+            }
+            if (ok && mask) {
+              const mi = sg.b * mask.strides[0] + h * mask.strides[1] + i * mask.strides[2] + j * mask.strides[3];
+              if (mask.values[mi] === 0) ok = false;
+            }
           }
           visible[lj] = ok ? 1 : 0;
           if (!ok) continue;

@@ -1,5 +1,6 @@
 // attnkit/reference: plain-TS oracles (float64) for every op, and the pure-JS baselines of the
 // native-vs-JS benchmark.
-export { attentionReference, ReferenceResult } from './attention';
+export { attentionReference, ReferenceResult, PairState } from './attention';
+export { blockSparseAttentionReference } from './sparse';
 export { mergeReference, ReferenceState } from './merge';
 export { attentionNaiveJs, attentionTunedJs, FastJsShape } from './fast-js';
