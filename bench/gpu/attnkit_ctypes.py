@@ -20,12 +20,14 @@ class AttnkitCuda:
         import torch
         return {torch.bfloat16: abi.BF16, torch.float16: abi.F16, torch.float32: abi.F32}[t.dtype]
 
-    def prepare(self, q, k, v, out, causal=False, window=None, scale=None, stream=None):
+    def prepare(self, q, k, v, out, causal=False, window=None, scale=None, stream=None, blocks=None, block_size=None):
         """A call of out[:] = attention(q, k, v) on [B, H, S, D] torch CUDA tensors (any strides),
         with its argument struct built once, so timing it measures the library, not ctypes.
         stream=None: the blocking `attention`, which returns when the GPU is done (the library
         waits on its own stream). stream = a torch.cuda.Stream or a cudaStream_t int:
-        `attention_on_stream` on it, which returns once the kernel is enqueued there."""
+        `attention_on_stream` on it, which returns once the kernel is enqueued there.
+        blocks: a uint8 torch CUDA tensor of block states [B|1, H|1, nQB, nKB] with block_size
+        (bq, bk): `block_sparse_attention` instead (blocking or on `stream` the same way)."""
         a = abi.AttentionArgs()
         a.device = q.device.index or 0
         a.q = abi.as_cuda_tensor(q, self._dtype(q))
@@ -40,7 +42,18 @@ class AttnkitCuda:
         a.window_left, a.window_right = window if window is not None else (-1, -1)
         a.bias_dtype = abi.F32
         args = ctypes.byref(a)
-        if stream is None:
+        keep = [a]
+        if blocks is not None:
+            bm = abi.BlockMask()
+            bm.states = blocks.data_ptr()
+            grid = blocks.expand(a.batch, a.heads_q, blocks.shape[2], blocks.shape[3])
+            for i in range(4):
+                bm.strides[i] = grid.stride(i)
+            bm.block_q, bm.block_k = block_size
+            keep += [bm, blocks]
+            entry, fn = "block_sparse_attention", self.api.block_sparse_attention
+            extra = (ctypes.byref(bm), ctypes.c_void_p(abi.stream_handle(stream)), ctypes.c_int32(stream is None))
+        elif stream is None:
             entry, fn, extra = "attention", self.api.attention, ()
         else:
             entry, fn = "attention_on_stream", self.api.attention_on_stream
@@ -51,7 +64,7 @@ class AttnkitCuda:
             status, message = call(fn, args, *extra)
             if status != abi.OK:
                 raise RuntimeError(f"attnkit {entry}: {abi.STATUS_NAMES.get(status, status)}: {message}")
-        run.args = a  # keeps the struct alive with the closure
+        run.args = keep  # keeps the structs (and the states) alive with the closure
         return run
 
     def attention(self, q, k, v, out, **options):

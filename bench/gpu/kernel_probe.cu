@@ -73,6 +73,9 @@ struct Case {
   int wl = -1, wr = -1, sinks = 0;
   float softcap = 0.f;
   bool alibi = false, sink_logits = false, mask = false, bias = false, varlen = false;
+  int bq = 0, bk = 0;     // block mask [1, Hq, nQB, nKB] with these block sizes (0: none)
+  float density = 0.5f;   // its computed share: computed blocks are full or partial at random
+  bool all_full = false;  // ... or all full (the timed rows)
 };
 
 template <typename Fn>
@@ -152,6 +155,15 @@ static Built build(const Case& c, std::mt19937& rng) {
     for (auto& x : t) x = (rng() % 4) != 0;
     p.mask = static_cast<uint8_t*>(device_copy(t)); b.owned.push_back((void*)p.mask);
     p.mask_stride[0] = int64_t(c.Sq) * c.Sk; p.mask_stride[2] = c.Sk; p.mask_stride[3] = 1;
+  }
+  if (c.bq > 0) {
+    const int nqb = (c.Sq + c.bq - 1) / c.bq, nkb = (c.Sk + c.bk - 1) / c.bk;
+    std::vector<uint8_t> t(size_t(c.Hq) * nqb * nkb);
+    std::uniform_real_distribution<float> u(0.f, 1.f);
+    for (auto& x : t) x = u(rng) < c.density ? (c.all_full || rng() % 2 ? 2 : 1) : 0;
+    p.block_mask = static_cast<uint8_t*>(device_copy(t)); b.owned.push_back((void*)p.block_mask);
+    p.block_mask_stride[1] = int64_t(nqb) * nkb; p.block_mask_stride[2] = nkb; p.block_mask_stride[3] = 1;
+    p.block_q = c.bq; p.block_k = c.bk;
   }
   if (c.varlen) {  // B must be 1: segments of random lengths (some 0 and 1)
     std::vector<int> cq{0}, ck{0};
@@ -248,6 +260,7 @@ static void time_case(const Case& c, std::mt19937& rng, const DeviceTraits& dev)
   double flops = 4.0 * c.B * c.Hq * double(c.Sq) * c.Sk * c.D;
   if (c.causal) flops /= 2;
   if (c.wl >= 0) flops = 4.0 * c.B * c.Hq * double(c.Sq) * std::min(c.Sk, c.wl + 1) * c.D;
+  if (c.bq > 0) flops *= c.density;  // about: the realised share of computed blocks varies a little
   std::printf("time %-5s %-44s %8.3f ms  %6.1f TFLOP/s\n", sm90 ? "sm90" : "sm80", c.name.c_str(), med, flops / med / 1e9);
   cudaFree(out);
   for (void* d : b.owned) cudaFree(d);
@@ -287,6 +300,13 @@ int main(int argc, char** argv) {
         // Sk a multiple of 176: the wide-key-tile kernel at D128 (and bshd strides through it)
         { Case c = base("dense 2x4/2 x333x1760 bshd (176-key tiles)", 2, 4, 2, 333, 1760); c.bshd = true; cases.push_back(c); }
         { Case c = base("causal 4x40x1001x1001 (many items)", 4, 40, 40, 1001, 1001); c.causal = true; cases.push_back(c); }
+        // block masks: aligned to the kernel's tiles, and not (mixed tiles), with every option
+        { Case c = base("blocks 128x128 2x2x600x700", 2, 2, 2, 600, 700); c.bq = c.bk = 128; cases.push_back(c); }
+        { Case c = base("blocks 64x96 causal 1x4/2x517x517", 1, 4, 2, 517, 517); c.bq = 64; c.bk = 96; c.causal = true; cases.push_back(c); }
+        { Case c = base("blocks 100x50 window[64,16]+sinks4 1x2x600x600", 1, 2, 2, 600, 600); c.bq = 100; c.bk = 50; c.wl = 64; c.wr = 16; c.sinks = 4; c.density = 0.7f; cases.push_back(c); }
+        { Case c = base("blocks 128 varlen causal 1x2x400x500", 1, 2, 2, 400, 500); c.bq = c.bk = 128; c.varlen = true; c.causal = true; cases.push_back(c); }
+        { Case c = base("blocks 128 sparse 0.1 4x40x1000x1000 (many items)", 4, 40, 8, 1000, 1000); c.bq = c.bk = 128; c.density = 0.1f; cases.push_back(c); }
+        if (D == 128) { Case c = base("blocks 96x128 softcap+alibi 1x2x300x333", 1, 2, 2, 300, 333); c.bq = 96; c.bk = 128; c.softcap = 5.f; c.alibi = true; cases.push_back(c); }
       }
     for (const Case& c : cases) failures += check_case(c, rng, dev);
     std::printf("kernel_probe check: %d failed of %zu\n", failures, cases.size());
@@ -299,6 +319,12 @@ int main(int argc, char** argv) {
           c.name = "bf16 B" + std::to_string(c.B) + " H16 S" + std::to_string(S) + " D" + std::to_string(D) + (causal ? " causal" : "");
           if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
         }
+    // block-sparse at density d (128 x 128 full blocks, random), against the dense row above
+    for (float d : {0.5f, 0.25f, 0.1f}) {
+      Case c; c.B = 1; c.Hq = c.Hkv = 16; c.Sq = c.Sk = 16384; c.D = 128; c.bq = c.bk = 128; c.density = d; c.all_full = true;
+      c.name = "bf16 B1 H16 S16384 D128 blocks 128 density " + std::to_string(d).substr(0, 4);
+      if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
+    }
     Case w; w.B = 1; w.Hq = w.Hkv = 16; w.Sq = w.Sk = 16384; w.D = 128; w.causal = true; w.wl = 1024; w.wr = 0;
     w.name = "bf16 B1 H16 S16384 D128 causal window[1024,0]";
     if (w.name.find(filter) != std::string::npos) time_case(w, rng, dev);

@@ -83,6 +83,100 @@ def make_inputs(b, h, s, d, sets, dtype=torch.bfloat16):
     return out
 
 
+def window_block_states(nb, block, window):
+    """uint8 [nb, nb] states of causal + window [window, 0] over square blocks: 2 where every pair
+    is visible, 0 where none is, 1 otherwise (what BlockMask.slidingWindow builds)."""
+    qb = torch.arange(nb, device="cuda").view(-1, 1) * block
+    kb = torch.arange(nb, device="cuda").view(1, -1) * block
+    i_lo, i_hi, j_lo, j_hi = qb, qb + block - 1, kb, kb + block - 1
+    full = (j_hi <= i_lo) & (i_hi - j_lo <= window)
+    none = (j_lo > i_hi) | (i_lo - j_hi > window)
+    return torch.where(full, 2, torch.where(none, 0, 1)).to(torch.uint8)
+
+
+def sparse_rows(attnkit, flex, b=1, h=16, s=16384, d=128, block=128):
+    """Block-sparse rows: random full-block masks at densities 0.5 / 0.25 / 0.1 (attnkit's block-
+    sparse call against its own dense call on the same inputs: the target is <= 1.25 x density x
+    dense, and against FlexAttention with the same blocks), and the causal window [1024, 0] as a
+    block mask (BlockMask.slidingWindow's states) with the window option, against Flex."""
+    rows = []
+    inputs = make_inputs(b, h, s, d, 2)
+    out = torch.empty_like(inputs[0][0])
+    stream = torch.cuda.current_stream()
+    nb = s // block
+    dense = {id(q): attnkit.prepare(q, k, v, out, stream=stream) for q, k, v in inputs}
+    g = torch.Generator(device="cuda").manual_seed(1)
+    cases = [("density %.2f" % dens, dens) for dens in (0.5, 0.25, 0.1)] + [("window[1024,0]", None)]
+    for label, dens in cases:
+        if dens is not None:
+            states = ((torch.rand(1, h, nb, nb, device="cuda", generator=g) < dens).to(torch.uint8) * 2).contiguous()
+            opts = {}
+        else:
+            states = window_block_states(nb, block, 1024).view(1, 1, nb, nb).expand(1, h, nb, nb).contiguous()
+            opts = dict(causal=True, window=(1024, 0))
+        computed = float((states > 0).float().mean())
+        name = f"bf16 B{b} H{h} S{s} D{d} block-sparse {block}x{block} {label}"
+        row = {"name": name, "density": computed, "ms": {}}
+        impls = {}
+        sparse = {id(q): attnkit.prepare(q, k, v, out, stream=stream, blocks=states, block_size=(block, block), **opts)
+                  for q, k, v in inputs}
+        impls["attnkit"] = lambda q, k, v: sparse[id(q)]()
+        if dens is not None:
+            impls["attnkit_dense"] = lambda q, k, v: dense[id(q)]()
+        if flex is not None:
+            compiled, create_block_mask = flex
+            try:
+                if dens is not None:
+                    # Flex's BlockMask from the very same blocks, all full (no mask_mod needed);
+                    # create_block_mask from a tensor-indexing mask_mod materialised [H, S, S].
+                    from torch.nn.attention.flex_attention import BlockMask as FlexBlockMask
+                    full = states[:, :, :, :] == 2
+                    full_num = full.sum(-1, dtype=torch.int32)
+                    full_idx = torch.argsort((~full).to(torch.int8), dim=-1, stable=True).to(torch.int32)
+                    zeros_num = torch.zeros_like(full_num)
+                    bm = FlexBlockMask.from_kv_blocks(zeros_num, torch.zeros_like(full_idx), full_num, full_idx,
+                                                      BLOCK_SIZE=block)
+                else:
+                    def mask_mod(bb, hh, qi, kj):
+                        return (qi >= kj) & (qi - kj <= 1024)
+                    bm = create_block_mask(mask_mod, None, None, s, s, device="cuda", BLOCK_SIZE=block)
+                impls["flex"] = lambda q, k, v: compiled(q, k, v, block_mask=bm)
+            except Exception as e:  # noqa: BLE001
+                print(f"  flex failed: {str(e).splitlines()[0]}")
+        # spot check: the block-sparse result equals dense attention under the equivalent mask
+        q, k, v = inputs[0]
+        sparse[id(q)]()
+        torch.cuda.synchronize()
+        if dens is not None:
+            # two heads, the first 2048 rows: the element mask stays small (64 MiB)
+            keep = states[0, :2, :2048 // block].repeat_interleave(block, 1).repeat_interleave(block, 2)[:, :2048, :s] > 0
+            ref = F.scaled_dot_product_attention(q[0, :2, :2048].float(), k[0, :2].float(), v[0, :2].float(), attn_mask=keep)
+            visible_rows = keep.any(-1, keepdim=True)
+            diff = (out[0, :2, :2048].float() - ref.nan_to_num()) * visible_rows
+            row["max_abs_diff_vs_masked_sdpa"] = float(diff.abs().max())
+        row["ms"] = time_side_by_side(impls, inputs)
+        ms = row["ms"]
+        if ms.get("attnkit") and ms.get("attnkit_dense"):
+            row["time_over_density_x_dense"] = ms["attnkit"] / (computed * ms["attnkit_dense"])
+        if ms.get("attnkit") and ms.get("flex"):
+            row["speedup_vs_flex"] = ms["flex"] / ms["attnkit"]
+        line = f"{name:60s} computed {computed:.3f}"
+        for k_, v_ in ms.items():
+            if v_:
+                line += f"  {k_} {v_:7.3f} ms"
+        if "time_over_density_x_dense" in row:
+            line += f"  time / (d x dense) {row['time_over_density_x_dense']:.2f}"
+        if "speedup_vs_flex" in row:
+            line += f"  vs flex {row['speedup_vs_flex']:.2f}x"
+        if "max_abs_diff_vs_masked_sdpa" in row:
+            line += f"  max diff {row['max_abs_diff_vs_masked_sdpa']:.1e}"
+        print(line, flush=True)
+        rows.append(row)
+    del inputs
+    torch.cuda.empty_cache()
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default=None, help="libattnkit_cuda.so: also time attnkit through its C ABI")
@@ -184,6 +278,9 @@ def main():
         results["rows"].append(row)
         del inputs
         torch.cuda.empty_cache()
+
+    if attnkit is not None and not args.quick:
+        results["sparse_rows"] = sparse_rows(attnkit, flex)
 
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

@@ -58,6 +58,8 @@ function geometry(what: string, o: { blockSize?: unknown; seqLenQ?: unknown; seq
   }
   const bq = intArg(what, 'blockSize[0] (bq)', pair[0], 1);
   const bk = intArg(what, 'blockSize[1] (bk)', pair[1], 1);
+  // the kernels index blocks with 32-bit integers
+  if (bq > 0x7fffffff || bk > 0x7fffffff) fail('ERR_ATTN_ARGUMENT', `${what}: blockSize must be at most 2^31 - 1, got [${bq}, ${bk}]`);
   const seqLenQ = intArg(what, 'seqLenQ', o.seqLenQ, 1);
   const seqLenK = intArg(what, 'seqLenK', o.seqLenK, 1);
   return { bq, bk, seqLenQ, seqLenK, nQB: Math.ceil(seqLenQ / bq), nKB: Math.ceil(seqLenK / bk) };

@@ -34,9 +34,10 @@ std::string message_of(char* err, size_t len) {
   return err[0] ? std::string(err) : std::string("no message");
 }
 
-// Whether the table reaches and fills every entry this addon calls. Entries appended later within
-// the ABI version (attention_on_stream) are not among them: a library built before them still
-// serves this addon, and one built after them (a larger struct_size) does too.
+// Whether the table reaches and fills every entry this addon needs. Entries appended later within
+// the ABI version (attention_on_stream, block_sparse_attention) are not among them: a library
+// built before them still serves this addon (cuda_attention asks ATTNKIT_CUDA_API_HAS before it
+// calls block_sparse_attention), and one built after them (a larger struct_size) does too.
 bool table_complete(const attnkit_cuda_api* a) {
   return ATTNKIT_CUDA_API_HAS(a, merge_states) && a->device_count && a->device_info && a->malloc && a->free &&
          a->memset_zero && a->copy_to_device && a->copy_to_host && a->copy_on_device && a->attention && a->merge_states;
@@ -256,6 +257,19 @@ void cuda_copy_on_device(int device, void* dst, const void* src, size_t bytes) {
 
 void cuda_attention(const AttentionParams& p, int device) {
   const attnkit_cuda_api& api = cuda_api();
+  // A library built before block_sparse_attention was appended to the table loads (it serves
+  // everything else), so it is refused here, by name, before any work: never a call through a
+  // pointer past its table. Checked ahead of the empty-problem return so the answer does not
+  // depend on the shapes.
+  if (p.has_block_mask && !(ATTNKIT_CUDA_API_HAS(&api, block_sparse_attention) && api.block_sparse_attention)) {
+    const CudaStatus& st = cuda_status();
+    fail(ErrorCode::CudaUnavailable,
+         "blockSparseAttention on cuda:" + std::to_string(device) + ": the CUDA library " + st.library_path +
+             (st.build_info.empty() ? std::string() : " (" + st.build_info + ")") +
+             " is too old for blockSparseAttention: its table has no block_sparse_attention entry; "
+             "rebuild it from this checkout (npm run build:cuda), or set ATTNKIT_CUDA_LIB to a libattnkit_cuda.so built "
+             "from it, or run blockSparseAttention on CPU tensors");
+  }
   // No output element: nothing to do (and zero-sized tensors may hold no device pointer).
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   attnkit_cuda_attention_args a{};
@@ -292,6 +306,18 @@ void cuda_attention(const AttentionParams& p, int device) {
   a.cu_seqlens_k = p.cu_seqlens_k;
   a.num_segments = p.num_segments;
   a.lse = p.lse;
+  if (p.has_block_mask) {
+    // States in device memory (validation put them on q's device), strides over [B, Hq, nQB, nKB].
+    attnkit_cuda_block_mask blocks{};
+    blocks.states = static_cast<const uint8_t*>(p.block_mask.data);
+    for (int d = 0; d < 4; ++d) blocks.strides[d] = p.block_mask.strides[d];
+    blocks.block_q = p.block_q;
+    blocks.block_k = p.block_k;
+    // blocking = 1: the library's stream for `device`, then a wait, as `attention` does.
+    call("blockSparseAttention on cuda:" + std::to_string(device),
+         [&](char* err, size_t len) { return api.block_sparse_attention(&a, &blocks, nullptr, 1, err, len); });
+    return;
+  }
   call("attention on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.attention(&a, err, len); });
 }
 

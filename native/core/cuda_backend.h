@@ -57,7 +57,9 @@ void cuda_copy_to_device(int device, void* dst, const void* src, size_t bytes);
 void cuda_copy_to_host(int device, void* dst, const void* src, size_t bytes);
 void cuda_copy_on_device(int device, void* dst, const void* src, size_t bytes);
 
-// Validated params (every tensor on `device`) -> attnkit_cuda_attention_args -> the library.
+// Validated params (every tensor on `device`) -> attnkit_cuda_attention_args -> the library:
+// `attention`, or `block_sparse_attention` (blocking) when p.has_block_mask; a library whose table
+// predates that entry fails with ERR_ATTN_CUDA_UNAVAILABLE saying it is too old and how to fix it.
 // Blocks until the GPU is done; call it off the JS thread for async ops.
 void cuda_attention(const AttentionParams& p, int device);
 // Validated merge request (every tensor on `device`, lses contiguous) -> the library.

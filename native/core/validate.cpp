@@ -227,7 +227,11 @@ AttentionParams validate_attention(const AttentionRequest& r) {
   }
   if (r.has_block_mask) {
     for (double b : {r.block_q, r.block_k}) {
-      if (!(b >= 1) || b != std::floor(b) || b > 2147483647.0) arg_fail("blockMask block sizes must be integers >= 1, got [" + std::to_string(r.block_q) + ", " + std::to_string(r.block_k) + "]");
+      if (!(b >= 1) || b != std::floor(b) || b > 2147483647.0) {
+        std::ostringstream s;
+        s << "blockMask block sizes must be integers in [1, 2^31 - 1], got [" << r.block_q << ", " << r.block_k << "]";
+        arg_fail(s.str());
+      }
     }
     if (r.block_mask.dtype != DType::UInt8) fail(ErrorCode::DType, std::string("blockMask blocks must be uint8 (0 skip, 1 partial, 2 full), got ") + dtype_name(r.block_mask.dtype));
     p.block_q = static_cast<int64_t>(r.block_q);
@@ -235,8 +239,6 @@ AttentionParams validate_attention(const AttentionRequest& r) {
     const int64_t blocks[4] = {p.batch, p.heads_q, (p.seq_q + p.block_q - 1) / p.block_q, (p.seq_k + p.block_k - 1) / p.block_k};
     p.block_mask = broadcast_to("blockMask", r.block_mask, blocks, "[B, Hq, ceil(Sq / blockQ), ceil(Sk / blockK)]");
     p.has_block_mask = true;
-    // The CUDA library's ABI does not carry block masks yet.
-    if (q.device >= 0) fail(ErrorCode::Device, "blockSparseAttention runs on CPU tensors only in this version; q is on " + device_name(q.device));
   }
   if (r.lse) {
     const int64_t n = p.batch * p.heads_q * p.seq_q;

@@ -547,12 +547,16 @@ cudaError_t dispatch_attention(const FusedAttentionProblem& p, const DeviceTrait
 
 // The one attention path: `attention` is this on the device's stream with a wait, and
 // `attention_on_stream` on the caller's stream without one.
-attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, const CallStream& where, char* err,
-                                   size_t err_len) {
+attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, const attnkit_cuda_block_mask* blocks,
+                                   const CallStream& where, char* err, size_t err_len) {
   if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
   const attnkit_cuda_attention_args& a = *args;
   attnkit_cuda_status s = check_attention_args(a, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
+  if (blocks && (blocks->states == nullptr || blocks->block_q < 1 || blocks->block_k < 1 || blocks->block_q > kMaxExtent ||
+                 blocks->block_k > kMaxExtent))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "block mask needs states and block sizes in [1, %lld] (got %lld, %lld)",
+                (long long)kMaxExtent, (long long)(blocks ? blocks->block_q : 0), (long long)(blocks ? blocks->block_k : 0));
   const bool varlen = a.cu_seqlens_q != nullptr || a.cu_seqlens_k != nullptr;
   if (varlen && (a.batch != 1 || a.num_segments < 0 || a.num_segments > kMaxExtent))
     return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "varlen attention needs batch 1 and 0 <= num_segments (got %lld, %lld)",
@@ -560,6 +564,12 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
   if (a.batch == 0 || a.heads_q == 0 || a.seq_q == 0 || (varlen && a.num_segments == 0)) return ATTNKIT_CUDA_OK;
 
   FusedAttentionProblem p = make_problem(a);
+  if (blocks) {
+    p.block_mask = blocks->states;
+    for (int i = 0; i < 4; ++i) p.block_mask_stride[i] = blocks->strides[i];
+    p.block_q = int(blocks->block_q);
+    p.block_k = int(blocks->block_k);
+  }
   if (varlen) {
     s = check_cu_seqlens(a.cu_seqlens_q, a.num_segments, a.seq_q, "cu_seqlens_q", &p.max_seqlen_q, err, err_len);
     if (s == ATTNKIT_CUDA_OK)
@@ -693,11 +703,18 @@ attnkit_cuda_status api_copy_on_device(int32_t device, void* dst, const void* sr
   ATTNKIT_GUARDED(copy_impl(device, dst, src, bytes, cudaMemcpyDeviceToDevice, "copy on device", err, err_len))
 }
 attnkit_cuda_status api_attention(const attnkit_cuda_attention_args* args, char* err, size_t err_len) {
-  ATTNKIT_GUARDED(attention_impl(args, kBlocking, err, err_len))
+  ATTNKIT_GUARDED(attention_impl(args, nullptr, kBlocking, err, err_len))
 }
 attnkit_cuda_status api_attention_on_stream(const attnkit_cuda_attention_args* args, void* stream, char* err,
                                             size_t err_len) {
-  ATTNKIT_GUARDED(attention_impl(args, CallStream{false, static_cast<cudaStream_t>(stream)}, err, err_len))
+  ATTNKIT_GUARDED(attention_impl(args, nullptr, CallStream{false, static_cast<cudaStream_t>(stream)}, err, err_len))
+}
+attnkit_cuda_status api_block_sparse_attention(const attnkit_cuda_attention_args* args,
+                                               const attnkit_cuda_block_mask* blocks, void* stream, int32_t blocking,
+                                               char* err, size_t err_len) {
+  if (blocks == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "blocks must not be NULL");
+  ATTNKIT_GUARDED(attention_impl(args, blocks, blocking ? kBlocking : CallStream{false, static_cast<cudaStream_t>(stream)},
+                                 err, err_len))
 }
 attnkit_cuda_status api_merge_states(const attnkit_cuda_merge_args* args, char* err, size_t err_len) {
   ATTNKIT_GUARDED(merge_states_impl(args, err, err_len))
@@ -730,7 +747,7 @@ extern "C" __attribute__((visibility("default"))) const attnkit_cuda_api* attnki
         api_device_count,         api_device_info,          api_malloc,
         api_free,                 api_memset_zero,          api_copy_to_device,
         api_copy_to_host,         api_copy_on_device,       api_attention,
-        api_merge_states,         api_attention_on_stream,
+        api_merge_states,         api_attention_on_stream,  api_block_sparse_attention,
     };
     return &api;
   } catch (...) {

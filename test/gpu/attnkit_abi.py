@@ -39,6 +39,11 @@ class AttentionArgs(ctypes.Structure):
                 ("lse", ctypes.c_void_p)]
 
 
+class BlockMask(ctypes.Structure):
+    _fields_ = [("states", ctypes.c_void_p), ("strides", ctypes.c_int64 * 4),
+                ("block_q", ctypes.c_int64), ("block_k", ctypes.c_int64)]
+
+
 class MergeArgs(ctypes.Structure):
     _fields_ = [("device", ctypes.c_int32), ("parts", ctypes.c_int32), ("outs", ctypes.POINTER(CudaTensor)),
                 ("lses", ctypes.POINTER(ctypes.c_void_p)), ("out", CudaTensor), ("lse", ctypes.c_void_p)]
@@ -64,6 +69,9 @@ class Api(ctypes.Structure):
         ("merge_states", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(MergeArgs), ERR, SIZE)),
         # appended within ABI 1; the stream is a cudaStream_t (None / 0: the legacy default stream)
         ("attention_on_stream", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ctypes.c_void_p, ERR, SIZE)),
+        # (args, blocks, stream, blocking)
+        ("block_sparse_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ctypes.POINTER(BlockMask),
+                                                     ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
     ]
 
 

@@ -44,6 +44,14 @@ struct FusedAttentionProblem {
 
   float* lse;  // device, contiguous [B, Hq, Sq], or nullptr
 
+  // Block sparsity (blockSparseAttention): device uint8 states broadcast by these strides over
+  // [B, Hq, ceil(Sq / block_q), ceil(Sk / block_k)], blocks over absolute (packed) rows and keys;
+  // nullptr: none. 0 skipped; 2 full, computed with no causal / window / sinks / mask test; any
+  // other value partial, every option applies.
+  const uint8_t* block_mask;
+  int64_t block_mask_stride[4];
+  int block_q, block_k;
+
   // Longest segment (varlen) or seq_q / seq_k: lets a launcher size its grid without reading the
   // device copies of cu_seqlens (FlashAttention's max_seqlen_q / max_seqlen_k).
   int max_seqlen_q, max_seqlen_k;
@@ -77,6 +85,33 @@ __device__ __forceinline__ Segment segment_of(const FusedAttentionProblem& p, in
 
 __host__ __device__ __forceinline__ bool has_window(const FusedAttentionProblem& p) {
   return p.window_left >= 0 || p.window_right >= 0;
+}
+
+constexpr uint8_t kBlockSkip = 0, kBlockFull = 2;
+
+// The block mask's state for segment-local row i, key j of head h.
+__device__ __forceinline__ uint8_t block_state(const FusedAttentionProblem& p, const Segment& s, int h, int i, int j) {
+  const int64_t qb = (s.q_start + i) / p.block_q, kb = (s.k_start + j) / p.block_k;
+  return p.block_mask[s.batch * p.block_mask_stride[0] + h * p.block_mask_stride[1] + qb * p.block_mask_stride[2] +
+                      kb * p.block_mask_stride[3]];
+}
+
+// Which states the mask's blocks under segment-local rows [i0, i1) x keys [j0, j1) take (both
+// ranges non-empty): a set of these bits. Without a block mask: partial, options decide.
+enum : int { kSomeSkipped = 1, kSomePartial = 2, kSomeFull = 4 };
+__device__ __forceinline__ int covered_block_states(const FusedAttentionProblem& p, const Segment& s, int h, int i0,
+                                                    int i1, int j0, int j1) {
+  if (!p.block_mask) return kSomePartial;
+  const int qb0 = (s.q_start + i0) / p.block_q, qb1 = (s.q_start + i1 - 1) / p.block_q;
+  const int kb0 = (s.k_start + j0) / p.block_k, kb1 = (s.k_start + j1 - 1) / p.block_k;
+  const uint8_t* base = p.block_mask + s.batch * p.block_mask_stride[0] + h * p.block_mask_stride[1];
+  int seen = 0;
+  for (int qb = qb0; qb <= qb1; ++qb)
+    for (int kb = kb0; kb <= kb1; ++kb) {
+      const uint8_t st = base[qb * p.block_mask_stride[2] + kb * p.block_mask_stride[3]];
+      seen |= st == kBlockSkip ? kSomeSkipped : st == kBlockFull ? kSomeFull : kSomePartial;
+    }
+  return seen;
 }
 
 // The keys segment-local query i sees through causal / window / sinks, as two intervals: the
@@ -193,8 +228,11 @@ __device__ __forceinline__ uint32_t pack_16bit_pair(float lo, float hi) {
 // The documented order for one score already multiplied by `scale`: softcap, + bias, - ALiBi,
 // then causal / window / sinks and the mask tensor. Returns -inf for a hidden pair. i, j are
 // segment-local; bias and mask are indexed by the absolute (packed) row and key.
+// `blocks` says how a block mask applies: looked up per element (the default), or already known
+// for the whole tile: all partial (the options decide) or all full (no option test).
+enum BlockRule : int { kLookUpBlock = 0, kPartialBlocks, kFullBlocks };
 __device__ __forceinline__ float modified_score(const FusedAttentionProblem& p, const Segment& s, int h, int i, int j,
-                                                float scaled) {
+                                                float scaled, BlockRule blocks = kLookUpBlock) {
   float x = scaled;
   if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
   if (p.bias) {
@@ -203,6 +241,12 @@ __device__ __forceinline__ float modified_score(const FusedAttentionProblem& p, 
     x += load_element(p.bias, p.bias_dtype, at);
   }
   if (p.alibi_slopes) x -= p.alibi_slopes[h] * fabsf(float(i + s.k_len - s.q_len - j));
+  if (blocks == kFullBlocks) return x;
+  if (blocks == kLookUpBlock && p.block_mask) {
+    const uint8_t st = block_state(p, s, h, i, j);
+    if (st == kBlockSkip) return -__int_as_float(0x7f800000);
+    if (st == kBlockFull) return x;
+  }
   if (!key_visible(p, s, i, j)) return -__int_as_float(0x7f800000);
   if (p.mask) {
     const int64_t at = s.batch * p.mask_stride[0] + h * p.mask_stride[1] + int64_t(s.q_start + i) * p.mask_stride[2] +

@@ -200,8 +200,9 @@ __device__ __forceinline__ void modify_scores(const FusedAttentionProblem& p, co
                                               int j0, float* smem, float (&s)[kRowsPerThread][kKeysPerThread]) {
   const int tx = threadIdx.x % kLanesPerRow, ty = threadIdx.x / kLanesPerRow;
   const int j1 = min(j0 + kBlockN, w.seg.k_len);
-  const bool raw = tile_fully_visible(p, w.seg, w.i0, w.i1, j0, j1) && !(p.softcap > 0.0f) && !p.bias &&
-                   !p.alibi_slopes;
+  // (a block mask's tiles always take the per-score path: modified_score applies its states)
+  const bool raw = !p.block_mask && tile_fully_visible(p, w.seg, w.i0, w.i1, j0, j1) && !(p.softcap > 0.0f) &&
+                   !p.bias && !p.alibi_slopes;
   if (raw && w.i1 - w.i0 == kBlockM && j1 - j0 == kBlockN) return;  // the common case: nothing to do
   if (raw) {  // only the edges of the block: rows past i1, keys past j1
 #pragma unroll
@@ -362,8 +363,9 @@ __device__ void attend_query_block(const FusedAttentionProblem& p, const LaunchP
   }
 
   // Key tiles start at the segment's first key (so they line up across query blocks); only those
-  // holding a sink or part of the visible range are visited.
-  const KeyRange keys = visible_keys(p, w.seg, w.i0, w.i1);
+  // holding a sink or part of the visible range are visited. A block mask's full blocks may hold
+  // keys the options hide: then every tile whose blocks are not all skipped.
+  const KeyRange keys = p.block_mask ? KeyRange{0, w.seg.k_len, 0} : visible_keys(p, w.seg, w.i0, w.i1);
   const int first_tile = keys.sink_end > 0 ? 0 : keys.main_begin / kBlockN * kBlockN;
   const int passes = p.head_dim_v > kDvChunk ? (p.head_dim_v + kDvChunk - 1) / kDvChunk : 1;
 
@@ -381,6 +383,7 @@ __device__ void attend_query_block(const FusedAttentionProblem& p, const LaunchP
       const bool holds_sink = j0 < keys.sink_end;
       const bool holds_main = j0 + kBlockN > keys.main_begin && j0 < keys.main_end;
       if (!holds_sink && !holds_main) continue;  // the same for the whole CTA
+      if (covered_block_states(p, w.seg, w.head, w.i0, w.i1, j0, min(j0 + kBlockN, w.seg.k_len)) == kSomeSkipped) continue;
       float s[kRowsPerThread][kKeysPerThread];
       score_tile(p, plan, w, j0, smem, s);
       modify_scores(p, plan, w, j0, smem, s);

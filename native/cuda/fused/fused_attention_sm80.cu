@@ -676,6 +676,7 @@ cudaError_t launch_for_head_dim(const FusedAttentionProblem& p, cudaStream_t str
 }  // namespace
 
 bool fused_attention_sm80_supports(const FusedAttentionProblem& p, const DeviceTraits& dev) {
+  if (p.block_mask) return false;  // block masks: the sm_90a or the generic kernel
   if (dev.cc_major < 8) return false;
   if (p.dtype != kF16 && p.dtype != kBF16) return false;
   if (p.out_dtype != kF32 && p.out_dtype != kF16 && p.out_dtype != kBF16) return false;

@@ -1,7 +1,7 @@
 // Fused attention forward for Hopper (sm_90a), in the FlashAttention-3 style:
 //
 //   * one CTA = 3 warpgroups: warpgroup 0 is the producer (one thread issues every TMA load and
-//     then idles on 24 registers), warpgroups 1 and 2 are consumers with 240 registers each, each
+//     then idles on 32 registers), warpgroups 1 and 2 are consumers with 240 registers each, each
 //     owning 64 of the CTA's 128 query rows;
 //   * Q, K and V tiles arrive by TMA in the 128-byte swizzle that wgmma reads directly; K and V
 //     tiles each cycle through kStages shared-memory stages guarded by "full" (TMA done) and
@@ -78,11 +78,17 @@ struct Sm90Tile {
   static constexpr int kKVBytes = kBlockN * HeadDim * 2;  // one K or one V tile
   static constexpr int kThreads = 128 * (1 + kConsumers);
   static constexpr int kConsumerThreads = 128 * kConsumers;
-  // setmaxnreg budgets: the producer keeps 24, the consumers share the rest of the 64K registers
-  // (multiples of 8): 240 with two consumer warpgroups, 160 with three.
-  static constexpr int kProducerRegisters = 24;
-  static constexpr int kConsumerRegisters = std::min(240, (65536 / 128 - kProducerRegisters) / kConsumers / 8 * 8);
+  // setmaxnreg budgets: what the producer warpgroup gives back is all the consumers can take,
+  // out of the CTA's launch allocation (kThreads x kLaunchRegisters; a consumer asking for more
+  // than was given back waits forever). 24 + 2 x 240 at D128 (384 threads x 168); 32 + 3 x 160 at
+  // D64 (512 x 128), where the producer's warp needs 32 to walk a block mask's tiles unspilled.
+  static constexpr int kLaunchRegisters = 65536 / kThreads / 8 * 8;
+  static constexpr int kProducerRegisters = kConsumers == 2 ? 24 : 32;
+  static constexpr int kConsumerRegisters =
+      std::min(240, (kThreads / 128 * kLaunchRegisters - kProducerRegisters) / kConsumers / 8 * 8);
   static_assert(kConsumerRegisters == (kConsumers == 2 ? 240 : 160), "register budget changed");
+  static_assert(128 * kProducerRegisters + kConsumerThreads * kConsumerRegisters <= kThreads * kLaunchRegisters,
+                "the consumers would wait forever for registers the producer never gave back");
   static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages);
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kQBytes + 2 * kStages * kKVBytes + kBarrierBytes;
   static_assert(kSmemBytes <= 227 * 1024, "over sm_90's shared memory per block");
@@ -109,31 +115,104 @@ __device__ __forceinline__ void store_output_pair(const FusedAttentionProblem& p
 }
 
 // The key tiles a CTA visits: first the sink prefix, then the main range (disjoint, see
-// visible_keys). Producer and consumers derive the same list from the same call.
+// visible_keys). Producer and consumers derive the same list from the same calls. With a block
+// mask the tiles are every BlockN keys of the segment (its full blocks may hold keys the options
+// hide), and tile_live() picks those to visit.
 struct KeyTiles {
-  KeyRange range;
+  KeyRange range;  // what the options leave visible
   int sink_tiles, total;
+  bool all_keys;   // block mask: tile t is keys [t * BlockN, +BlockN) of the segment
 };
 
-template <int BlockN>
+// Which kernels take block masks: not the 176-key tiles (sm90_key_tile never picks them with
+// one), nor score modifiers at D64, whose per-element block lookup spilled at 160 registers
+// (those problems go to the generic kernel: sm90_block_masks).
+__host__ __device__ constexpr bool sm90_block_masks(int head_dim, int block_n, bool score_mods) {
+  return block_n <= 128 && !(score_mods && head_dim <= 64);
+}
+
+template <int BlockN, bool kBlockMasks>
 __device__ __forceinline__ KeyTiles key_tiles(const FusedAttentionProblem& p, const Segment& seg, int i0, int i1) {
   KeyTiles t;
   t.range = visible_keys(p, seg, i0, i1);
-  t.sink_tiles = (t.range.sink_end + BlockN - 1) / BlockN;
-  t.total = t.sink_tiles + (t.range.main_end - t.range.main_begin + BlockN - 1) / BlockN;
+  t.all_keys = kBlockMasks && p.block_mask != nullptr;
+  t.sink_tiles = t.all_keys ? 0 : (t.range.sink_end + BlockN - 1) / BlockN;
+  t.total = t.all_keys ? (seg.k_len + BlockN - 1) / BlockN
+                       : t.sink_tiles + (t.range.main_end - t.range.main_begin + BlockN - 1) / BlockN;
   return t;
 }
 
 // Key range [j0, j_end) of tile t: sink tiles stop at sink_end so no key is visited twice.
 template <int BlockN>
-__device__ __forceinline__ void tile_keys(const KeyTiles& t, int index, int* j0, int* j_end) {
-  if (index < t.sink_tiles) {
+__device__ __forceinline__ void tile_keys(const KeyTiles& t, const Segment& seg, int index, int* j0, int* j_end) {
+  if (t.all_keys) {
+    *j0 = index * BlockN;
+    *j_end = min(*j0 + BlockN, seg.k_len);
+  } else if (index < t.sink_tiles) {
     *j0 = index * BlockN;
     *j_end = min(*j0 + BlockN, t.range.sink_end);
   } else {
     *j0 = t.range.main_begin + (index - t.sink_tiles) * BlockN;
     *j_end = min(*j0 + BlockN, t.range.main_end);
   }
+}
+
+// The block mask's states under rows [i0, i1) x tile `index`.
+template <int BlockN>
+__device__ __forceinline__ int tile_states(const FusedAttentionProblem& p, const Segment& seg, int h, int i0, int i1,
+                                           const KeyTiles& t, int index) {
+  int j0, j_end;
+  tile_keys<BlockN>(t, seg, index, &j0, &j_end);
+  return covered_block_states(p, seg, h, i0, i1, j0, j_end);
+}
+
+// The tiles a work item visits, in order, with their block states. Without a block mask: every
+// tile, all "partial" (the options decide). With one, a whole warp walks them 32 at a time, each
+// lane classifying one tile and ballots collecting the chunk, so a sparse row costs one round of
+// mask reads per 32 tiles instead of one dependent read per tile (every lane of the warp must call
+// next() together). A tile is visited when a block under it is full, or partial where the options
+// leave keys in the tile.
+struct TileCursor {
+  int base;  // first tile of the current chunk (with a mask), or the next tile (without)
+  unsigned live, skipped, partial, full;  // the chunk's tiles, one bit each, not yet taken
+};
+
+__device__ __forceinline__ TileCursor start_tiles(const KeyTiles& t) { return TileCursor{t.all_keys ? -32 : 0, 0u, 0u, 0u, 0u}; }
+
+// (kStates: also report the states, which only the consumers need; the producer has 32 registers.)
+template <int BlockN, bool kStates>
+__device__ __forceinline__ int next_tile(TileCursor& c, const FusedAttentionProblem& p, const Segment& seg, int h, int i0,
+                                         int i1, const KeyTiles& t, int* states) {
+  if (!t.all_keys) {
+    *states = kSomePartial;
+    return c.base++;
+  }
+  while (c.live == 0) {
+    c.base += 32;
+    if (c.base >= t.total) return t.total;
+    const int index = c.base + int(threadIdx.x % 32);
+    int st = 0;
+    bool live = false;
+    if (index < t.total) {
+      st = tile_states<BlockN>(p, seg, h, i0, i1, t, index);
+      int j0, j_end;
+      tile_keys<BlockN>(t, seg, index, &j0, &j_end);
+      live = (st & kSomeFull) ||
+             ((st & kSomePartial) && (j0 < t.range.sink_end || (j_end > t.range.main_begin && j0 < t.range.main_end)));
+    }
+    c.live = __ballot_sync(0xffffffffu, live);
+    if (kStates) {
+      c.skipped = __ballot_sync(0xffffffffu, st & kSomeSkipped);
+      c.partial = __ballot_sync(0xffffffffu, st & kSomePartial);
+      c.full = __ballot_sync(0xffffffffu, st & kSomeFull);
+    }
+  }
+  const int k = __ffs(c.live) - 1;
+  c.live &= c.live - 1;
+  if (kStates)
+    *states = int((c.skipped >> k) & 1u) * kSomeSkipped | int((c.partial >> k) & 1u) * kSomePartial |
+              int((c.full >> k) & 1u) * kSomeFull;
+  return c.base + k;
 }
 
 // One CTA's unit of work: kBlockM query rows of one head of one batch entry / segment.
@@ -184,13 +263,16 @@ __device__ __forceinline__ WorkItem work_item(const FusedAttentionProblem& p, in
 // stage frees) while the consumers finish the previous item's epilogue.
 // kScoreMods: softcap, bias, ALiBi or a mask tensor present: every score goes through
 // modified_score(). Otherwise only tiles that are not fully visible get a per-element test.
-template <int HeadDim, int BlockN, bool BF16, bool kScoreMods>
+// kBlockSparse: a block mask is present (its own instantiation: the tile walk and per-tile states
+// cost the dense kernels registers, 8% at D64).
+template <int HeadDim, int BlockN, bool BF16, bool kScoreMods, bool kBlockSparse>
 __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
     fused_attention_sm90_kernel(const __grid_constant__ Sm90TensorMaps maps, const FusedAttentionProblem p,
                                 int query_blocks, int items) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using T = Sm90Tile<HeadDim, BlockN>;
   constexpr int kBlockM = T::kBlockM, kBlockN = T::kBlockN, kStages = T::kStages;
+  constexpr bool kBlockMasks = kBlockSparse && sm90_block_masks(HeadDim, BlockN, kScoreMods);
 
   extern __shared__ uint8_t smem_raw[];
   // TMA's 128-byte swizzle and the wgmma descriptors assume 1024-byte aligned tiles.
@@ -223,36 +305,50 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   if (warpgroup == 0) {
     // ---------------- producer ----------------
     warpgroup_registers_release<T::kProducerRegisters>();
-    if (threadIdx.x == 0) {
-      prefetch_tensor_map(&maps.q);
-      prefetch_tensor_map(&maps.k);
-      prefetch_tensor_map(&maps.v);
+    // Thread 0 issues every TMA load; with a block mask its whole warp walks the tiles with it
+    // (TileCursor), without one it runs alone (a warp of waiters measured 2-4% slower at S4096).
+    if (threadIdx.x < (kBlockMasks ? 32 : 1)) {
+      const bool leader = threadIdx.x == 0;
+      if (leader) {
+        prefetch_tensor_map(&maps.q);
+        prefetch_tensor_map(&maps.k);
+        prefetch_tensor_map(&maps.v);
+      }
       int tile_count = 0, item_count = 0;  // across items: they pick stages and barrier phases
       for (int b = blockIdx.x * parts; b < items * parts; b = next_block(b, parts)) {
         const WorkItem it = work_item<kBlockM>(p, b / parts, b % parts, query_blocks);
         if (it.empty) continue;
         if (item_count > 0) mbarrier_wait(q_empty, (item_count - 1) & 1);
         ++item_count;
-        const KeyTiles tiles = key_tiles<kBlockN>(p, it.seg, it.i0, it.i1);
+        const KeyTiles tiles = key_tiles<kBlockN, kBlockMasks>(p, it.seg, it.i0, it.i1);
         const int h_kv = it.h / p.group;
-        mbarrier_arrive_expect_tx(q_full, T::kQBytes);
-        for (int c = 0; c < T::kColumnBlocks; ++c)
-          tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, it.seg.q_start + it.i0, it.h, it.seg.batch);
-        for (int t = 0; t < tiles.total; ++t, ++tile_count) {
+        if (leader) {
+          mbarrier_arrive_expect_tx(q_full, T::kQBytes);
+          for (int c = 0; c < T::kColumnBlocks; ++c)
+            tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, it.seg.q_start + it.i0, it.h, it.seg.batch);
+        }
+        TileCursor cursor = start_tiles(tiles);
+        int states;
+        auto next = [&] { return next_tile<kBlockN, false>(cursor, p, it.seg, it.h, it.i0, it.i1, tiles, &states); };
+        for (int t = next(); t < tiles.total; t = next(), ++tile_count) {
           const int stage = tile_count % kStages;
           const uint32_t empty_phase = ((tile_count / kStages) - 1) & 1;
           int j0, j_end;
-          tile_keys<kBlockN>(tiles, t, &j0, &j_end);
+          tile_keys<kBlockN>(tiles, it.seg, t, &j0, &j_end);
           uint8_t* k_dst = sK + stage * T::kKVBytes;
           uint8_t* v_dst = sV + stage * T::kKVBytes;
           if (tile_count >= kStages) mbarrier_wait(T::kSplitRelease ? &k_empty[stage] : &v_empty[stage], empty_phase);
-          mbarrier_arrive_expect_tx(&k_full[stage], T::kKVBytes);
-          for (int c = 0; c < T::kColumnBlocks; ++c)
-            tma_load_4d(k_dst + c * kBlockN * 128, &maps.k, &k_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
+          if (leader) {
+            mbarrier_arrive_expect_tx(&k_full[stage], T::kKVBytes);
+            for (int c = 0; c < T::kColumnBlocks; ++c)
+              tma_load_4d(k_dst + c * kBlockN * 128, &maps.k, &k_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
+          }
           if (T::kSplitRelease && tile_count >= kStages) mbarrier_wait(&v_empty[stage], empty_phase);
-          mbarrier_arrive_expect_tx(&v_full[stage], T::kKVBytes);
-          for (int c = 0; c < T::kColumnBlocks; ++c)
-            tma_load_4d(v_dst + c * kBlockN * 128, &maps.v, &v_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
+          if (leader) {
+            mbarrier_arrive_expect_tx(&v_full[stage], T::kKVBytes);
+            for (int c = 0; c < T::kColumnBlocks; ++c)
+              tma_load_4d(v_dst + c * kBlockN * 128, &maps.v, &v_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
+          }
         }
       }
     }
@@ -332,7 +428,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
     ++item_count;
     const Segment& seg = it.seg;
     const int h = it.h, i0 = it.i0, i1 = it.i1;
-    const KeyTiles tiles = key_tiles<kBlockN>(p, seg, i0, i1);
+    const KeyTiles tiles = key_tiles<kBlockN, kBlockMasks>(p, seg, i0, i1);
 
 #pragma unroll
     for (int i = 0; i < HeadDim / 2; ++i) o[i] = 0.0f;
@@ -341,11 +437,17 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
 
     // Score modifiers and masks of tile t, then the online-softmax update: s becomes P (float),
     // correction[r] the factor the running output of row r must be scaled by.
-    auto softmax_tile = [&](int t, float (&correction)[2]) {
+    // states: the block mask's states under the tile (next_tile's); full blocks skip the option
+    // tests, partial ones take them as usual.
+    auto softmax_tile = [&](int t, int states, float (&correction)[2]) {
       int j0, j_end;
-      tile_keys<kBlockN>(tiles, t, &j0, &j_end);
-      const bool full_tile = j_end - j0 == kBlockN && tile_fully_visible(p, seg, i0, i1, j0, j_end);
+      tile_keys<kBlockN>(tiles, seg, t, &j0, &j_end);
+      const bool full_tile = j_end - j0 == kBlockN &&
+                             (states == kSomeFull || (states == kSomePartial && tile_fully_visible(p, seg, i0, i1, j0, j_end)));
       if (kScoreMods) {
+        const BlockRule blocks = !kBlockMasks || states == kSomePartial ? kPartialBlocks
+                                 : states == kSomeFull                 ? kFullBlocks
+                                                                       : kLookUpBlock;
 #pragma unroll
         for (int nb = 0; nb < kBlockN / 8; ++nb)
 #pragma unroll
@@ -354,15 +456,35 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
             const int j = j0 + nb * 8 + col_in_block + (e % 2);
             float& x = s[nb * 4 + e];
             // rows past the segment read no bias / mask memory
-            x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale) : neg_inf;
+            x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale, blocks) : neg_inf;
           }
+      } else if (!full_tile && ((states & kSomeSkipped) || ((states & kSomeFull) && (states & kSomePartial)))) {
+        // A block mask's mixed tile (block edges inside it): each element by its block's state.
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int i = i0 + rows[r];
+          const RowKeys keys = row_visible_keys(p, seg, i);
+#pragma unroll
+          for (int nb = 0; nb < kBlockN / 8; ++nb)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int j = j0 + col_in_block + nb * 8 + e;
+              bool visible = false;
+              if (i < seg.q_len && j < j_end) {  // rows past the segment read no mask memory
+                const uint8_t st = block_state(p, seg, h, i, j);
+                visible = st == kBlockFull || (st != kBlockSkip && (j < keys.sink_end || (j >= keys.begin && j < keys.end)));
+              }
+              if (!visible) s[nb * 4 + 2 * r + e] = neg_inf;
+            }
+        }
       } else if (!full_tile) {
         // Per row, the visible keys as bounds on this thread's column offset c = nb * 8 + e
         // (a compile-time constant per element): key j0 + col_in_block + c is visible iff
-        // c < sink_hi || lo <= c < hi. Keys past j_end (tile padding) never are.
+        // c < sink_hi || lo <= c < hi. Keys past j_end (tile padding) never are. A tile of a
+        // mask's full blocks only masks the padding.
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const RowKeys keys = row_visible_keys(p, seg, i0 + rows[r]);
+          const RowKeys keys = states == kSomeFull ? RowKeys{0, 0, seg.k_len} : row_visible_keys(p, seg, i0 + rows[r]);
           const int base = j0 + col_in_block;
           const int sink_hi = min(keys.sink_end, j_end) - base, lo = keys.begin - base, hi = min(keys.end, j_end) - base;
 #pragma unroll
@@ -400,10 +522,17 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
       }
     };
 
-    if (tiles.total > 0) {
+    // The visited tiles in order (every tile without a block mask); n counts them, and
+    // tile_count + n picks the stage and phase, exactly as the producer counted.
+    TileCursor cursor = start_tiles(tiles);
+    int states;
+    auto next = [&] { return next_tile<kBlockN, true>(cursor, p, seg, h, i0, i1, tiles, &states); };
+    int n = 0;
+    const int first_tile = next();
+    if (first_tile < tiles.total) {
       float correction[2];
       if (kOverlapSoftmax) {
-        // prologue: tile 0 alone
+        // prologue: the first tile alone
         const int first = tile_count % kStages;
         mbarrier_wait(&k_full[first], (tile_count / kStages) & 1);
         wgmma_fence();
@@ -411,10 +540,11 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         wgmma_wait<0>();
         fence_registers(s);
         mbarrier_arrive(&k_empty[first]);
-        softmax_tile(0, correction);
+        softmax_tile(first_tile, states, correction);
         convert_p();
-        for (int t = 1; t < tiles.total; ++t) {
-          const int c = tile_count + t;
+        n = 1;
+        for (int t = next(); t < tiles.total; t = next(), ++n) {
+          const int c = tile_count + n;
           const int stage = c % kStages, prev = (c - 1) % kStages;
           mbarrier_wait(&k_full[stage], (c / kStages) & 1);
           wgmma_fence();
@@ -424,14 +554,14 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           wgmma_wait<1>();  // S(t) is in; O += P(t-1) V(t-1) may still run
           fence_registers(s);
           mbarrier_arrive(&k_empty[stage]);
-          softmax_tile(t, correction);
+          softmax_tile(t, states, correction);
           wgmma_wait<0>();
           fence_registers(o);
           mbarrier_arrive(&v_empty[prev]);
           rescale_output(correction);
           convert_p();
         }
-        const int c = tile_count + tiles.total - 1;
+        const int c = tile_count + n - 1;
         const int last = c % kStages;
         mbarrier_wait(&v_full[last], (c / kStages) & 1);
         wgmma_fence();
@@ -440,8 +570,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         fence_registers(o);
         mbarrier_arrive(&v_empty[last]);
       } else {
-        for (int t = 0; t < tiles.total; ++t) {
-          const int c = tile_count + t;
+        for (int t = first_tile; t < tiles.total; t = next(), ++n) {
+          const int c = tile_count + n;
           const int stage = c % kStages;
           const uint32_t phase = (c / kStages) & 1;
           mbarrier_wait(&k_full[stage], phase);
@@ -449,7 +579,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           issue_qk(stage);
           wgmma_wait<0>();
           fence_registers(s);
-          softmax_tile(t, correction);
+          softmax_tile(t, states, correction);
           rescale_output(correction);
           convert_p();
           mbarrier_wait(&v_full[stage], phase);
@@ -461,7 +591,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         }
       }
     }
-    tile_count += tiles.total;
+    tile_count += n;
     mbarrier_arrive(q_empty);  // every read of this Q is done: the producer may load the next
 
     // Epilogue: full row sums, sink logit, normalisation, lse, stores.
@@ -526,11 +656,11 @@ bool tma_compatible(const void* base, const int64_t stride[4]) {
   return true;
 }
 
-template <int HeadDim, int BlockN, bool BF16, bool kScoreMods>
+template <int HeadDim, int BlockN, bool BF16, bool kScoreMods, bool kBlockSparse = false>
 cudaError_t launch_sm90(const FusedAttentionProblem& p, const DeviceTraits& dev, const Sm90TensorMaps& maps,
                         cudaStream_t stream) {
   using T = Sm90Tile<HeadDim, BlockN>;
-  auto kernel = fused_attention_sm90_kernel<HeadDim, BlockN, BF16, kScoreMods>;
+  auto kernel = fused_attention_sm90_kernel<HeadDim, BlockN, BF16, kScoreMods, kBlockSparse>;
   cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
   if (err != cudaSuccess) return err;
   const int rows = p.cu_seqlens_q ? p.max_seqlen_q : p.seq_q;  // varlen: the longest segment
@@ -545,7 +675,8 @@ cudaError_t launch_sm90(const FusedAttentionProblem& p, const DeviceTraits& dev,
   // are short; on long rows the hidden prologue is a smaller share than the round-robin's tail,
   // and one CTA per item measured faster (bench/NOTES.md: S4096 +3-5%, S16384 causal -3%).
   const int key_rows = p.cu_seqlens_k ? p.max_seqlen_k : p.seq_k;
-  const bool persistent = ATTNKIT_SM90_PERSISTENT && key_rows <= 8192;
+  // A block mask's rows visit only their computed tiles: short rows again, persistent pays.
+  const bool persistent = ATTNKIT_SM90_PERSISTENT && (key_rows <= 8192 || p.block_mask);
   const int64_t sms = dev.multiprocessors > 0 ? dev.multiprocessors : 132;
   const int ctas = static_cast<int>(persistent ? std::min<int64_t>(items, sms) : items);
   kernel<<<ctas, T::kThreads, T::kSmemBytes, stream>>>(maps, p, query_blocks, static_cast<int>(items));
@@ -556,6 +687,11 @@ template <int HeadDim, int BlockN, bool BF16>
 cudaError_t launch_sm90_mods(const FusedAttentionProblem& p, const DeviceTraits& dev, const Sm90TensorMaps& maps,
                              cudaStream_t stream) {
   const bool mods = p.softcap > 0.0f || p.bias || p.alibi_slopes || p.mask;
+  if (p.block_mask) {  // (fused_attention_sm90_supports sent D64 with score modifiers elsewhere)
+    if (mods && sm90_block_masks(HeadDim, BlockN, true)) return launch_sm90<HeadDim, BlockN, BF16, true, true>(p, dev, maps, stream);
+    if (!mods) return launch_sm90<HeadDim, BlockN, BF16, false, true>(p, dev, maps, stream);
+    return cudaErrorNotSupported;
+  }
   return mods ? launch_sm90<HeadDim, BlockN, BF16, true>(p, dev, maps, stream)
               : launch_sm90<HeadDim, BlockN, BF16, false>(p, dev, maps, stream);
 }
@@ -569,12 +705,16 @@ int sm90_key_tile(const FusedAttentionProblem& p) {
   // the keys (S4096: 3.1%, measured 2.5% slower than 128; S16384: 1.0%, measured 3% faster).
   const int64_t keys = p.cu_seqlens_k ? p.max_seqlen_k : p.seq_k;
   const bool little_padding = (keys + 175) / 176 * 176 * 50 <= keys * 51;
-  return ATTNKIT_SM90_WIDE_N && p.head_dim == 128 && !p.causal && !has_window(p) && !mods && little_padding ? 176 : 128;
+  return ATTNKIT_SM90_WIDE_N && p.head_dim == 128 && !p.causal && !has_window(p) && !mods && !p.block_mask && little_padding
+             ? 176
+             : 128;
 }
 
 }  // namespace
 
 bool fused_attention_sm90_supports(const FusedAttentionProblem& p, const DeviceTraits& dev) {
+  const bool mods = p.softcap > 0.0f || p.bias || p.alibi_slopes || p.mask;
+  if (p.block_mask && !sm90_block_masks(p.head_dim, 128, mods)) return false;
   if (dev.cc_major != 9 || dev.cc_minor != 0) return false;  // sm_90a code runs on sm_90 only
   if (p.dtype != kF16 && p.dtype != kBF16) return false;
   if (p.head_dim != p.head_dim_v || (p.head_dim != 64 && p.head_dim != 128)) return false;

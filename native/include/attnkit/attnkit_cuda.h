@@ -96,6 +96,18 @@ typedef struct attnkit_cuda_attention_args {
   float* lse; /* device, contiguous [B, Hq, Sq] float32, or NULL */
 } attnkit_cuda_attention_args;
 
+/* Block sparsity for block_sparse_attention (blockSparseAttention): the uint8 state of each
+ * (query block, key block), in device memory, broadcast by its strides (elements; 0 on a broadcast
+ * dim) over [B, Hq, ceil(Sq / block_q), ceil(Sk / block_k)]; blocks count rows / keys of dim 2 of
+ * q / k (packed positions for a varlen batch). 0: skipped; 2: full, computed with no causal /
+ * window / sinks / mask test; any other value: partial, every option applies. Varlen segments
+ * hold in every block; softcap, bias, ALiBi and sink logits apply to every computed pair. */
+typedef struct attnkit_cuda_block_mask {
+  const uint8_t* states;
+  int64_t strides[4];
+  int64_t block_q, block_k;
+} attnkit_cuda_block_mask;
+
 /* mergeAttentionStates over `parts` partial results, all on one device. outs[p]: [B, H, S, Dv]
  * any strides; lses[p]: contiguous [B, H, S] float32; out/lse likewise. */
 typedef struct attnkit_cuda_merge_args {
@@ -148,6 +160,13 @@ typedef struct attnkit_cuda_api {
    *   as a warm-up call. */
   attnkit_cuda_status (*attention_on_stream)(const attnkit_cuda_attention_args* args, void* stream, char* err,
                                              size_t err_len);
+
+  /* Attention over the blocks `blocks` selects. blocking != 0: like `attention` (the library's
+   * stream for args->device, then a wait; `stream` is ignored); 0: like attention_on_stream on
+   * `stream`. The states must stay valid until the work has run, as q / k / v must. */
+  attnkit_cuda_status (*block_sparse_attention)(const attnkit_cuda_attention_args* args,
+                                                const attnkit_cuda_block_mask* blocks, void* stream, int32_t blocking,
+                                                char* err, size_t err_len);
 } attnkit_cuda_api;
 
 /* Whether `api`'s table reaches entry `field` (struct_size covers it). */
