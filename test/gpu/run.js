@@ -90,36 +90,43 @@ function bitsEqual(a, b) {
 // ---------------------------------------------------------------------------------------------
 // parity: every CPU parity case, on the device, sync and async, into poisoned device outputs
 // ---------------------------------------------------------------------------------------------
+// Runs op(mode, call) sync and async into fresh poisoned outputs (`outMode`: none, contig or
+// strided) and checks out, and lse where the case asks for it, against the reference.
+async function checkBothModes(c, outMode, outShape, outDtype, devOpts, ref, tol, op) {
+  for (const mode of ['sync', 'async']) {
+    const outCpu = outMode === 'none' ? undefined
+      : outMode === 'contig' ? R.poisonedOut(outShape, outDtype) : R.stridedOut(outShape, outDtype);
+    const out = toDev(outCpu);
+    const call = { ...devOpts, out, returnLse: !!c.lse };
+    const res = await op(mode, call);
+    const o = c.lse ? res.out : res;
+    try {
+      if (out) assert.strictEqual(o, out, 'the given out is returned');
+      assert.strictEqual(o.device, DEV);
+      assert.strictEqual(o.dtype, outDtype);
+      assert.deepStrictEqual([...o.shape], outShape);
+      const oh = o.toSync('cpu');
+      check(`${mode} out (${c.dtype} -> ${outDtype})`, relErr(oh, ref.out), tol, () => worst(oh, ref.out));
+      if (c.lse) {
+        assert.strictEqual(res.lse.device, DEV);
+        assert.strictEqual(res.lse.dtype, 'float32');
+        assert.deepStrictEqual([...res.lse.shape], [c.B, c.Hq, c.Sq]);
+        const lh = res.lse.toSync('cpu');
+        check(`${mode} lse`, lseErr(lh, ref.lse), LSE_TOL, () => worst(lh, ref.lse));
+      }
+    } finally {
+      disposeAll(o, c.lse ? res.lse : undefined);
+    }
+  }
+}
+
 async function runCase(c) {
   const { q, k, v, opts, ref, outShape, outMode, outDtype, tol } = prepareCase(c, attentionReference);
   const qd = toDev(q.t), kd = toDev(k.t), vd = toDev(v.t);
   const devOpts = { ...opts, bias: toDev(opts.bias), mask: toDev(opts.mask) };
   try {
-    for (const mode of ['sync', 'async']) {
-      const outCpu = outMode === 'none' ? undefined
-        : outMode === 'contig' ? R.poisonedOut(outShape, outDtype) : R.stridedOut(outShape, outDtype);
-      const out = toDev(outCpu);
-      const call = { ...devOpts, out, returnLse: !!c.lse };
-      const res = mode === 'sync' ? attentionSync(qd, kd, vd, call) : await attention(qd, kd, vd, call);
-      const o = c.lse ? res.out : res;
-      try {
-        if (out) assert.strictEqual(o, out, 'the given out is returned');
-        assert.strictEqual(o.device, DEV);
-        assert.strictEqual(o.dtype, outDtype);
-        assert.deepStrictEqual([...o.shape], outShape);
-        const oh = o.toSync('cpu');
-        check(`${mode} out (${c.dtype} -> ${outDtype})`, relErr(oh, ref.out), tol, () => worst(oh, ref.out));
-        if (c.lse) {
-          assert.strictEqual(res.lse.device, DEV);
-          assert.strictEqual(res.lse.dtype, 'float32');
-          assert.deepStrictEqual([...res.lse.shape], [c.B, c.Hq, c.Sq]);
-          const lh = res.lse.toSync('cpu');
-          check(`${mode} lse`, lseErr(lh, ref.lse), LSE_TOL, () => worst(lh, ref.lse));
-        }
-      } finally {
-        disposeAll(o, c.lse ? res.lse : undefined);
-      }
-    }
+    await checkBothModes(c, outMode, outShape, outDtype, devOpts, ref, tol,
+      (mode, call) => (mode === 'sync' ? attentionSync(qd, kd, vd, call) : attention(qd, kd, vd, call)));
   } finally {
     disposeAll(qd, kd, vd, devOpts.bias, devOpts.mask);
   }
@@ -628,31 +635,8 @@ async function runBlockCase(c) {
   const devMask = { ...mask, blocks: toDev(blocksView(mask, c.view, c.B, c.Hq)) };
   const devOpts = { ...opts, bias: toDev(opts.bias), mask: toDev(opts.mask) };
   try {
-    for (const mode of ['sync', 'async']) {
-      const outCpu = outMode === 'none' ? undefined
-        : outMode === 'contig' ? R.poisonedOut(outShape, outDtype) : R.stridedOut(outShape, outDtype);
-      const out = toDev(outCpu);
-      const call = { ...devOpts, out, returnLse: !!c.lse };
-      const res = mode === 'sync' ? blockSparseAttentionSync(qd, kd, vd, devMask, call) : await blockSparseAttention(qd, kd, vd, devMask, call);
-      const o = c.lse ? res.out : res;
-      try {
-        if (out) assert.strictEqual(o, out, 'the given out is returned');
-        assert.strictEqual(o.device, DEV);
-        assert.strictEqual(o.dtype, outDtype);
-        assert.deepStrictEqual([...o.shape], outShape);
-        const oh = o.toSync('cpu');
-        check(`${mode} out (${c.dtype} -> ${outDtype})`, relErr(oh, ref.out), tol, () => worst(oh, ref.out));
-        if (c.lse) {
-          assert.strictEqual(res.lse.device, DEV);
-          assert.strictEqual(res.lse.dtype, 'float32');
-          assert.deepStrictEqual([...res.lse.shape], [c.B, c.Hq, c.Sq]);
-          const lh = res.lse.toSync('cpu');
-          check(`${mode} lse`, lseErr(lh, ref.lse), LSE_TOL, () => worst(lh, ref.lse));
-        }
-      } finally {
-        disposeAll(o, c.lse ? res.lse : undefined);
-      }
-    }
+    await checkBothModes(c, outMode, outShape, outDtype, devOpts, ref, tol,
+      (mode, call) => (mode === 'sync' ? blockSparseAttentionSync(qd, kd, vd, devMask, call) : blockSparseAttention(qd, kd, vd, devMask, call)));
   } finally {
     disposeAll(qd, kd, vd, devMask.blocks, devOpts.bias, devOpts.mask);
   }
