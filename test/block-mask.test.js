@@ -5,8 +5,7 @@
 //
 // Replay a failure: ATTNKIT_SEED=<printed seed> npx jest test/block-mask.test.js -t '<name>'
 const { Tensor, AttnError } = require('..');
-// The package entry re-exports BlockMask once the blockSparseAttention op lands; the module is here.
-const { BlockMask, BlockState } = require('../dist/sparse/block-mask');
+const { BlockMask, BlockState } = require('..');
 const { attentionReference, blockSparseAttentionReference } = require('../dist/reference');
 const R = require('./helpers/random');
 const { relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
@@ -568,5 +567,15 @@ describe('bad input', () => {
     expect(err).toBeInstanceOf(AttnError);
     expect(err.code).toBe(code);
     expect(err.message).toMatch(msg);
+  });
+});
+
+describe('device placement', () => {
+  test("a builder's mask lives on the CPU; to('cpu') / toSync('cpu') return it as is, as Tensor.to does", async () => {
+    const m = BlockMask.causal({ seqLenQ: 70, seqLenK: 90, blockSize: [16, 32] });
+    expect(m.device).toBe('cpu');
+    expect(m.toSync('cpu')).toBe(m);
+    expect(await m.to('cpu')).toBe(m);
+    expect(() => m.toSync('gpu7')).toThrow(expect.objectContaining({ code: 'ERR_ATTN_DEVICE' }));
   });
 });

@@ -148,11 +148,45 @@ export class BlockMask {
   readonly seqLenQ: number;
   readonly seqLenK: number;
 
-  private constructor(data: Uint8Array, bm: number, hm: number, g: Geometry) {
-    this.blocks = Tensor.from(data, [bm, hm, g.nQB, g.nKB]);
+  // `blocks`: a Uint8Array [bm, hm, nQB, nKB] (builders), or a finished tensor (device copies).
+  private constructor(blocks: Uint8Array | Tensor, bm: number, hm: number, g: Geometry) {
+    this.blocks = blocks instanceof Tensor ? blocks : Tensor.from(blocks, [bm, hm, g.nQB, g.nKB]);
     this.blockSize = Object.freeze([g.bq, g.bk] as [number, number]);
     this.seqLenQ = g.seqLenQ;
     this.seqLenK = g.seqLenK;
+  }
+
+  /** Where `blocks` lives: 'cpu' (every builder) or a device, after to() / toSync(). */
+  get device(): string { return this.blocks.device; }
+
+  /**
+   * The same mask with its blocks copied to `device` ('cpu', 'cuda:0', ...): blockSparseAttention
+   * needs the blocks where q is (an op never copies behind your back). This mask is unchanged; a
+   * mask already on `device` is returned as is (as Tensor.to does).
+   */
+  async to(device: string): Promise<BlockMask> {
+    return this.#withBlocks(await this.blocks.to(device));
+  }
+
+  /** to(), on the calling thread. */
+  toSync(device: string): BlockMask {
+    return this.#withBlocks(this.blocks.toSync(device));
+  }
+
+  /** Frees a device copy's memory now (a finalizer would, later); the mask is unusable after. */
+  dispose(): void {
+    this.blocks.dispose();
+  }
+
+  #withBlocks(blocks: Tensor): BlockMask {
+    if (blocks === this.blocks) return this;
+    const [bm, hm, nQB, nKB] = blocks.shape;
+    return new BlockMask(blocks, bm, hm, { bq: this.blockSize[0], bk: this.blockSize[1], seqLenQ: this.seqLenQ, seqLenK: this.seqLenK, nQB, nKB });
+  }
+
+  // The states as host bytes (a CPU copy of a device mask's).
+  #hostStates(): Uint8Array {
+    return (this.blocks.device === 'cpu' ? this.blocks : this.blocks.toSync('cpu')).data as Uint8Array;
   }
 
   get numQueryBlocks(): number { return this.blocks.shape[2]; }
@@ -296,18 +330,19 @@ export class BlockMask {
 
   /** The fraction of nonzero (computed) entries of `blocks`, over its stored shape. */
   density(): number {
-    const a = this.blocks.data;
+    const a = this.#hostStates();
     let nz = 0;
     for (let i = 0; i < a.length; i++) if (a[i] !== 0) nz++;
     return a.length === 0 ? 0 : nz / a.length;
   }
 
-  /** A fresh uint8 copy of `blocks`. */
+  /** A fresh uint8 copy of `blocks`, on the CPU. */
   toDense(): Tensor {
-    return Tensor.from((this.blocks.data as Uint8Array).slice(), this.blocks.shape.slice(), { dtype: 'uint8' });
+    return Tensor.from(this.#hostStates().slice(), this.blocks.shape.slice(), { dtype: 'uint8' });
   }
 
-  /** Both masks compute the block: skip if either skips, full if both are full, else partial. */
+  /** Both masks compute the block: skip if either skips, full if both are full, else partial.
+   *  (Combined on the CPU; the result lives on this mask's device.) */
   and(other: BlockMask): BlockMask {
     return this.#combine('and', other, (x, y) => (x === 0 || y === 0 ? 0 : x === 2 && y === 2 ? 2 : 1));
   }
@@ -331,7 +366,7 @@ export class BlockMask {
     };
     const B = dim('Bm (dim 0)', b1, b2), H = dim('Hm (dim 1)', h1, h2);
     const nq = this.numQueryBlocks, nk = this.numKeyBlocks, plane = nq * nk;
-    const x = this.blocks.data, y = other.blocks.data;
+    const x = this.#hostStates(), y = other.#hostStates();
     const out = new Uint8Array(B * H * plane);
     for (let b = 0; b < B; b++)
       for (let h = 0; h < H; h++) {
@@ -340,6 +375,7 @@ export class BlockMask {
         const o = (b * H + h) * plane;
         for (let n = 0; n < plane; n++) out[o + n] = f(x[ox + n], y[oy + n]);
       }
-    return new BlockMask(out, B, H, { bq, bk, seqLenQ: this.seqLenQ, seqLenK: this.seqLenK, nQB: nq, nKB: nk });
+    const mask = new BlockMask(out, B, H, { bq, bk, seqLenQ: this.seqLenQ, seqLenK: this.seqLenK, nQB: nq, nKB: nk });
+    return this.device === 'cpu' ? mask : mask.toSync(this.device);
   }
 }

@@ -729,6 +729,36 @@ function smallBlocks(r) {
   return { ...c, blockMask: mask };
 }
 
+test('block-sparse device: BlockMask.to / toSync move the mask; results, density, toDense and and/or match the CPU mask', async () => {
+  const r = R.rng('block-sparse to device');
+  const c = smallBlocks(r);
+  const s0 = stats();
+  const onDev = c.blockMask.toSync(DEV);
+  const onDevAsync = await c.blockMask.to(DEV);
+  assert.strictEqual(onDev.device, DEV);
+  assert.strictEqual(c.blockMask.device, 'cpu', 'the CPU mask is unchanged');
+  assert.deepStrictEqual([...onDev.blockSize], [...c.blockMask.blockSize]);
+  assert.strictEqual(onDev.density(), c.blockMask.density());
+  assert.deepStrictEqual([...onDev.toDense().data], [...c.blockMask.toDense().data]);
+  const either = onDevAsync.or(onDev);
+  const both = onDev.and(either);
+  assert.strictEqual(both.device, DEV, 'and / or keep the device');
+  assert.deepStrictEqual([...both.toDense().data], [...c.blockMask.and(c.blockMask.or(c.blockMask)).toDense().data]);
+  const [q, k, v] = [c.q, c.k, c.v].map((t) => t.toSync(DEV));
+  const opts = { causal: true, returnLse: true };
+  const ref = blockSparseAttentionReference(c.q, c.k, c.v, c.blockMask, opts);
+  const res = blockSparseAttentionSync(q, k, v, onDevAsync, opts);
+  const oh = res.out.toSync('cpu');
+  check('out through a BlockMask moved with to()', relErr(oh, ref.out), tolFor('float32', 'float32'), () => worst(oh, ref.out));
+  disposeAll(res.out, res.lse, q, k, v);
+  onDev.dispose();
+  onDevAsync.dispose();
+  either.dispose();
+  both.dispose();
+  assert.strictEqual(stats().liveAllocations, s0.liveAllocations, 'dispose() freed every device copy');
+  expectCode(() => onDev.density(), 'ERR_ATTN_DISPOSED', /./);
+});
+
 test('block-sparse device: a blockMask on another device than q is ERR_ATTN_DEVICE naming blockMask (TS and native)', async () => {
   const r = R.rng('block-sparse mix');
   const c = smallBlocks(r);
