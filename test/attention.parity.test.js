@@ -6,7 +6,7 @@
 // Replay a failure: ATTNKIT_SEED=<printed seed> npx jest test/attention.parity.test.js -t '<name>'
 const { Tensor, attention, attentionSync } = require('..');
 const { attentionReference, attentionNaiveJs, attentionTunedJs } = require('../dist/reference');
-const { native } = require('../dist/native/binding');
+const { describeEachIsa } = require('./helpers/isa');
 const R = require('./helpers/random');
 const { TOL, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
 // The case table and its input builders live in a helper shared with the GPU suite (test/gpu/run.js).
@@ -56,23 +56,7 @@ const ISA_SUBSET = [
 ];
 for (const n of ISA_SUBSET) if (!byName.has(n)) throw new Error(`ISA subset names unknown case ${n}`);
 
-describe.each(['scalar', 'avx2', 'avx512'])('ISA %s', (isa) => {
-  const nat = native();
-  const best = nat.cpuInfo().bestIsa;
-  let active;
-  beforeAll(() => { active = nat.setIsa(isa); });
-  afterAll(() => { expect(nat.setIsa(best)).toBe(best); });
-  test('setIsa reports the ISA in use', () => {
-    expect(nat.cpuInfo().isa).toBe(active);
-    // it runs what was asked unless the machine lacks it
-    const rank = { scalar: 0, avx2: 1, avx512: 2 };
-    expect(rank[active]).toBe(Math.min(rank[isa], rank[best]));
-  });
-  test.each(ISA_SUBSET)(`[${isa}] %s`, async (name) => {
-    await runCase(byName.get(name), ['sync', 'async']);
-    expect(nat.cpuInfo().isa).toBe(active);
-  });
-});
+describeEachIsa(ISA_SUBSET, (name) => runCase(byName.get(name), ['sync', 'async']), { checkReported: true });
 
 // ---------------------------------------------------------------------------------------------
 describe('the oracle itself', () => {

@@ -19,11 +19,12 @@ const {
   Tensor, AttnError, BlockMask, attentionSync, blockSparseAttention, blockSparseAttentionSync, toFloat16, backendInfo, setNumThreads,
 } = require('..');
 const { blockSparseAttentionReference } = require('../dist/reference');
-const { native } = require('../dist/native/binding');
+const { describeEachIsa } = require('./helpers/isa');
 const R = require('./helpers/random');
 const { TOL, tolFor, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
 // The case builders of the fused-attention parity suite: the same inputs, layouts and options.
 const { buildInputs, buildOptions, DTYPES } = require('./helpers/parity-cases');
+const { expectRefusedBothWays } = require('./helpers/bad-input');
 
 R.announceSeed('block-sparse');
 
@@ -337,17 +338,7 @@ const ISA_SUBSET = [
 ];
 for (const n of ISA_SUBSET) if (!byName.has(n)) throw new Error(`ISA subset names unknown case ${n}`);
 
-describe.each(['scalar', 'avx2', 'avx512'])('ISA %s', (isa) => {
-  const nat = native();
-  const best = nat.cpuInfo().bestIsa;
-  let active;
-  beforeAll(() => { active = nat.setIsa(isa); });
-  afterAll(() => { expect(nat.setIsa(best)).toBe(best); });
-  test.each(ISA_SUBSET)(`[${isa}] %s`, async (name) => {
-    await runCase(byName.get(name));
-    expect(nat.cpuInfo().isa).toBe(active);
-  });
-});
+describeEachIsa(ISA_SUBSET, (name) => runCase(byName.get(name)));
 
 // Several 64-row query blocks per work item share each key tile, and classify it per block: the
 // kernel groups up to 4 when there are enough blocks per pool thread, so pin the pool to one thread.
@@ -778,15 +769,6 @@ describe('bad inputs', () => {
     ['signal already aborted, with returnLse and out', () => base({ opts: { signal: AbortSignal.abort(), returnLse: true, out: T([B, HQ, SQ, D]) } }), 'ERR_ATTN_ABORTED', /abort/i],
   ];
 
-  function checkError(err, code, mention, label) {
-    expect(err).toBeInstanceOf(AttnError);
-    expect(err).toBeInstanceOf(Error);
-    expect(err.name).toBe('AttnError');
-    if (err.code !== code) throw new Error(`${label}: expected ${code}, got ${err.code}: ${err.message}`);
-    expect(typeof err.message).toBe('string');
-    if (!mention.test(err.message)) throw new Error(`${label}: message does not name the argument (${mention}): ${err.message}`);
-  }
-
   test('the valid base call succeeds (the table is not vacuous)', async () => {
     const s = base();
     const out = blockSparseAttentionSync(s.q, s.k, s.v, s.bm, { causal: true });
@@ -801,20 +783,9 @@ describe('bad inputs', () => {
   });
 
   test.each(CASES.map(([name, build, code, mention]) => ({ name, build, code, mention })))('$name -> $code', async ({ name, build, code, mention }) => {
-    const s = build();
-    let syncErr, syncResult;
-    try { syncResult = blockSparseAttentionSync(s.q, s.k, s.v, s.bm, s.opts); } catch (e) { syncErr = e; }
-    if (syncErr === undefined) throw new Error(`${name}: blockSparseAttentionSync returned ${syncResult && syncResult.constructor.name} instead of throwing`);
-    checkError(syncErr, code, mention, `${name} (sync)`);
-
-    const a = build();
-    let promise, thrown;
-    try { promise = blockSparseAttention(a.q, a.k, a.v, a.bm, a.opts); } catch (e) { thrown = e; }
-    if (thrown !== undefined) throw new Error(`${name}: blockSparseAttention threw synchronously: ${thrown && thrown.message}`);
-    expect(require('util').types.isPromise(promise)).toBe(true);
-    const asyncErr = await promise.then(() => undefined, (e) => e);
-    if (asyncErr === undefined) throw new Error(`${name}: blockSparseAttention resolved instead of rejecting`);
-    checkError(asyncErr, code, mention, `${name} (async)`);
+    await expectRefusedBothWays(name, 'blockSparseAttention',
+      () => { const s = build(); return blockSparseAttentionSync(s.q, s.k, s.v, s.bm, s.opts); },
+      () => { const a = build(); return blockSparseAttention(a.q, a.k, a.v, a.bm, a.opts); }, code, mention);
   });
 
   test('a rejected call leaves the caller\'s out untouched', async () => {

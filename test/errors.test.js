@@ -5,6 +5,7 @@
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { Tensor, AttnError, attention, attentionSync, mergeAttentionStates, toFloat16 } = require('..');
+const { checkError, expectRefusedBothWays } = require('./helpers/bad-input');
 
 const CODES = ['ERR_ATTN_SHAPE', 'ERR_ATTN_DTYPE', 'ERR_ATTN_DEVICE', 'ERR_ATTN_ARGUMENT', 'ERR_ATTN_ABORTED',
   'ERR_ATTN_DISPOSED', 'ERR_ATTN_OOM', 'ERR_ATTN_CUDA_UNAVAILABLE', 'ERR_ATTN_NATIVE_LOAD'];
@@ -192,15 +193,6 @@ const CASES = [
   ['disposed mask', () => { const mask = T([SQ, SK], 'uint8'); mask.dispose(); return base({ opts: { mask } }); }, 'ERR_ATTN_DISPOSED', /mask/],
 ];
 
-function checkError(err, code, mention, label) {
-  expect(err).toBeInstanceOf(AttnError);
-  expect(err).toBeInstanceOf(Error);
-  expect(err.name).toBe('AttnError');
-  if (err.code !== code) throw new Error(`${label}: expected ${code}, got ${err.code}: ${err.message}`);
-  expect(typeof err.message).toBe('string');
-  if (!mention.test(err.message)) throw new Error(`${label}: message does not name the argument (${mention}): ${err.message}`);
-}
-
 describe('attention: the valid base call and near-miss options succeed (the table below is not vacuous)', () => {
   const near = [
     {}, { scale: 0 }, { scale: 0.25 }, { softcap: 0 }, { softcap: 30 }, { window: [-1, -1] }, { window: [0, 0] },
@@ -232,21 +224,8 @@ describe('attention: the valid base call and near-miss options succeed (the tabl
 
 describe('attention: bad inputs', () => {
   test.each(CASES.map(([name, build, code, mention]) => ({ name, build, code, mention })))('$name -> $code', async ({ name, build, code, mention }) => {
-    const s = build();
-    let syncErr;
-    let syncResult;
-    try { syncResult = attentionSync(s.q, s.k, s.v, s.opts); } catch (e) { syncErr = e; }
-    if (syncErr === undefined) throw new Error(`${name}: attentionSync returned ${syncResult && syncResult.constructor.name} instead of throwing`);
-    checkError(syncErr, code, mention, `${name} (sync)`);
-
-    const a = build();
-    let promise, thrown;
-    try { promise = attention(a.q, a.k, a.v, a.opts); } catch (e) { thrown = e; }
-    if (thrown !== undefined) throw new Error(`${name}: attention threw synchronously: ${thrown && thrown.message}`);
-    expect(require('util').types.isPromise(promise)).toBe(true);
-    const asyncErr = await promise.then(() => undefined, (e) => e);
-    if (asyncErr === undefined) throw new Error(`${name}: attention resolved instead of rejecting`);
-    checkError(asyncErr, code, mention, `${name} (async)`);
+    await expectRefusedBothWays(name, 'attention', () => { const s = build(); return attentionSync(s.q, s.k, s.v, s.opts); },
+      () => { const a = build(); return attention(a.q, a.k, a.v, a.opts); }, code, mention);
   });
 
   test('a rejected call leaves the caller\'s out untouched', async () => {

@@ -130,7 +130,7 @@ def sparse_rows(attnkit, flex, b=1, h=16, s=16384, d=128, block=128):
                     # Flex's BlockMask from the very same blocks, all full (no mask_mod needed);
                     # create_block_mask from a tensor-indexing mask_mod materialised [H, S, S].
                     from torch.nn.attention.flex_attention import BlockMask as FlexBlockMask
-                    full = states[:, :, :, :] == 2
+                    full = states == 2
                     full_num = full.sum(-1, dtype=torch.int32)
                     full_idx = torch.argsort((~full).to(torch.int8), dim=-1, stable=True).to(torch.int32)
                     zeros_num = torch.zeros_like(full_num)

@@ -230,14 +230,16 @@ static inline void attend_key_tile(const AttentionParams& p, const AttentionSegm
   } else if (kind == TileKind::Full) {
     bcast_gemm(nk, ncv, Kt, ks, 1, b.QT, D, ST, nullptr);
   } else {
+    // A mixed tile computes every score; the block states and options hide them afterwards.
     for (int64_t j = 0; j < nk; ++j) {
+      if (kind == TileKind::Mixed) {
+        lo[j] = 0, hi[j] = nq - 1;
+        continue;
+      }
       visible_queries(p, sg, j0 + j, &lo[j], &hi[j]);
       lo[j] = lo[j] < i0 ? 0 : lo[j] - i0;
       hi[j] = hi[j] > i1 - 1 ? nq - 1 : hi[j] - i0;
     }
-    // A mixed tile computes every score; the block states and options hide them afterwards.
-    if (kind == TileKind::Mixed)
-      for (int64_t j = 0; j < nk; ++j) lo[j] = 0, hi[j] = nq - 1;
     for (int64_t j = 0; j < nk; j += kTileRows) {
       const int64_t rr = nk - j < kTileRows ? nk - j : kTileRows;
       int64_t glo = nq, ghi = -1;

@@ -117,7 +117,7 @@ __device__ __forceinline__ void store_output_pair(const FusedAttentionProblem& p
 // The key tiles a CTA visits: first the sink prefix, then the main range (disjoint, see
 // visible_keys). Producer and consumers derive the same list from the same calls. With a block
 // mask the tiles are every BlockN keys of the segment (its full blocks may hold keys the options
-// hide), and tile_live() picks those to visit.
+// hide), and next_tile() picks those to visit.
 struct KeyTiles {
   KeyRange range;  // what the options leave visible
   int sink_tiles, total;
