@@ -4,9 +4,15 @@ export { Tensor, TensorFromOptions, TensorCreateOptions } from './tensor';
 export { attention, attentionSync, AttentionOptions, AttentionWithLse } from './ops/attention';
 export { blockSparseAttention, blockSparseAttentionSync, BlockMaskLike } from './ops/block-sparse';
 export {
+  neighborhoodAttention, neighborhoodAttentionSync, clearNeighborhoodCache, NeighborhoodAttentionOptions,
+} from './ops/neighborhood';
+export {
   BlockMask, BlockState, BlockRule, BlockMaskShape, BlockMaskDenseOptions, SlidingWindowOptions, DilatedOptions,
-  PerHeadShardsOptions, DocumentsOptions,
+  PerHeadShardsOptions, DocumentsOptions, BlockElements,
 } from './sparse/block-mask';
+export { NeighborhoodOptions } from './sparse/neighborhood';
+export { topkBlockAttention, topkBlockAttentionSync, TopkBlockAttentionOptions, TopkBlockResult } from './ops/topk';
+export { TopkBlockOptions } from './sparse/topk';
 export { mergeAttentionStates, AttentionState } from './ops/merge';
 export { backendInfo, setNumThreads, BackendInfo } from './info';
 export { CudaInfo, CudaDeviceInfo } from './native/binding';

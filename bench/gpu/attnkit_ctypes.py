@@ -20,14 +20,17 @@ class AttnkitCuda:
         import torch
         return {torch.bfloat16: abi.BF16, torch.float16: abi.F16, torch.float32: abi.F32}[t.dtype]
 
-    def prepare(self, q, k, v, out, causal=False, window=None, scale=None, stream=None, blocks=None, block_size=None):
+    def prepare(self, q, k, v, out, causal=False, window=None, scale=None, stream=None, blocks=None, block_size=None,
+                elements=None):
         """A call of out[:] = attention(q, k, v) on [B, H, S, D] torch CUDA tensors (any strides),
         with its argument struct built once, so timing it measures the library, not ctypes.
         stream=None: the blocking `attention`, which returns when the GPU is done (the library
         waits on its own stream). stream = a torch.cuda.Stream or a cudaStream_t int:
         `attention_on_stream` on it, which returns once the kernel is enqueued there.
         blocks: a uint8 torch CUDA tensor of block states [B|1, H|1, nQB, nKB] with block_size
-        (bq, bk): `block_sparse_attention` instead (blocking or on `stream` the same way)."""
+        (bq, bk): `block_sparse_attention` instead (blocking or on `stream` the same way).
+        elements: (index, bits) int32 torch CUDA tensors, the element bitmaps of the partial blocks
+        (index [1, 1, nQB, nKB], bits [n, bq, ceil(bk / 32)]): `block_sparse_attention_elements`."""
         a = abi.AttentionArgs()
         a.device = q.device.index or 0
         a.q = abi.as_cuda_tensor(q, self._dtype(q))
@@ -51,8 +54,22 @@ class AttnkitCuda:
                 bm.strides[i] = grid.stride(i)
             bm.block_q, bm.block_k = block_size
             keep += [bm, blocks]
-            entry, fn = "block_sparse_attention", self.api.block_sparse_attention
-            extra = (ctypes.byref(bm), ctypes.c_void_p(abi.stream_handle(stream)), ctypes.c_int32(stream is None))
+            tail = (ctypes.c_void_p(abi.stream_handle(stream)), ctypes.c_int32(stream is None))
+            if elements is not None:
+                index, bits = elements
+                em = abi.ElementMask()
+                em.index = index.data_ptr()
+                grid = index.expand(a.batch, a.heads_q, index.shape[2], index.shape[3])
+                for i in range(4):
+                    em.index_strides[i] = grid.stride(i)
+                em.bits = bits.data_ptr()
+                em.bitmaps = bits.shape[0]
+                keep += [em, index, bits]
+                entry, fn = "block_sparse_attention_elements", self.api.block_sparse_attention_elements
+                extra = (ctypes.byref(bm), ctypes.byref(em)) + tail
+            else:
+                entry, fn = "block_sparse_attention", self.api.block_sparse_attention
+                extra = (ctypes.byref(bm),) + tail
         elif stream is None:
             entry, fn, extra = "attention", self.api.attention, ()
         else:

@@ -177,6 +177,85 @@ def sparse_rows(attnkit, flex, b=1, h=16, s=16384, d=128, block=128):
     return rows
 
 
+def neighborhood_visible(hh, ww, kernel, qi, kj):
+    """NATTEN's 2D rule on flat token indices (tensors): the kernel x kernel window around the
+    query, shifted inward at the borders. The same expression serves Flex's mask_mod and the
+    dense mask attnkit's bitmaps are built from, so both run the same pattern."""
+    half = kernel // 2
+    qy, qx, ky, kx = qi // ww, qi % ww, kj // ww, kj % ww
+    sy = (qy - half).clamp(0, hh - kernel)
+    sx = (qx - half).clamp(0, ww - kernel)
+    return (ky >= sy) & (ky < sy + kernel) & (kx >= sx) & (kx < sx + kernel)
+
+
+def neighborhood_blocks(hh, ww, kernel, block):
+    """attnkit's element-bitmap block mask for 2D neighborhood attention, built on the GPU from the
+    dense [N, N] rule (what BlockMask.neighborhood builds on the host): states [1, 1, nb, nb],
+    index [1, 1, nb, nb] (-1 or the bitmap of a partial block), bits [n, block, block / 32]."""
+    n = hh * ww
+    nb = n // block
+    idx = torch.arange(n, device="cuda")
+    dense = neighborhood_visible(hh, ww, kernel, idx.view(-1, 1), idx.view(1, -1))
+    tiles = dense.view(nb, block, nb, block).permute(0, 2, 1, 3)  # [qb, kb, r, c]
+    count = tiles.sum((2, 3))
+    states = torch.where(count == 0, 0, torch.where(count == block * block, 2, 1)).to(torch.uint8)
+    partial = states == 1
+    index = torch.full((nb, nb), -1, dtype=torch.int32, device="cuda")
+    index[partial] = torch.arange(int(partial.sum()), dtype=torch.int32, device="cuda")
+    weights = (2 ** torch.arange(32, device="cuda", dtype=torch.int64))
+    words = (tiles[partial].view(-1, block, block // 32, 32).to(torch.int64) * weights).sum(-1)
+    bits = torch.where(words >= 2 ** 31, words - 2 ** 32, words).to(torch.int32).contiguous()
+    return states.view(1, 1, nb, nb), index.view(1, 1, nb, nb), bits, dense
+
+
+def neighborhood_rows(attnkit, flex, b=1, h=8, hh=128, ww=128, d=64, kernel=13, block=128):
+    """2D neighborhood attention (a 128 x 128 map, kernel 13, D64, H8, bf16): attnkit's block-
+    sparse call with element bitmaps against FlexAttention with the equivalent mask_mod (its
+    create_block_mask at the same block size), plus a spot check against masked SDPA."""
+    n = hh * ww
+    inputs = make_inputs(b, h, n, d, 3)
+    out = torch.empty_like(inputs[0][0])
+    stream = torch.cuda.current_stream()
+    states, index, bits, dense = neighborhood_blocks(hh, ww, kernel, block)
+    name = f"bf16 B{b} H{h} {hh}x{ww} D{d} neighborhood 2D kernel {kernel}"
+    row = {"name": name, "density": float((states > 0).float().mean()), "ms": {},
+           "flops": 4.0 * b * h * n * kernel * kernel * d}
+    impls = {}
+    calls = {id(q): attnkit.prepare(q, k, v, out, stream=stream, blocks=states, block_size=(block, block),
+                                    elements=(index, bits)) for q, k, v in inputs}
+    impls["attnkit"] = lambda q, k, v: calls[id(q)]()
+    if flex is not None:
+        compiled, create_block_mask = flex
+        try:
+            def mask_mod(bb, hh_, qi, kj):
+                return neighborhood_visible(hh, ww, kernel, qi, kj)
+            bm = create_block_mask(mask_mod, None, None, n, n, device="cuda", BLOCK_SIZE=block)
+            impls["flex"] = lambda q, k, v: compiled(q, k, v, block_mask=bm)
+        except Exception as e:  # noqa: BLE001
+            print(f"  flex failed: {str(e).splitlines()[0]}")
+    q, k, v = inputs[0]
+    calls[id(q)]()
+    torch.cuda.synchronize()
+    ref = F.scaled_dot_product_attention(q[0, :2].float(), k[0, :2].float(), v[0, :2].float(), attn_mask=dense)
+    row["max_abs_diff_vs_masked_sdpa"] = float((out[0, :2].float() - ref).abs().max())
+    del dense
+    row["ms"] = time_side_by_side(impls, inputs)
+    ms = row["ms"]
+    if ms.get("attnkit") and ms.get("flex"):
+        row["speedup_vs_flex"] = ms["flex"] / ms["attnkit"]
+    line = f"{name:60s} computed {row['density']:.3f}"
+    for k_, v_ in ms.items():
+        if v_:
+            line += f"  {k_} {v_:7.3f} ms"
+    if "speedup_vs_flex" in row:
+        line += f"  vs flex {row['speedup_vs_flex']:.2f}x"
+    line += f"  max diff {row['max_abs_diff_vs_masked_sdpa']:.1e}"
+    print(line, flush=True)
+    del inputs
+    torch.cuda.empty_cache()
+    return [row]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default=None, help="libattnkit_cuda.so: also time attnkit through its C ABI")
@@ -281,6 +360,8 @@ def main():
 
     if attnkit is not None and not args.quick:
         results["sparse_rows"] = sparse_rows(attnkit, flex)
+    if attnkit is not None:
+        results["neighborhood_rows"] = neighborhood_rows(attnkit, flex)
 
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)

@@ -37,17 +37,18 @@ export interface NativeBinding {
   cudaCopyOnDeviceAsync(dst: DeviceHandle, dstByteOffset: number, src: DeviceHandle, srcByteOffset: number, bytes: number): Promise<void>;
 }
 
-/** q, k, v, out, bias, mask, blockMask, alibiSlopes, sinkLogits, cuSeqlensQ, cuSeqlensK, lse,
- *  descriptor, abortFlag, index of the first argument over a resizable ArrayBuffer (-1: none; async
- *  only). Tensor slots (q, k, v, out, bias, mask, blockMask, lse) hold a device handle for device tensors. */
+/** q, k, v, out, bias, mask, blockMask, elementIndex, elementBits, alibiSlopes, sinkLogits, cuSeqlensQ,
+ *  cuSeqlensK, lse, descriptor, abortFlag, index of the first argument over a resizable ArrayBuffer
+ *  (-1: none; async only). Tensor slots (q, k, v, out, bias, mask, blockMask, elementIndex,
+ *  elementBits, lse) hold a device handle for device tensors. */
 export type AttentionArgs = [
   NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData | null, NativeTensorData | null,
-  NativeTensorData | null, Float32Array | null, Float32Array | null, Int32Array | null, Int32Array | null,
-  Float32Array | DeviceHandle | null, Float64Array, Int32Array | null, number,
+  NativeTensorData | null, NativeTensorData | null, NativeTensorData | null, Float32Array | null, Float32Array | null,
+  Int32Array | null, Int32Array | null, Float32Array | DeviceHandle | null, Float64Array, Int32Array | null, number,
 ];
 
 /** Where attention's argument list keeps the last tensor-or-array argument, the abort flag and the resizable index. */
-export const enum AttentionArg { LastData = 11, AbortFlag = 13, Resizable = 14 }
+export const enum AttentionArg { LastData = 13, AbortFlag = 15, Resizable = 16 }
 
 const packageRoot = path.join(__dirname, '..', '..');
 

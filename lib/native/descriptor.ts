@@ -7,10 +7,10 @@ import type { Tensor } from '../tensor';
 export const TENSOR_RECORD = 15; // dtype, rank, shape[6], strides[6], offset
 const MAX_RANK = 6;
 
-export const enum AttentionSlot { Q = 0, K, V, Out, Bias, Mask, BlockMask, Count }
+export const enum AttentionSlot { Q = 0, K, V, Out, Bias, Mask, BlockMask, ElementIndex, ElementBits, Count }
 export const enum AttentionOption {
   Scale = 0, HasScale, Causal, WindowLeft, WindowRight, HasWindow, Sinks, Softcap, HasBias, HasMask,
-  HasBlockMask, BlockQ, BlockK, Count,
+  HasBlockMask, BlockQ, BlockK, HasElementMask, Count,
 }
 export const ATTENTION_OPTIONS = AttentionSlot.Count * TENSOR_RECORD;
 export const ATTENTION_DESCRIPTOR_LENGTH = ATTENTION_OPTIONS + AttentionOption.Count;

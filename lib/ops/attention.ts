@@ -47,8 +47,15 @@ const EMPTY = new Float32Array(0);
 
 interface Marshalled { args: AttentionArgs; out: Tensor; lse: Tensor | undefined; signal: AbortSignal | undefined }
 
-/** What the kernels read of a BlockMask (lib/sparse/block-mask.ts): its block states and block size. */
-export interface BlockSparsity { blocks: Tensor; blockSize: readonly [number, number] }
+/**
+ * What the kernels read of a BlockMask (lib/sparse/block-mask.ts): its block states and block size,
+ * and optionally element bitmaps for its partial blocks (BlockMask.elements).
+ */
+export interface BlockSparsity {
+  blocks: Tensor;
+  blockSize: readonly [number, number];
+  elements?: { index: Tensor; bits: Tensor };
+}
 
 // Device tensors this call allocated (out, lse): disposed again if the call fails.
 function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions | undefined, owned: Tensor[],
@@ -65,6 +72,11 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   const given = optionalTensorArg('out', o.out);
   const blocks = sparsity ? tensorArg('blockMask.blocks', sparsity.blocks) : undefined;
   if (blocks) sameDevice('blockMask', blocks, 'q', q);
+  const elements = sparsity?.elements;
+  const elementIndex = elements ? tensorArg('blockMask.elementIndex', elements.index) : undefined;
+  const elementBits = elements ? tensorArg('blockMask.elementBits', elements.bits) : undefined;
+  if (elementIndex) sameDevice('blockMask.elementIndex', elementIndex, 'q', q);
+  if (elementBits) sameDevice('blockMask.elementBits', elementBits, 'q', q);
   if (bias) sameDevice('bias', bias, 'q', q);
   if (mask) sameDevice('mask', mask, 'q', q);
   if (given) sameDevice('out', given, 'q', q);
@@ -86,6 +98,8 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   if (bias) writeTensorRecord(d, AttentionSlot.Bias, bias, 'bias');
   if (mask) writeTensorRecord(d, AttentionSlot.Mask, mask, 'mask');
   if (blocks) writeTensorRecord(d, AttentionSlot.BlockMask, blocks, 'blockMask');
+  if (elementIndex) writeTensorRecord(d, AttentionSlot.ElementIndex, elementIndex, 'blockMask.elementIndex');
+  if (elementBits) writeTensorRecord(d, AttentionSlot.ElementBits, elementBits, 'blockMask.elementBits');
   const opt = ATTENTION_OPTIONS;
   d[opt + AttentionOption.HasScale] = o.scale === undefined ? 0 : 1;
   d[opt + AttentionOption.Scale] = numberArg('scale', o.scale, 0);
@@ -108,11 +122,13 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   d[opt + AttentionOption.HasBlockMask] = blocks ? 1 : 0;
   d[opt + AttentionOption.BlockQ] = sparsity ? sparsity.blockSize[0] : 0;
   d[opt + AttentionOption.BlockK] = sparsity ? sparsity.blockSize[1] : 0;
+  d[opt + AttentionOption.HasElementMask] = elementIndex ? 1 : 0;
 
   // alibiSlopes, sinkLogits and cuSeqlens stay host arrays for device calls too (the CUDA library copies them).
   const args: AttentionArgs = [
     q[kNative](), k[kNative](), v[kNative](), out[kNative](), bias ? bias[kNative]() : null, mask ? mask[kNative]() : null,
-    blocks ? blocks[kNative]() : null, float32ArrayArg('alibiSlopes', o.alibiSlopes), float32ArrayArg('sinkLogits', o.sinkLogits),
+    blocks ? blocks[kNative]() : null, elementIndex ? elementIndex[kNative]() : null, elementBits ? elementBits[kNative]() : null,
+    float32ArrayArg('alibiSlopes', o.alibiSlopes), float32ArrayArg('sinkLogits', o.sinkLogits),
     int32ArrayArg('cuSeqlensQ', o.cuSeqlensQ), int32ArrayArg('cuSeqlensK', o.cuSeqlensK),
     lse ? (lse[kNative]() as Float32Array) : null, d, null, -1,
   ];

@@ -2,5 +2,7 @@
 // native-vs-JS benchmark.
 export { attentionReference, ReferenceResult, PairState } from './attention';
 export { blockSparseAttentionReference } from './sparse';
+export { neighborhoodAttentionReference } from './neighborhood';
+export { topkBlockAttentionReference } from './topk';
 export { mergeReference, ReferenceState } from './merge';
 export { attentionNaiveJs, attentionTunedJs, FastJsShape } from './fast-js';

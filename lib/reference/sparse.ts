@@ -23,10 +23,18 @@ export function blockSparseAttentionReference(q: Tensor, k: Tensor, v: Tensor, b
     throw new AttnError('ERR_ATTN_SHAPE', `blockMask.blocks [${Bm}, ${Hm}, ${nQB}, ${nKB}] does not broadcast to [B, Hq] = [${B}, ${Hq}] (Bm and Hm must be 1 or equal)`);
   }
   const [bq, bk] = blockMask.blockSize;
-  const data = blockMask.blocks.data;
+  const data = blockMask.toDense().data;
+  // element bitmaps of partial blocks: a clear bit hides the pair, a set one leaves the options in charge
+  const index = blockMask.elements ? blockMask.elements.index.toSync('cpu').contiguous().data as Int32Array : undefined;
+  const bits = blockMask.elements ? blockMask.elements.bits.toSync('cpu').contiguous().data as Int32Array : undefined;
+  const words = Math.ceil(bk / 32);
   const pairState = (b: number, h: number, i: number, j: number): 0 | 1 | 2 => {
     const plane = (Bm === 1 ? 0 : b) * Hm + (Hm === 1 ? 0 : h);
-    return data[(plane * nQB + Math.floor(i / bq)) * nKB + Math.floor(j / bk)] as 0 | 1 | 2;
+    const block = (plane * nQB + Math.floor(i / bq)) * nKB + Math.floor(j / bk);
+    const state = data[block] as 0 | 1 | 2;
+    if (state !== 1 || !index || index[block] < 0) return state;
+    const c = j % bk, word = bits![(index[block] * bq + (i % bq)) * words + (c >>> 5)];
+    return (word >>> (c & 31)) & 1 ? 1 : 0;
   };
   return attentionReference(q, k, v, opts, pairState);
 }

@@ -1,5 +1,6 @@
 import { AttnError } from '../errors';
 import { Tensor } from '../tensor';
+import { NeighborhoodOptions, neighborhoodBlocks, neighborhoodRule } from './neighborhood';
 
 /** A block's state in `BlockMask.blocks` (a plain object, not a TS enum, so JavaScript callers see it too). */
 export const BlockState = Object.freeze({ Skip: 0, Partial: 1, Full: 2 } as const);
@@ -31,6 +32,13 @@ export interface SlidingWindowOptions { window: [left: number, right: number]; c
 export interface DilatedOptions { dilation: number; local?: number }
 export interface PerHeadShardsOptions { shards: number; localBlocks?: number }
 export interface DocumentsOptions { segmentIds: Int32Array; segmentIdsK?: Int32Array }
+
+/**
+ * Element bitmaps of a mask's partial blocks (BlockMask.elements): `index` int32 [Bm, Hm, nQB, nKB]
+ * names each block's bitmap (-1: none, the options alone decide); `bits` int32 [n, bq, ceil(bk / 32)]
+ * holds them row-major: bit c % 32 of word c / 32 of row r keeps pair (qb*bq + r, kb*bk + c).
+ */
+export interface BlockElements { index: Tensor; bits: Tensor }
 
 interface Geometry { bq: number; bk: number; seqLenQ: number; seqLenK: number; nQB: number; nKB: number }
 
@@ -147,13 +155,19 @@ export class BlockMask {
   readonly blockSize: readonly [number, number];
   readonly seqLenQ: number;
   readonly seqLenK: number;
+  /**
+   * Element bitmaps of the partial blocks, or undefined (neighborhood() builds them): a partial
+   * block with a bitmap computes a pair iff its bit is set and the options admit it.
+   */
+  readonly elements?: Readonly<BlockElements>;
 
   // `blocks`: a Uint8Array [bm, hm, nQB, nKB] (builders), or a finished tensor (device copies).
-  private constructor(blocks: Uint8Array | Tensor, bm: number, hm: number, g: Geometry) {
+  private constructor(blocks: Uint8Array | Tensor, bm: number, hm: number, g: Geometry, elements?: BlockElements) {
     this.blocks = blocks instanceof Tensor ? blocks : Tensor.from(blocks, [bm, hm, g.nQB, g.nKB]);
     this.blockSize = Object.freeze([g.bq, g.bk] as [number, number]);
     this.seqLenQ = g.seqLenQ;
     this.seqLenK = g.seqLenK;
+    if (elements) this.elements = Object.freeze({ ...elements });
   }
 
   /** Where `blocks` lives: 'cpu' (every builder) or a device, after to() / toSync(). */
@@ -165,23 +179,28 @@ export class BlockMask {
    * mask already on `device` is returned as is (as Tensor.to does).
    */
   async to(device: string): Promise<BlockMask> {
-    return this.#withBlocks(await this.blocks.to(device));
+    const e = this.elements;
+    const [blocks, index, bits] = await Promise.all([this.blocks.to(device), e?.index.to(device), e?.bits.to(device)]);
+    return this.#withTensors(blocks, e ? { index: index!, bits: bits! } : undefined);
   }
 
   /** to(), on the calling thread. */
   toSync(device: string): BlockMask {
-    return this.#withBlocks(this.blocks.toSync(device));
+    const e = this.elements;
+    return this.#withTensors(this.blocks.toSync(device), e ? { index: e.index.toSync(device), bits: e.bits.toSync(device) } : undefined);
   }
 
   /** Frees a device copy's memory now (a finalizer would, later); the mask is unusable after. */
   dispose(): void {
     this.blocks.dispose();
+    this.elements?.index.dispose();
+    this.elements?.bits.dispose();
   }
 
-  #withBlocks(blocks: Tensor): BlockMask {
+  #withTensors(blocks: Tensor, elements: BlockElements | undefined): BlockMask {
     if (blocks === this.blocks) return this;
     const [bm, hm, nQB, nKB] = blocks.shape;
-    return new BlockMask(blocks, bm, hm, { bq: this.blockSize[0], bk: this.blockSize[1], seqLenQ: this.seqLenQ, seqLenK: this.seqLenK, nQB, nKB });
+    return new BlockMask(blocks, bm, hm, { bq: this.blockSize[0], bk: this.blockSize[1], seqLenQ: this.seqLenQ, seqLenK: this.seqLenK, nQB, nKB }, elements);
   }
 
   // The states as host bytes (a CPU copy of a device mask's).
@@ -320,6 +339,26 @@ export class BlockMask {
     }), 1, 1, g);
   }
 
+  /**
+   * Neighborhood attention's pattern (NATTEN semantics, see neighborhoodAttention) over the
+   * row-major flattening of `spatial`: seqLenQ = seqLenK = its product. Exact: blocks with no
+   * neighbor pair are skipped, blocks of neighbors only are full, and every other block is partial
+   * with an element bitmap of its neighbor pairs (`elements`). Building costs one bit per neighbor
+   * pair (tokens x kernel volume); build once and reuse it.
+   */
+  static neighborhood(shape: NeighborhoodOptions & { blockSize: number | [number, number] }): BlockMask {
+    const what = 'BlockMask.neighborhood';
+    const o = optionsArg<NeighborhoodOptions & { blockSize: number | [number, number] }>(what, shape);
+    const rule = neighborhoodRule(what, o);
+    const g = geometry(what, { blockSize: o.blockSize, seqLenQ: rule.tokens, seqLenK: rule.tokens });
+    const nb = neighborhoodBlocks(rule, g.bq, g.bk);
+    const elements = {
+      index: Tensor.from(nb.index, [1, 1, g.nQB, g.nKB]),
+      bits: Tensor.from(nb.bits, [nb.count, g.bq, Math.ceil(g.bk / 32)]),
+    };
+    return new BlockMask(nb.states, 1, 1, g, elements);
+  }
+
   static #shape(what: string, shape: BlockMaskShape): Geometry {
     const o = optionsArg<BlockMaskShape>(what, shape);
     const g = geometry(what, o);
@@ -355,6 +394,9 @@ export class BlockMask {
   #combine(op: string, other: BlockMask, f: (x: number, y: number) => number): BlockMask {
     const what = `BlockMask.${op}`;
     if (!(other instanceof BlockMask)) fail('ERR_ATTN_ARGUMENT', `${what}: other must be a BlockMask`);
+    if (this.elements || other.elements) {
+      fail('ERR_ATTN_ARGUMENT', `${what}: masks with element bitmaps (BlockMask.neighborhood) cannot be combined yet; pass the other rule as attention options (causal, window, mask) instead`);
+    }
     const [bq, bk] = this.blockSize, [obq, obk] = other.blockSize;
     if (bq !== obq || bk !== obk || this.seqLenQ !== other.seqLenQ || this.seqLenK !== other.seqLenK) {
       fail('ERR_ATTN_ARGUMENT', `${what}: other must have the same blockSize and seqLenQ / seqLenK: [${bq}, ${bk}] for ${this.seqLenQ} x ${this.seqLenK} vs [${obq}, ${obk}] for ${other.seqLenQ} x ${other.seqLenK}`);

@@ -36,6 +36,18 @@ struct AttentionParams {
   Broadcast4 block_mask;
   int64_t block_q = 0, block_k = 0;
 
+  // Element masks inside partial blocks (a BlockMask with element bitmaps: neighborhoodAttention,
+  // or any rule finer than blocks). element_index (int32, broadcast like block_mask) names each
+  // block's bitmap, or -1 for none. Bitmap n holds block_q rows of element_words uint32 each:
+  // bit c % 32 of word c / 32 of row r keeps pair (qb * block_q + r, kb * block_k + c). A partial
+  // block with a bitmap computes a pair iff its bit is set and every option admits it; full and
+  // skipped blocks ignore bitmaps. Indices were checked against element_bitmaps (CPU), or are
+  // checked by the kernels (device memory): one out of range hides its block's pairs.
+  bool has_element_mask = false;
+  Broadcast4 element_index;
+  const uint32_t* element_bits = nullptr;
+  int64_t element_bitmaps = 0, element_words = 0;
+
   // Variable-length packing: batch == 1, num_segments segments; segment s owns query rows
   // [cu_q[s], cu_q[s+1]) and keys [cu_k[s], cu_k[s+1]). nullptr means ordinary batches.
   const int32_t* cu_seqlens_q = nullptr;

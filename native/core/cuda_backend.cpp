@@ -270,6 +270,15 @@ void cuda_attention(const AttentionParams& p, int device) {
              "rebuild it from this checkout (npm run build:cuda), or set ATTNKIT_CUDA_LIB to a libattnkit_cuda.so built "
              "from it, or run blockSparseAttention on CPU tensors");
   }
+  if (p.has_element_mask &&
+      !(ATTNKIT_CUDA_API_HAS(&api, block_sparse_attention_elements) && api.block_sparse_attention_elements)) {
+    const CudaStatus& st = cuda_status();
+    fail(ErrorCode::CudaUnavailable,
+         "blockSparseAttention with element bitmaps (neighborhoodAttention) on cuda:" + std::to_string(device) +
+             ": the CUDA library " + st.library_path + (st.build_info.empty() ? std::string() : " (" + st.build_info + ")") +
+             " is too old: its table has no block_sparse_attention_elements entry; rebuild it from this checkout "
+             "(npm run build:cuda), or set ATTNKIT_CUDA_LIB to a libattnkit_cuda.so built from it, or run it on CPU tensors");
+  }
   // No output element: nothing to do (and zero-sized tensors may hold no device pointer).
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   attnkit_cuda_attention_args a{};
@@ -314,6 +323,17 @@ void cuda_attention(const AttentionParams& p, int device) {
     blocks.block_q = p.block_q;
     blocks.block_k = p.block_k;
     // blocking = 1: the library's stream for `device`, then a wait, as `attention` does.
+    if (p.has_element_mask) {
+      attnkit_cuda_element_mask elements{};
+      elements.index = static_cast<const int32_t*>(p.element_index.data);
+      for (int d = 0; d < 4; ++d) elements.index_strides[d] = p.element_index.strides[d];
+      elements.bits = p.element_bits;
+      elements.bitmaps = p.element_bitmaps;
+      call("blockSparseAttention on cuda:" + std::to_string(device), [&](char* err, size_t len) {
+        return api.block_sparse_attention_elements(&a, &blocks, &elements, nullptr, 1, err, len);
+      });
+      return;
+    }
     call("blockSparseAttention on cuda:" + std::to_string(device),
          [&](char* err, size_t len) { return api.block_sparse_attention(&a, &blocks, nullptr, 1, err, len); });
     return;

@@ -72,6 +72,42 @@ void require_device(const char* name, int device, const char* ref_name, int ref_
                               device_name(ref_device) + "'))");
 }
 
+// A block mask's element bitmaps: elementIndex int32 with the blocks' broadcast shape, elementBits
+// int32 [n, blockQ, ceil(blockK / 32)] row-major (the kernels index it densely). Host indices are
+// checked here; device ones by the kernels, which treat an index out of range as an empty bitmap.
+void validate_element_mask(const AttentionRequest& r, const int64_t (&blocks)[4], AttentionParams& p) {
+  const TensorView& idx = r.element_index;
+  const TensorView& bits = r.element_bits;
+  if (idx.dtype != DType::Int32) fail(ErrorCode::DType, std::string("blockMask.elementIndex must be int32, got ") + dtype_name(idx.dtype));
+  if (bits.dtype != DType::Int32) fail(ErrorCode::DType, std::string("blockMask.elementBits must be int32 (bitmaps as 32-bit words), got ") + dtype_name(bits.dtype));
+  p.element_index = broadcast_to("blockMask.elementIndex", idx, blocks, "[B, Hq, ceil(Sq / blockQ), ceil(Sk / blockK)]");
+  const int64_t words = (p.block_k + 31) / 32;
+  if (bits.rank != 3 || bits.shape[1] != p.block_q || bits.shape[2] != words) {
+    shape_fail("blockMask.elementBits must have shape [n, blockQ, ceil(blockK / 32)] = [n, " + std::to_string(p.block_q) + ", " +
+               std::to_string(words) + "], got " + shape_str(bits));
+  }
+  if (!is_row_major(bits)) arg_fail("blockMask.elementBits must be contiguous (row-major)");
+  p.element_bits = static_cast<const uint32_t*>(bits.data);
+  p.element_bitmaps = bits.shape[0];
+  p.element_words = words;
+  p.has_element_mask = true;
+  if (idx.device >= 0) return;
+  int64_t n[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
+  for (int d = 0; d < idx.rank && d < 4; ++d) n[4 - idx.rank + d] = idx.shape[d], st[4 - idx.rank + d] = idx.strides[d];
+  const int32_t* data = static_cast<const int32_t*>(idx.data);
+  for (int64_t a = 0; a < n[0]; ++a)
+    for (int64_t b = 0; b < n[1]; ++b)
+      for (int64_t c = 0; c < n[2]; ++c)
+        for (int64_t e = 0; e < n[3]; ++e) {
+          const int32_t v = data[a * st[0] + b * st[1] + c * st[2] + e * st[3]];
+          if (v < -1 || v >= p.element_bitmaps) {
+            arg_fail("blockMask.elementIndex values must be -1 (no bitmap) or in [0, " + std::to_string(p.element_bitmaps) + "), got " +
+                     std::to_string(v) + " at [" + std::to_string(a) + ", " + std::to_string(b) + ", " + std::to_string(c) + ", " +
+                     std::to_string(e) + "]");
+          }
+        }
+}
+
 }  // namespace
 
 TensorView make_view(const char* name, const CallerBuffer& buf, const TensorDesc& desc) {
@@ -144,6 +180,10 @@ AttentionParams validate_attention(const AttentionRequest& r) {
   if (r.has_bias) require_device("bias", r.bias.device, "q", q.device);
   if (r.has_mask) require_device("mask", r.mask.device, "q", q.device);
   if (r.has_block_mask) require_device("blockMask", r.block_mask.device, "q", q.device);
+  if (r.has_block_mask && r.has_element_mask) {
+    require_device("blockMask.elementIndex", r.element_index.device, "q", q.device);
+    require_device("blockMask.elementBits", r.element_bits.device, "q", q.device);
+  }
   if (r.lse) require_device("lse", r.lse_device, "q", q.device);
   if (q.rank != 4) shape_fail("q must have rank 4 [B, Hq, Sq, D], got shape " + shape_str(q));
   if (k.rank != 4) shape_fail("k must have rank 4 [B, Hkv, Sk, D], got shape " + shape_str(k));
@@ -239,6 +279,7 @@ AttentionParams validate_attention(const AttentionRequest& r) {
     const int64_t blocks[4] = {p.batch, p.heads_q, (p.seq_q + p.block_q - 1) / p.block_q, (p.seq_k + p.block_k - 1) / p.block_k};
     p.block_mask = broadcast_to("blockMask", r.block_mask, blocks, "[B, Hq, ceil(Sq / blockQ), ceil(Sk / blockK)]");
     p.has_block_mask = true;
+    if (r.has_element_mask) validate_element_mask(r, blocks, p);
   }
   if (r.lse) {
     const int64_t n = p.batch * p.heads_q * p.seq_q;

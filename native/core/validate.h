@@ -52,6 +52,8 @@ struct AttentionRequest {
   bool has_block_mask = false;
   TensorView block_mask;
   double block_q = 0, block_k = 0;
+  bool has_element_mask = false;  // only with a block mask
+  TensorView element_index, element_bits;
   FloatArray alibi_slopes, sink_logits;
   Int32Array cu_seqlens_q, cu_seqlens_k;
   float* lse = nullptr;

@@ -548,7 +548,8 @@ cudaError_t dispatch_attention(const FusedAttentionProblem& p, const DeviceTrait
 // The one attention path: `attention` is this on the device's stream with a wait, and
 // `attention_on_stream` on the caller's stream without one.
 attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, const attnkit_cuda_block_mask* blocks,
-                                   const CallStream& where, char* err, size_t err_len) {
+                                   const attnkit_cuda_element_mask* elements, const CallStream& where, char* err,
+                                   size_t err_len) {
   if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
   const attnkit_cuda_attention_args& a = *args;
   attnkit_cuda_status s = check_attention_args(a, err, err_len);
@@ -569,6 +570,20 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
     for (int i = 0; i < 4; ++i) p.block_mask_stride[i] = blocks->strides[i];
     p.block_q = int(blocks->block_q);
     p.block_k = int(blocks->block_k);
+  }
+  if (elements) {
+    if (!blocks || elements->index == nullptr || elements->bitmaps < 0 || elements->bitmaps > kMaxExtent ||
+        (elements->bitmaps > 0 && elements->bits == nullptr))
+      return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "element mask needs a block mask, an index and 0 <= bitmaps <= %lld with bits",
+                  (long long)kMaxExtent);
+    p.element_index = elements->index;
+    for (int i = 0; i < 4; ++i) p.element_index_stride[i] = elements->index_strides[i];
+    p.element_bits = elements->bits;
+    p.element_bitmaps = int(elements->bitmaps);
+    p.element_words = (p.block_k + 31) / 32;
+    // Without bitmaps every index must be -1 or hides its block: the kernels still need a
+    // non-null pointer to know the mask is there.
+    if (!p.element_bits) p.element_bits = reinterpret_cast<const uint32_t*>(elements->index);
   }
   if (varlen) {
     s = check_cu_seqlens(a.cu_seqlens_q, a.num_segments, a.seq_q, "cu_seqlens_q", &p.max_seqlen_q, err, err_len);
@@ -703,18 +718,26 @@ attnkit_cuda_status api_copy_on_device(int32_t device, void* dst, const void* sr
   ATTNKIT_GUARDED(copy_impl(device, dst, src, bytes, cudaMemcpyDeviceToDevice, "copy on device", err, err_len))
 }
 attnkit_cuda_status api_attention(const attnkit_cuda_attention_args* args, char* err, size_t err_len) {
-  ATTNKIT_GUARDED(attention_impl(args, nullptr, kBlocking, err, err_len))
+  ATTNKIT_GUARDED(attention_impl(args, nullptr, nullptr, kBlocking, err, err_len))
 }
 attnkit_cuda_status api_attention_on_stream(const attnkit_cuda_attention_args* args, void* stream, char* err,
                                             size_t err_len) {
-  ATTNKIT_GUARDED(attention_impl(args, nullptr, CallStream{false, static_cast<cudaStream_t>(stream)}, err, err_len))
+  ATTNKIT_GUARDED(attention_impl(args, nullptr, nullptr, CallStream{false, static_cast<cudaStream_t>(stream)}, err, err_len))
 }
 attnkit_cuda_status api_block_sparse_attention(const attnkit_cuda_attention_args* args,
                                                const attnkit_cuda_block_mask* blocks, void* stream, int32_t blocking,
                                                char* err, size_t err_len) {
   if (blocks == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "blocks must not be NULL");
-  ATTNKIT_GUARDED(attention_impl(args, blocks, blocking ? kBlocking : CallStream{false, static_cast<cudaStream_t>(stream)},
-                                 err, err_len))
+  ATTNKIT_GUARDED(attention_impl(args, blocks, nullptr,
+                                 blocking ? kBlocking : CallStream{false, static_cast<cudaStream_t>(stream)}, err, err_len))
+}
+attnkit_cuda_status api_block_sparse_attention_elements(const attnkit_cuda_attention_args* args,
+                                                        const attnkit_cuda_block_mask* blocks,
+                                                        const attnkit_cuda_element_mask* elements, void* stream,
+                                                        int32_t blocking, char* err, size_t err_len) {
+  if (blocks == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "blocks must not be NULL");
+  ATTNKIT_GUARDED(attention_impl(args, blocks, elements,
+                                 blocking ? kBlocking : CallStream{false, static_cast<cudaStream_t>(stream)}, err, err_len))
 }
 attnkit_cuda_status api_merge_states(const attnkit_cuda_merge_args* args, char* err, size_t err_len) {
   ATTNKIT_GUARDED(merge_states_impl(args, err, err_len))
@@ -748,6 +771,7 @@ extern "C" __attribute__((visibility("default"))) const attnkit_cuda_api* attnki
         api_free,                 api_memset_zero,          api_copy_to_device,
         api_copy_to_host,         api_copy_on_device,       api_attention,
         api_merge_states,         api_attention_on_stream,  api_block_sparse_attention,
+        api_block_sparse_attention_elements,
     };
     return &api;
   } catch (...) {

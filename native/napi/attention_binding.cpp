@@ -21,16 +21,18 @@
 namespace attnkit {
 namespace {
 
-// Argument positions of attention(q, k, v, out, bias, mask, blockMask, alibiSlopes, sinkLogits,
-// cuSeqlensQ, cuSeqlensK, lse, descriptor, abortFlag, resizableArg). q, k, v, out, bias, mask,
-// blockMask and lse are each a TypedArray or a device storage handle; every tensor of a call on
-// one device (validate.cpp). blockSparseAttention is attention with a blockMask.
-enum { aQ = 0, aK, aV, aOut, aBias, aMask, aBlockMask, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aResizable, aCount };
-const char* const kArgNames[] = {"q", "k", "v", "out", "bias", "mask", "blockMask", "alibiSlopes", "sinkLogits", "cuSeqlensQ", "cuSeqlensK", "lse"};
+// Argument positions of attention(q, k, v, out, bias, mask, blockMask, elementIndex, elementBits,
+// alibiSlopes, sinkLogits, cuSeqlensQ, cuSeqlensK, lse, descriptor, abortFlag, resizableArg). q, k,
+// v, out, bias, mask, blockMask, elementIndex, elementBits and lse are each a TypedArray or a
+// device storage handle; every tensor of a call on one device (validate.cpp). blockSparseAttention
+// is attention with a blockMask (and its element bitmaps, if it has them).
+enum { aQ = 0, aK, aV, aOut, aBias, aMask, aBlockMask, aElementIndex, aElementBits, aAlibi, aSinkLogits, aCuQ, aCuK, aLse, aDesc, aAbort, aResizable, aCount };
+const char* const kArgNames[] = {"q", "k", "v", "out", "bias", "mask", "blockMask", "blockMask.elementIndex", "blockMask.elementBits",
+                                 "alibiSlopes", "sinkLogits", "cuSeqlensQ", "cuSeqlensK", "lse"};
 
 AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: attention binding needs 15 arguments");
+  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: attention binding needs 17 arguments");
   const double* d = descriptor_arg(env, info[aDesc], desc::kAttentionLength);
   const double* opt = d + desc::kOptions;
   AttentionRequest r;
@@ -47,6 +49,11 @@ AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
     r.block_mask = tensor_slot(env, info[aBlockMask], "blockMask", d, desc::kBlockMask);
     r.block_q = opt[desc::kBlockQ];
     r.block_k = opt[desc::kBlockK];
+    r.has_element_mask = opt[desc::kHasElementMask] != 0;
+    if (r.has_element_mask) {
+      r.element_index = tensor_slot(env, info[aElementIndex], "blockMask.elementIndex", d, desc::kElementIndex);
+      r.element_bits = tensor_slot(env, info[aElementBits], "blockMask.elementBits", d, desc::kElementBits);
+    }
   }
   r.alibi_slopes = float_array_arg(env, info[aAlibi], "alibiSlopes");
   r.sink_logits = float_array_arg(env, info[aSinkLogits], "sinkLogits");

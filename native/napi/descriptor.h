@@ -11,11 +11,11 @@ constexpr int kTensorRecord = 15;  // dtype, rank, shape[6], strides[6], offset
 constexpr int kDType = 0, kRank = 1, kShape = 2, kStrides = 8, kOffset = 14;
 
 // attention(): tensor records in this order, then the options
-enum AttentionSlot { kQ = 0, kK, kV, kOut, kBias, kMask, kBlockMask, kAttentionSlots };
+enum AttentionSlot { kQ = 0, kK, kV, kOut, kBias, kMask, kBlockMask, kElementIndex, kElementBits, kAttentionSlots };
 constexpr int kOptions = kAttentionSlots * kTensorRecord;
 enum AttentionOption {
   kScale = 0, kHasScale, kCausal, kWindowLeft, kWindowRight, kHasWindow, kSinks, kSoftcap, kHasBias, kHasMask,
-  kHasBlockMask, kBlockQ, kBlockK, kOptionCount
+  kHasBlockMask, kBlockQ, kBlockK, kHasElementMask, kOptionCount
 };
 constexpr int kAttentionLength = kOptions + kOptionCount;
 

@@ -44,6 +44,11 @@ class BlockMask(ctypes.Structure):
                 ("block_q", ctypes.c_int64), ("block_k", ctypes.c_int64)]
 
 
+class ElementMask(ctypes.Structure):
+    _fields_ = [("index", ctypes.c_void_p), ("index_strides", ctypes.c_int64 * 4),
+                ("bits", ctypes.c_void_p), ("bitmaps", ctypes.c_int64)]
+
+
 class MergeArgs(ctypes.Structure):
     _fields_ = [("device", ctypes.c_int32), ("parts", ctypes.c_int32), ("outs", ctypes.POINTER(CudaTensor)),
                 ("lses", ctypes.POINTER(ctypes.c_void_p)), ("out", CudaTensor), ("lse", ctypes.c_void_p)]
@@ -72,6 +77,10 @@ class Api(ctypes.Structure):
         # (args, blocks, stream, blocking)
         ("block_sparse_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ctypes.POINTER(BlockMask),
                                                      ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
+        # (args, blocks, elements, stream, blocking)
+        ("block_sparse_attention_elements", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ctypes.POINTER(BlockMask),
+                                                              ctypes.POINTER(ElementMask), ctypes.c_void_p, ctypes.c_int32,
+                                                              ERR, SIZE)),
     ]
 
 

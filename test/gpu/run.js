@@ -22,9 +22,12 @@ const root = path.join(__dirname, '..', '..');
 const attnkit = require(root);
 const {
   Tensor, AttnError, attention, attentionSync, blockSparseAttention, blockSparseAttentionSync, BlockMask, mergeAttentionStates,
+  neighborhoodAttention, neighborhoodAttentionSync, clearNeighborhoodCache, topkBlockAttention, topkBlockAttentionSync,
   backendInfo, toFloat16, toBFloat16,
 } = attnkit;
-const { attentionReference, blockSparseAttentionReference } = require(path.join(root, 'dist', 'reference'));
+const {
+  attentionReference, blockSparseAttentionReference, neighborhoodAttentionReference, topkBlockAttentionReference,
+} = require(path.join(root, 'dist', 'reference'));
 const { native } = require(path.join(root, 'dist', 'native', 'binding'));
 const R = require('../helpers/random');
 const { TOL, tolFor, relErr, lseErr, worst } = require('../helpers/compare');
@@ -362,7 +365,7 @@ test('device: mixing devices in one call is ERR_ATTN_DEVICE naming the argument 
   const { writeTensorRecord } = require(path.join(root, 'dist', 'native', 'descriptor'));
   const { kNative } = require(path.join(root, 'dist', 'tensor'));
   [d.q, c.k, d.v, d.out].forEach((t, i) => writeTensorRecord(desc, i, t, 'x'));
-  expectCode(() => native().attentionSync(d.q[kNative](), c.k.data, d.v[kNative](), d.out[kNative](), null, null, null, null, null, null, null, null, desc, null, -1),
+  expectCode(() => native().attentionSync(d.q[kNative](), c.k.data, d.v[kNative](), d.out[kNative](), null, null, null, null, null, null, null, null, null, null, desc, null, -1),
     'ERR_ATTN_DEVICE', /\bk\b is on cpu but q is on cuda/);
   // merge: parts on different devices
   const part = attentionSync(d.q, d.k, d.v, { returnLse: true });
@@ -394,7 +397,7 @@ test('device: disposed tensors in ops are ERR_ATTN_DISPOSED (TS and native)', as
   [d.q, d.k, d.v, d.out].forEach((t, i) => writeTensorRecord(desc, i, t, 'x'));
   const handles = [d.q, d.k, d.v, d.out].map((t) => t[kNative]());
   d.v.dispose();
-  expectCode(() => native().attentionSync(...handles, null, null, null, null, null, null, null, null, desc, null, -1), 'ERR_ATTN_DISPOSED', /\bv\b/);
+  expectCode(() => native().attentionSync(...handles, null, null, null, null, null, null, null, null, null, null, desc, null, -1), 'ERR_ATTN_DISPOSED', /\bv\b/);
   expectCode(() => native().cudaCopyToHost(new Uint8Array(4), 0, handles[2], 0, 4), 'ERR_ATTN_DISPOSED', /src/);
   disposeAll(...Object.values(d), part.out);
 });
@@ -722,6 +725,88 @@ async function runBlockCase(c) {
 }
 for (const c of blockCases) test(c.name, () => runBlockCase(c));
 
+// ---------------------------------------------------------------------------------------------
+// neighborhood attention: neighborhoodAttention(Sync) on the device (element bitmaps over 128 x 128
+// blocks: the sm_90 kernels' row-load path at D64 / D128, the generic kernel elsewhere) and
+// blockSparseAttention with neighborhood masks of odd block sizes (the per-element path), against
+// the float64 oracles
+// ---------------------------------------------------------------------------------------------
+const naCases = [];
+{
+  const na = (name, c) => naCases.push({ name: `neighborhood device: ${name}`, B: 1, Hq: 2, Hkv: 1, D: 64, dtype: 'bfloat16', lse: true, layout: 'bhsd', ...c });
+  for (const dtype of BLOCK_DTYPES) {
+    na(`2D 24x40 k=[7,13] D64 ${dtype}`, { rule: { spatial: [24, 40], kernelSize: [7, 13] }, dtype });
+    na(`1D L=700 k=65 dilation 2 causal D128 ${dtype}`, { rule: { spatial: [700], kernelSize: 65, dilation: 2, causal: true }, D: 128, dtype });
+  }
+  na('3D 8x8x12 k=[3,5,5] causal [f,t,f] D32 GQA 4/2', { rule: { spatial: [8, 8, 12], kernelSize: [3, 5, 5], causal: [false, true, false] }, D: 32, Hq: 4, Hkv: 2 });
+  na('2D 30x30 k=9 dilation [2,3] D128 bshd, softcap', { rule: { spatial: [30, 30], kernelSize: 9, dilation: [2, 3] }, D: 128, layout: 'bshd', o: { softcap: 4 } });
+  na('2D 16x33 k=5 D64 padded B=2, no lse', { rule: { spatial: [16, 33], kernelSize: 5 }, B: 2, layout: 'padded', lse: false, dtype: 'float16' });
+  for (const [D, bs] of [[64, [48, 80]], [128, [128, 64]], [64, [256, 128]]]) {
+    na(`blockSparse, neighborhood mask blocks ${JSON.stringify(bs)} D${D} + causal`, { rule: { spatial: [20, 30], kernelSize: [5, 7] }, D, blockSize: bs, o: { causal: true } });
+  }
+}
+
+async function runNeighborhoodCase(c) {
+  const r = R.rng(c.name);
+  const N = c.rule.spatial.reduce((a, b) => a * b, 1);
+  const q = R.randomTensor(r, [c.B, c.Hq, N, c.D], c.dtype, { layout: c.layout }).t;
+  const k = R.randomTensor(r, [c.B, c.Hkv, N, c.D], c.dtype, { layout: c.layout }).t;
+  const v = R.randomTensor(r, [c.B, c.Hkv, N, c.D], c.dtype, { layout: c.layout }).t;
+  const qd = toDev(q), kd = toDev(k), vd = toDev(v);
+  const shape = [c.B, c.Hq, N, c.D];
+  const cc = { ...c, Sq: N };
+  try {
+    if (c.blockSize) {
+      const mask = BlockMask.neighborhood({ ...c.rule, blockSize: c.blockSize });
+      const ref = blockSparseAttentionReference(q, k, v, mask, c.o || {});
+      const dm = mask.toSync(DEV);
+      try {
+        await checkBothModes(cc, 'strided', shape, c.dtype, { ...(c.o || {}) }, ref, tolFor(c.dtype),
+          (mode, call) => (mode === 'sync' ? blockSparseAttentionSync(qd, kd, vd, dm, call) : blockSparseAttention(qd, kd, vd, dm, call)));
+      } finally {
+        dm.dispose();
+      }
+    } else {
+      const ref = neighborhoodAttentionReference(q, k, v, { ...c.rule, ...(c.o || {}) });
+      await checkBothModes(cc, 'strided', shape, c.dtype, { ...c.rule, ...(c.o || {}) }, ref, tolFor(c.dtype),
+        (mode, call) => (mode === 'sync' ? neighborhoodAttentionSync(qd, kd, vd, call) : neighborhoodAttention(qd, kd, vd, call)));
+    }
+  } finally {
+    disposeAll(qd, kd, vd);
+    clearNeighborhoodCache();
+  }
+}
+for (const c of naCases) test(c.name, () => runNeighborhoodCase(c));
+
+// top-k block attention (MoBA) on the device: gating on the host, block-sparse attention on the
+// device; the output and the selected blocks against the float64 oracle
+const topkCases = [
+  { name: 'topk device: bs 128 topk 3 causal S=700 D128 bf16', B: 1, Hq: 4, Hkv: 2, D: 128, S: 700, bs: 128, topk: 3, causal: true, dtype: 'bfloat16' },
+  { name: 'topk device: bs 64 topk 4 S=500 D64 fp16 bshd', B: 2, Hq: 2, Hkv: 1, D: 64, S: 500, bs: 64, topk: 4, causal: false, dtype: 'float16', layout: 'bshd' },
+  { name: 'topk device: bs 48 topk 2 causal S=300 D32 fp32', B: 1, Hq: 2, Hkv: 2, D: 32, S: 300, bs: 48, topk: 2, causal: true, dtype: 'float32' },
+];
+for (const c of topkCases) {
+  test(c.name, async () => {
+    const r = R.rng(c.name);
+    const [q, k, v] = [c.Hq, c.Hkv, c.Hkv].map((h) => R.randomTensor(r, [c.B, h, c.S, c.D], c.dtype, { layout: c.layout || 'bhsd' }).t);
+    const o = { blockSize: c.bs, topk: c.topk, causal: c.causal };
+    const ref = topkBlockAttentionReference(q, k, v, o);
+    const qd = toDev(q), kd = toDev(k), vd = toDev(v);
+    try {
+      await checkBothModes({ ...c, Sq: c.S, lse: true }, 'strided', [c.B, c.Hq, c.S, c.D], c.dtype, o, ref, tolFor(c.dtype), async (mode, call) => {
+        const res = mode === 'sync' ? topkBlockAttentionSync(qd, kd, vd, { ...call, returnIndices: true })
+          : await topkBlockAttention(qd, kd, vd, { ...call, returnIndices: true });
+        assert.strictEqual(res.indices.device, DEV);
+        assert.deepStrictEqual(Array.from(res.indices.toSync('cpu').data), Array.from(ref.indices));
+        res.indices.dispose();
+        return { out: res.out, lse: res.lse };
+      });
+    } finally {
+      disposeAll(qd, kd, vd);
+    }
+  });
+}
+
 // A small problem with a block mask: [1, 4, 9, 16] x [1, 2, 11, 16], blocks [4, 4] (3 x 3 blocks).
 function smallBlocks(r) {
   const c = small(r);
@@ -781,21 +866,22 @@ test('block-sparse device: a blockMask on another device than q is ERR_ATTN_DEVI
   }
   assert.strictEqual(stats().liveAllocations, s0.liveAllocations + 1, 'only the device blocks are live: the refused calls freed their out / lse');
   // native refuses a mix on its own too (bypassing the TS checks); lib/native/descriptor.ts:
-  // slot 6 is the block mask's record, the last three options are HasBlockMask, BlockQ, BlockK.
+  // slot 6 is the block mask's record (7, 8 its element bitmaps'), the last four options are
+  // HasBlockMask, BlockQ, BlockK, HasElementMask.
   const { ATTENTION_DESCRIPTOR_LENGTH, ATTENTION_OPTIONS, TENSOR_RECORD, writeTensorRecord } = require(path.join(root, 'dist', 'native', 'descriptor'));
-  assert.strictEqual(ATTENTION_OPTIONS, 7 * TENSOR_RECORD, 'descriptor layout changed: update this test');
+  assert.strictEqual(ATTENTION_OPTIONS, 9 * TENSOR_RECORD, 'descriptor layout changed: update this test');
   const { kNative } = require(path.join(root, 'dist', 'tensor'));
   const desc = new Float64Array(ATTENTION_DESCRIPTOR_LENGTH);
   [q, k, v, out, null, null, c.blockMask.blocks].forEach((t, i) => { if (t) writeTensorRecord(desc, i, t, 'x'); });
-  desc[ATTENTION_DESCRIPTOR_LENGTH - 3] = 1;
+  desc[ATTENTION_DESCRIPTOR_LENGTH - 4] = 1;
+  desc[ATTENTION_DESCRIPTOR_LENGTH - 3] = 4;
   desc[ATTENTION_DESCRIPTOR_LENGTH - 2] = 4;
-  desc[ATTENTION_DESCRIPTOR_LENGTH - 1] = 4;
   const handles = [q, k, v, out].map((t) => t[kNative]());
-  expectCode(() => native().attentionSync(...handles, null, null, c.blockMask.blocks.data, null, null, null, null, null, desc, null, -1),
+  expectCode(() => native().attentionSync(...handles, null, null, c.blockMask.blocks.data, null, null, null, null, null, null, null, desc, null, -1),
     'ERR_ATTN_DEVICE', /\bblockMask\b is on cpu but q is on cuda/);
   // the same call with the device blocks goes through
   writeTensorRecord(desc, 6, devMask.blocks, 'x');
-  native().attentionSync(...handles, null, null, devMask.blocks[kNative](), null, null, null, null, null, desc, null, -1);
+  native().attentionSync(...handles, null, null, devMask.blocks[kNative](), null, null, null, null, null, null, null, desc, null, -1);
   const ref = blockSparseAttentionReference(c.q, c.k, c.v, c.blockMask);
   check('native call out', relErr(out.toSync('cpu'), ref.out), TOL.float32);
   disposeAll(q, k, v, out, devMask.blocks);

@@ -78,6 +78,16 @@ static inline uint8_t block_state(const AttentionParams& p, int64_t b, int64_t h
   return static_cast<const uint8_t*>(m.data)[b * m.strides[0] + h * m.strides[1] + qb * m.strides[2] + kb * m.strides[3]];
 }
 
+// Element bitmaps (AttentionParams::element_bits) of batch entry b, head h: the words of absolute
+// row `row` over block kb's keys, or nullptr when block (row / block_q, kb) has no bitmap (every
+// pair kept). Bit c % 32 of word c / 32 keeps key kb * block_k + c.
+static inline const uint32_t* element_row_bits(const AttentionParams& p, int64_t b, int64_t h, int64_t row, int64_t kb) {
+  const Broadcast4& ix = p.element_index;
+  const int64_t qb = row / p.block_q;
+  const int32_t n = static_cast<const int32_t*>(ix.data)[b * ix.strides[0] + h * ix.strides[1] + qb * ix.strides[2] + kb * ix.strides[3]];
+  return n < 0 ? nullptr : p.element_bits + (n * p.block_q + row - qb * p.block_q) * p.element_words;
+}
+
 // Which states the blocks under segment-local rows [i0, i1) x keys [j0, j1) take: a set of these bits.
 enum : int { kSomeSkipped = 1, kSomePartial = 2, kSomeFull = 4 };
 static inline int covered_block_states(const AttentionParams& p, const AttentionSegment& s, int64_t h, int64_t i0,

@@ -167,7 +167,11 @@ static inline TileKind classify_masked_tile(const AttentionParams& p, const Atte
   switch (covered_block_states(p, s, h, i0, i1, j0, j1)) {
     case kSomeSkipped: return TileKind::Skip;
     case kSomeFull: return TileKind::Full;
-    case kSomePartial: return classify_tile(p, s, i0, i1, j0, j1);
+    case kSomePartial: {
+      // element bitmaps of partial blocks hide pairs the options keep: never the fast full path
+      const TileKind k = classify_tile(p, s, i0, i1, j0, j1);
+      return k == TileKind::Full && p.has_element_mask ? TileKind::Partial : k;
+    }
     default: return TileKind::Mixed;
   }
 }
@@ -315,6 +319,28 @@ static inline void attend_key_tile(const AttentionParams& p, const AttentionSegm
         const int64_t col = sg.batch * M.strides[0] + h * M.strides[1] + (sg.k_start + j0 + j) * M.strides[3];
         for (int64_t i = 0; i < nq; ++i)
           if (!m[col + (sg.q_start + i0 + i) * M.strides[2]]) s[i] = neg_inf;
+      }
+    }
+  }
+
+  if (p.has_element_mask && kind != TileKind::Full) {
+    // Element bitmaps of the partial blocks (a mixed tile's full blocks keep every pair), one
+    // lookup per (row, key block).
+    for (int64_t i = 0; i < nq; ++i) {
+      const int64_t row = sg.q_start + i0 + i;
+      for (int64_t j = 0; j < nk;) {
+        const int64_t key = sg.k_start + j0 + j, kb = key / p.block_k;
+        const int64_t left = (kb + 1) * p.block_k - key;  // keys of this block from here
+        const int64_t run = nk - j < left ? nk - j : left;
+        const bool full = kind == TileKind::Mixed && block_state(p, sg.batch, h, row / p.block_q, kb) == kBlockFull;
+        const uint32_t* bits = full ? nullptr : element_row_bits(p, sg.batch, h, row, kb);
+        if (bits) {
+          for (int64_t r = 0; r < run; ++r) {
+            const int64_t c = key + r - kb * p.block_k;
+            if (!((bits[c / 32] >> (c % 32)) & 1u)) ST[(j + r) * kQueryBlock + i] = neg_inf;
+          }
+        }
+        j += run;
       }
     }
   }

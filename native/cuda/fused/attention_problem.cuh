@@ -51,6 +51,12 @@ struct FusedAttentionProblem {
   const uint8_t* block_mask;
   int64_t block_mask_stride[4];
   int block_q, block_k;
+  // Element bitmaps of partial blocks (attnkit_cuda_element_mask): element_index[block] names a
+  // bitmap of block_q rows x element_words words, or -1; nullptr: none.
+  const int32_t* element_index;
+  int64_t element_index_stride[4];
+  const uint32_t* element_bits;
+  int element_bitmaps, element_words;
 
   // Longest segment (varlen) or seq_q / seq_k: lets a launcher size its grid without reading the
   // device copies of cu_seqlens (FlashAttention's max_seqlen_q / max_seqlen_k).
@@ -94,6 +100,29 @@ __device__ __forceinline__ uint8_t block_state(const FusedAttentionProblem& p, c
   const int64_t qb = (s.q_start + i) / p.block_q, kb = (s.k_start + j) / p.block_k;
   return p.block_mask[s.batch * p.block_mask_stride[0] + h * p.block_mask_stride[1] + qb * p.block_mask_stride[2] +
                       kb * p.block_mask_stride[3]];
+}
+
+// The element bitmap words of segment-local row i over the key block holding segment-local key
+// j, or nullptr when that block has no bitmap (every pair kept); `hidden` is set when its index is
+// out of range (device memory the caller filled: never read past the bitmaps, hide the block).
+__device__ __forceinline__ const uint32_t* element_row_bits(const FusedAttentionProblem& p, const Segment& s, int h, int i,
+                                                            int j, bool* hidden) {
+  const int row = s.q_start + i, qb = row / p.block_q, kb = (s.k_start + j) / p.block_k;
+  const int n = p.element_index[s.batch * p.element_index_stride[0] + h * p.element_index_stride[1] +
+                                qb * p.element_index_stride[2] + kb * p.element_index_stride[3]];
+  *hidden = n >= p.element_bitmaps || n < -1;
+  if (n < 0 || *hidden) return nullptr;
+  return p.element_bits + (int64_t(n) * p.block_q + (row - qb * p.block_q)) * p.element_words;
+}
+
+// Whether a partial block's element bitmap keeps segment-local pair (i, j).
+__device__ __forceinline__ bool element_kept(const FusedAttentionProblem& p, const Segment& s, int h, int i, int j) {
+  if (!p.element_bits) return true;
+  bool hidden;
+  const uint32_t* bits = element_row_bits(p, s, h, i, j, &hidden);
+  if (!bits) return !hidden;
+  const int c = (s.k_start + j) % p.block_k;
+  return (bits[c / 32] >> (c % 32)) & 1u;
 }
 
 // Which states the mask's blocks under segment-local rows [i0, i1) x keys [j0, j1) take (both
@@ -248,6 +277,7 @@ __device__ __forceinline__ float modified_score(const FusedAttentionProblem& p, 
     if (st == kBlockFull) return x;
   }
   if (!key_visible(p, s, i, j)) return -__int_as_float(0x7f800000);
+  if (p.block_mask && !element_kept(p, s, h, i, j)) return -__int_as_float(0x7f800000);
   if (p.mask) {
     const int64_t at = s.batch * p.mask_stride[0] + h * p.mask_stride[1] + int64_t(s.q_start + i) * p.mask_stride[2] +
                        int64_t(s.k_start + j) * p.mask_stride[3];

@@ -442,7 +442,13 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
     auto softmax_tile = [&](int t, int states, float (&correction)[2]) {
       int j0, j_end;
       tile_keys<kBlockN>(tiles, seg, t, &j0, &j_end);
-      const bool full_tile = j_end - j0 == kBlockN &&
+      // Element bitmaps (kBlockMasks only): a partial block's bitmap may hide any pair, so such a
+      // tile is never full. Bitmap rows aligned with the tile are read as one uint4 per row (the
+      // fast path below); any other layout takes the per-element path.
+      const bool bits = kBlockMasks && p.element_bits != nullptr && (states & kSomePartial);
+      const bool bits_by_row = kBlockN == 128 && p.block_k == kBlockN && seg.k_start % kBlockN == 0 &&
+                               (reinterpret_cast<uintptr_t>(p.element_bits) & 15) == 0;
+      const bool full_tile = j_end - j0 == kBlockN && !bits &&
                              (states == kSomeFull || (states == kSomePartial && tile_fully_visible(p, seg, i0, i1, j0, j_end)));
       if (kScoreMods) {
         const BlockRule blocks = !kBlockMasks || states == kSomePartial ? kPartialBlocks
@@ -458,7 +464,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
             // rows past the segment read no bias / mask memory
             x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale, blocks) : neg_inf;
           }
-      } else if (!full_tile && ((states & kSomeSkipped) || ((states & kSomeFull) && (states & kSomePartial)))) {
+      } else if (!full_tile && ((states & kSomeSkipped) || ((states & kSomeFull) && (states & kSomePartial)) ||
+                                (bits && !bits_by_row))) {
         // A block mask's mixed tile (block edges inside it): each element by its block's state.
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -472,7 +479,8 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
               bool visible = false;
               if (i < seg.q_len && j < j_end) {  // rows past the segment read no mask memory
                 const uint8_t st = block_state(p, seg, h, i, j);
-                visible = st == kBlockFull || (st != kBlockSkip && (j < keys.sink_end || (j >= keys.begin && j < keys.end)));
+                visible = st == kBlockFull || (st != kBlockSkip && (j < keys.sink_end || (j >= keys.begin && j < keys.end)) &&
+                                               element_kept(p, seg, h, i, j));
               }
               if (!visible) s[nb * 4 + 2 * r + e] = neg_inf;
             }
@@ -487,12 +495,26 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           const RowKeys keys = states == kSomeFull ? RowKeys{0, 0, seg.k_len} : row_visible_keys(p, seg, i0 + rows[r]);
           const int base = j0 + col_in_block;
           const int sink_hi = min(keys.sink_end, j_end) - base, lo = keys.begin - base, hi = min(keys.end, j_end) - base;
+          // This row's bitmap words over the tile, shifted so that column c = nb * 8 + e is bit
+          // (nb % 4) * 8 + e of word nb / 4 (a compile-time position).
+          uint32_t w[4] = {~0u, ~0u, ~0u, ~0u};
+          if (bits && i0 + rows[r] < seg.q_len) {
+            bool hidden;
+            const uint32_t* row_bits = element_row_bits(p, seg, h, i0 + rows[r], j0, &hidden);
+            if (row_bits) {
+              const uint4 v = *reinterpret_cast<const uint4*>(row_bits);
+              w[0] = v.x >> col_in_block, w[1] = v.y >> col_in_block, w[2] = v.z >> col_in_block, w[3] = v.w >> col_in_block;
+            } else if (hidden) {
+              w[0] = w[1] = w[2] = w[3] = 0u;
+            }
+          }
 #pragma unroll
           for (int nb = 0; nb < kBlockN / 8; ++nb)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int c = nb * 8 + e;
-              if (!(c < sink_hi || (c >= lo && c < hi))) s[nb * 4 + 2 * r + e] = neg_inf;
+              const bool kept = kBlockN != 128 || ((w[(nb / 4) % 4] >> ((nb % 4) * 8 + e)) & 1u);
+              if (!(c < sink_hi || (c >= lo && c < hi)) || !kept) s[nb * 4 + 2 * r + e] = neg_inf;
             }
         }
       }

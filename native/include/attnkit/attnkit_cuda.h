@@ -108,6 +108,19 @@ typedef struct attnkit_cuda_block_mask {
   int64_t block_q, block_k;
 } attnkit_cuda_block_mask;
 
+/* Element bitmaps inside partial blocks (block_sparse_attention_elements): `index` (device int32,
+ * broadcast by its strides over the same block grid as the states) names each block's bitmap, or
+ * -1 for none; `bits` (device) holds `bitmaps` bitmaps of block_q rows x ceil(block_k / 32) uint32
+ * words, row-major: bit c % 32 of word c / 32 of row r keeps pair (qb * block_q + r, kb * block_k
+ * + c). A partial block with a bitmap computes a pair iff its bit is set and every option admits
+ * it; full and skipped blocks ignore bitmaps. An index outside [-1, bitmaps) hides its block. */
+typedef struct attnkit_cuda_element_mask {
+  const int32_t* index;
+  int64_t index_strides[4];
+  const uint32_t* bits;
+  int64_t bitmaps;
+} attnkit_cuda_element_mask;
+
 /* mergeAttentionStates over `parts` partial results, all on one device. outs[p]: [B, H, S, Dv]
  * any strides; lses[p]: contiguous [B, H, S] float32; out/lse likewise. */
 typedef struct attnkit_cuda_merge_args {
@@ -167,6 +180,12 @@ typedef struct attnkit_cuda_api {
   attnkit_cuda_status (*block_sparse_attention)(const attnkit_cuda_attention_args* args,
                                                 const attnkit_cuda_block_mask* blocks, void* stream, int32_t blocking,
                                                 char* err, size_t err_len);
+
+  /* block_sparse_attention with element bitmaps in the partial blocks (`elements` NULL: none). */
+  attnkit_cuda_status (*block_sparse_attention_elements)(const attnkit_cuda_attention_args* args,
+                                                         const attnkit_cuda_block_mask* blocks,
+                                                         const attnkit_cuda_element_mask* elements, void* stream,
+                                                         int32_t blocking, char* err, size_t err_len);
 } attnkit_cuda_api;
 
 /* Whether `api`'s table reaches entry `field` (struct_size covers it). */
