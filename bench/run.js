@@ -23,6 +23,7 @@ const verify = require('./lib/verify');
 const { formatTable, fmt, fmtPct, fmtErr, fmtRatio } = require('./lib/table');
 const { barChart } = require('./lib/svg');
 const { createProgress } = require('./lib/progress');
+const { runSparseCpu } = require('./sparse-cpu');
 
 // ---------------------------------------------------------------------------------------------
 // options
@@ -114,9 +115,9 @@ if (opts.only.length) {
   for (const cs of cases) if (chosen.has(cs.id) && cs.needs) chosen.add(cs.needs);
   cases = cases.filter((cs) => chosen.has(cs.id));
   runOverhead = hit('overhead');
-  if (!cases.length && !runOverhead) {
+  if (!cases.length && !runOverhead && !hit('sparse')) {
     process.stderr.write(`--only ${opts.only.join(', ')}: no case matches; cases are:\n` +
-      defineCases(opts.quick).map((cs) => `  ${cs.name}\n`).join('') + '  overhead\n');
+      defineCases(opts.quick).map((cs) => `  ${cs.name}\n`).join('') + '  overhead\n  sparse\n');
     process.exit(2);
   }
 }
@@ -543,6 +544,12 @@ async function main() {
     progress.start('call overhead B1 H1 S1 D64');
     overhead = await runOverheadCase();
   }
+  // The sparse family (bench/sparse-cpu.js): block-sparse, neighborhood and top-k against dense.
+  let sparse = null;
+  if (opts.only.length === 0 || opts.only.some((o) => 'sparse'.includes(o))) {
+    progress.start('sparse: block-sparse, neighborhood, top-k vs dense');
+    sparse = runSparseCpu(opts.quick ? { S: 2048, rounds: 3, side: 32, topk: 4 } : {});
+  }
   // Peak again at the end: the largest sample is the machine's peak, the spread is noise.
   machine.fmaPeakGflopsEnd = binding.fmaPeakGflops(300);
   machine.fmaPeakSamples.push(machine.fmaPeakGflopsEnd);
@@ -550,6 +557,10 @@ async function main() {
   machine.loadavgEnd = os.loadavg();
   for (const r of results) for (const p of r.peers) if (p.gflops) p.peakFraction = p.gflops / machine.fmaPeakGflops;
   const checks = acceptance(results, overhead);
+  for (const r of (sparse ?? []).filter((x) => x.kind === 'density')) {
+    checks.push({ name: `${r.name}: time / (d x dense)`, value: r.ratio, op: '<=', target: r.target, pass: r.ratio <= r.target,
+      detail: `${fmt(r.ms)} ms vs ${fmt(r.denseMs)} ms dense, d = ${fmt(r.computed, 3)} computed` });
+  }
   progress.done();
 
   // ----- stdout: table
@@ -607,6 +618,14 @@ async function main() {
     out.push(o('attentionSync({ out })', overhead.syncWithOut));
     out.push(o('await attention', overhead.async));
   }
+  if (sparse) {
+    out.push('');
+    out.push('sparse (float32, each against dense attention on its own inputs, interleaved):');
+    for (const r of sparse) {
+      out.push(`  ${r.name.padEnd(84)} ${fmt(r.ms).padStart(8)} ms   dense ${fmt(r.denseMs)} ms   computed ${fmt(r.computed, 3)}   ` +
+        `time / (computed x dense) ${fmt(r.ratio)}`);
+    }
+  }
   out.push('');
   out.push(`acceptance${opts.quick ? ' (--quick sizes: not the real targets\' sizes, indicative only)' : ''}:`);
   out.push(formatTable([
@@ -625,7 +644,7 @@ async function main() {
   fs.mkdirSync(opts.out, { recursive: true });
   const json = {
     benchmark: 'attnkit CPU', quick: opts.quick, only: opts.only, layout: opts.layout, machine, timing: TIMING,
-    naiveSeq: NAIVE_SEQ, jsHeads: JS_HEADS, tolerances: TOL, cases: results, overhead, acceptance: checks,
+    naiveSeq: NAIVE_SEQ, jsHeads: JS_HEADS, tolerances: TOL, cases: results, overhead, sparse, acceptance: checks,
     skipped: { onnxruntime: ortPeer ? null : ortError, js: jsPeers ? null : jsError },
   };
   const write = (file, text) => {
