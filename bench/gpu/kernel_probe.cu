@@ -76,7 +76,14 @@ struct Case {
   int bq = 0, bk = 0;     // block mask [1, Hq, nQB, nKB] with these block sizes (0: none)
   float density = 0.5f;   // its computed share: computed blocks are full or partial at random
   bool all_full = false;  // ... or all full (the timed rows)
+  // 2D neighborhood attention over a na_h x na_w map (Sq = Sk = na_h * na_w), kernel na_k, as
+  // 128 x 128 blocks (bq = bk = 128) with element bitmaps; na_mode 1: the same blocks without
+  // bitmaps (partial: only the bitmap cost differs), 2: all computed blocks full.
+  int na_h = 0, na_w = 0, na_k = 0, na_mode = 0;
 };
+
+// NATTEN's window start along one dim (centred, shifted inward at the borders).
+static int na_start(int c, int length, int kernel) { return std::min(std::max(c - kernel / 2, 0), length - kernel); }
 
 template <typename Fn>
 static void* device_copy(const std::vector<Fn>& host) {
@@ -155,6 +162,40 @@ static Built build(const Case& c, std::mt19937& rng) {
     for (auto& x : t) x = (rng() % 4) != 0;
     p.mask = static_cast<uint8_t*>(device_copy(t)); b.owned.push_back((void*)p.mask);
     p.mask_stride[0] = int64_t(c.Sq) * c.Sk; p.mask_stride[2] = c.Sk; p.mask_stride[3] = 1;
+  }
+  if (c.na_k > 0) {
+    const int n = c.na_h * c.na_w, nb = (n + 127) / 128, words = 4;
+    std::vector<uint8_t> states(size_t(nb) * nb, 0);
+    std::vector<int32_t> index(size_t(nb) * nb, -1);
+    std::vector<uint32_t> bits;
+    for (int qb = 0; qb < nb; ++qb) {
+      std::vector<std::vector<uint32_t>> maps(nb);
+      for (int i = qb * 128; i < std::min(n, qb * 128 + 128); ++i) {
+        const int y0 = na_start(i / c.na_w, c.na_h, c.na_k), x0 = na_start(i % c.na_w, c.na_w, c.na_k);
+        for (int y = y0; y < y0 + c.na_k; ++y)
+          for (int x = x0; x < x0 + c.na_k; ++x) {
+            const int j = y * c.na_w + x, kb = j / 128, col = j % 128;
+            if (maps[kb].empty()) maps[kb].assign(128 * words, 0u);
+            maps[kb][(i - qb * 128) * words + col / 32] |= 1u << (col % 32);
+          }
+      }
+      for (int kb = 0; kb < nb; ++kb) {
+        if (maps[kb].empty()) continue;
+        states[size_t(qb) * nb + kb] = c.na_mode == 2 ? 2 : 1;
+        if (c.na_mode != 0) continue;
+        index[size_t(qb) * nb + kb] = int32_t(bits.size() / (128 * words));
+        bits.insert(bits.end(), maps[kb].begin(), maps[kb].end());
+      }
+    }
+    p.block_mask = static_cast<uint8_t*>(device_copy(states)); b.owned.push_back((void*)p.block_mask);
+    p.block_mask_stride[2] = nb; p.block_mask_stride[3] = 1;
+    p.block_q = p.block_k = 128;
+    if (c.na_mode == 0) {
+      p.element_index = static_cast<int32_t*>(device_copy(index)); b.owned.push_back((void*)p.element_index);
+      p.element_index_stride[2] = nb; p.element_index_stride[3] = 1;
+      p.element_bits = static_cast<uint32_t*>(device_copy(bits)); b.owned.push_back((void*)p.element_bits);
+      p.element_bitmaps = int(bits.size() / (128 * words)); p.element_words = words;
+    }
   }
   if (c.bq > 0) {
     const int nqb = (c.Sq + c.bq - 1) / c.bq, nkb = (c.Sk + c.bk - 1) / c.bk;
@@ -261,6 +302,7 @@ static void time_case(const Case& c, std::mt19937& rng, const DeviceTraits& dev)
   if (c.causal) flops /= 2;
   if (c.wl >= 0) flops = 4.0 * c.B * c.Hq * double(c.Sq) * std::min(c.Sk, c.wl + 1) * c.D;
   if (c.bq > 0) flops *= c.density;  // about: the realised share of computed blocks varies a little
+  if (c.na_k > 0) flops = 4.0 * c.B * c.Hq * double(c.Sq) * c.na_k * c.na_k * c.D;  // useful pairs only
   std::printf("time %-5s %-44s %8.3f ms  %6.1f TFLOP/s\n", sm90 ? "sm90" : "sm80", c.name.c_str(), med, flops / med / 1e9);
   cudaFree(out);
   for (void* d : b.owned) cudaFree(d);
@@ -307,6 +349,8 @@ int main(int argc, char** argv) {
         { Case c = base("blocks 128 varlen causal 1x2x400x500", 1, 2, 2, 400, 500); c.bq = c.bk = 128; c.varlen = true; c.causal = true; cases.push_back(c); }
         { Case c = base("blocks 128 sparse 0.1 4x40x1000x1000 (many items)", 4, 40, 8, 1000, 1000); c.bq = c.bk = 128; c.density = 0.1f; cases.push_back(c); }
         if (D == 128) { Case c = base("blocks 96x128 softcap+alibi 1x2x300x333", 1, 2, 2, 300, 333); c.bq = 96; c.bk = 128; c.softcap = 5.f; c.alibi = true; cases.push_back(c); }
+        // element bitmaps (2D neighborhood, kernel 13 on a 24 x 40 map): the row-load path
+        { Case c = base("neighborhood 24x40 k13 1x4/2 (bitmaps)", 1, 4, 2, 960, 960); c.na_h = 24; c.na_w = 40; c.na_k = 13; cases.push_back(c); }
       }
     for (const Case& c : cases) failures += check_case(c, rng, dev);
     std::printf("kernel_probe check: %d failed of %zu\n", failures, cases.size());
@@ -323,6 +367,13 @@ int main(int argc, char** argv) {
     for (float d : {0.5f, 0.25f, 0.1f}) {
       Case c; c.B = 1; c.Hq = c.Hkv = 16; c.Sq = c.Sk = 16384; c.D = 128; c.bq = c.bk = 128; c.density = d; c.all_full = true;
       c.name = "bf16 B1 H16 S16384 D128 blocks 128 density " + std::to_string(d).substr(0, 4);
+      if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
+    }
+    // 2D neighborhood attention, 128 x 128 map, kernel 13, D64 H8: with bitmaps, the same blocks
+    // partial without bitmaps, and all full (what the bitmaps and the masking cost)
+    for (int mode : {0, 1, 2}) {
+      Case c; c.B = 1; c.Hq = c.Hkv = 8; c.Sq = c.Sk = 16384; c.D = 64; c.na_h = c.na_w = 128; c.na_k = 13; c.na_mode = mode;
+      c.name = std::string("bf16 B1 H8 128x128 D64 neighborhood k13 ") + (mode == 0 ? "bitmaps" : mode == 1 ? "partial, no bitmaps" : "full blocks");
       if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
     }
     Case w; w.B = 1; w.Hq = w.Hkv = 16; w.Sq = w.Sk = 16384; w.D = 128; w.causal = true; w.wl = 1024; w.wr = 0;

@@ -439,15 +439,58 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
     // correction[r] the factor the running output of row r must be scaled by.
     // states: the block mask's states under the tile (next_tile's); full blocks skip the option
     // tests, partial ones take them as usual.
-    auto softmax_tile = [&](int t, int states, float (&correction)[2]) {
+    // Per-row masks of a block mask's tile (kBlockMasks): when key blocks line up with the tiles
+    // (block_k == kBlockN, aligned), each row of a tile lies in one block, so a tile whose rows
+    // straddle blocks of different states (query blocks that do not match kBlockM) or whose
+    // partial blocks carry element bitmaps is masked row by row: per row its block's state and
+    // bitmap words, read when the tile is picked (load_row_masks), so their latency hides behind
+    // the K wait and Q K^T. Other layouts take the per-element path.
+    const bool rows_by_block = kBlockN == 128 && p.block_k == kBlockN && seg.k_start % kBlockN == 0;
+    const bool bits_aligned = (reinterpret_cast<uintptr_t>(p.element_bits) & 15) == 0;
+    auto mixed_states = [](int states) { return (states & kSomeSkipped) || ((states & kSomeFull) && (states & kSomePartial)); };
+    // w[r]: row r's bitmap words over tile t, shifted so that column c = nb * 8 + e is bit
+    // (nb % 4) * 8 + e of word nb / 4 (a compile-time position): all ones without a bitmap, all
+    // zeros in a skipped block. row_full[r]: the row's block is full (no option test).
+    auto load_row_masks = [&](int t, int states, uint32_t (&w)[2][4], bool (&row_full)[2]) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        w[r][0] = w[r][1] = w[r][2] = w[r][3] = ~0u;
+        row_full[r] = states == kSomeFull;
+      }
+      if (!kBlockMasks || kBlockN != 128 || !rows_by_block) return;
+      const bool mixed = mixed_states(states);
+      const bool bits = p.element_bits != nullptr && (states & kSomePartial) && bits_aligned;
+      if (!mixed && !bits) return;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int i = i0 + rows[r];
+        if (i >= seg.q_len) continue;  // rows past the segment: computed, never stored, no mask read
+        const uint8_t st = mixed ? block_state(p, seg, h, i, t * kBlockN) : uint8_t(1);
+        if (st == kBlockSkip) {
+          w[r][0] = w[r][1] = w[r][2] = w[r][3] = 0u;
+        } else if (st == kBlockFull) {
+          row_full[r] = true;
+        } else if (bits) {
+          row_full[r] = false;
+          bool hidden;
+          const uint32_t* row_bits = element_row_bits(p, seg, h, i, t * kBlockN, &hidden);
+          if (row_bits) {
+            const uint4 v = *reinterpret_cast<const uint4*>(row_bits);
+            w[r][0] = v.x >> col_in_block, w[r][1] = v.y >> col_in_block, w[r][2] = v.z >> col_in_block, w[r][3] = v.w >> col_in_block;
+          } else if (hidden) {
+            w[r][0] = w[r][1] = w[r][2] = w[r][3] = 0u;
+          }
+        } else {
+          row_full[r] = false;
+        }
+      }
+    };
+
+    auto softmax_tile = [&](int t, int states, float (&correction)[2], const uint32_t (&w)[2][4], const bool (&row_full)[2]) {
       int j0, j_end;
       tile_keys<kBlockN>(tiles, seg, t, &j0, &j_end);
-      // Element bitmaps (kBlockMasks only): a partial block's bitmap may hide any pair, so such a
-      // tile is never full. Bitmap rows aligned with the tile are read as one uint4 per row (the
-      // fast path below); any other layout takes the per-element path.
       const bool bits = kBlockMasks && p.element_bits != nullptr && (states & kSomePartial);
-      const bool bits_by_row = kBlockN == 128 && p.block_k == kBlockN && seg.k_start % kBlockN == 0 &&
-                               (reinterpret_cast<uintptr_t>(p.element_bits) & 15) == 0;
+      const bool by_row = kBlockMasks && kBlockN == 128 && rows_by_block && (!bits || bits_aligned);
       const bool full_tile = j_end - j0 == kBlockN && !bits &&
                              (states == kSomeFull || (states == kSomePartial && tile_fully_visible(p, seg, i0, i1, j0, j_end)));
       if (kScoreMods) {
@@ -464,8 +507,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
             // rows past the segment read no bias / mask memory
             x = j < j_end && i < seg.q_len ? modified_score(p, seg, h, i, j, x * p.scale, blocks) : neg_inf;
           }
-      } else if (!full_tile && ((states & kSomeSkipped) || ((states & kSomeFull) && (states & kSomePartial)) ||
-                                (bits && !bits_by_row))) {
+      } else if (!full_tile && (mixed_states(states) || bits) && !by_row) {
         // A block mask's mixed tile (block edges inside it): each element by its block's state.
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
@@ -492,28 +534,15 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         // mask's full blocks only masks the padding.
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const RowKeys keys = states == kSomeFull ? RowKeys{0, 0, seg.k_len} : row_visible_keys(p, seg, i0 + rows[r]);
+          const RowKeys keys = row_full[r] ? RowKeys{0, 0, seg.k_len} : row_visible_keys(p, seg, i0 + rows[r]);
           const int base = j0 + col_in_block;
           const int sink_hi = min(keys.sink_end, j_end) - base, lo = keys.begin - base, hi = min(keys.end, j_end) - base;
-          // This row's bitmap words over the tile, shifted so that column c = nb * 8 + e is bit
-          // (nb % 4) * 8 + e of word nb / 4 (a compile-time position).
-          uint32_t w[4] = {~0u, ~0u, ~0u, ~0u};
-          if (bits && i0 + rows[r] < seg.q_len) {
-            bool hidden;
-            const uint32_t* row_bits = element_row_bits(p, seg, h, i0 + rows[r], j0, &hidden);
-            if (row_bits) {
-              const uint4 v = *reinterpret_cast<const uint4*>(row_bits);
-              w[0] = v.x >> col_in_block, w[1] = v.y >> col_in_block, w[2] = v.z >> col_in_block, w[3] = v.w >> col_in_block;
-            } else if (hidden) {
-              w[0] = w[1] = w[2] = w[3] = 0u;
-            }
-          }
 #pragma unroll
           for (int nb = 0; nb < kBlockN / 8; ++nb)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int c = nb * 8 + e;
-              const bool kept = kBlockN != 128 || ((w[(nb / 4) % 4] >> ((nb % 4) * 8 + e)) & 1u);
+              const bool kept = kBlockN != 128 || ((w[r][(nb / 4) % 4] >> ((nb % 4) * 8 + e)) & 1u);
               if (!(c < sink_hi || (c >= lo && c < hi)) || !kept) s[nb * 4 + 2 * r + e] = neg_inf;
             }
         }
@@ -556,18 +585,22 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
       if (kOverlapSoftmax) {
         // prologue: the first tile alone
         const int first = tile_count % kStages;
+        uint32_t w[2][4];
+        bool row_full[2];
+        load_row_masks(first_tile, states, w, row_full);
         mbarrier_wait(&k_full[first], (tile_count / kStages) & 1);
         wgmma_fence();
         issue_qk(first);
         wgmma_wait<0>();
         fence_registers(s);
         mbarrier_arrive(&k_empty[first]);
-        softmax_tile(first_tile, states, correction);
+        softmax_tile(first_tile, states, correction, w, row_full);
         convert_p();
         n = 1;
         for (int t = next(); t < tiles.total; t = next(), ++n) {
           const int c = tile_count + n;
           const int stage = c % kStages, prev = (c - 1) % kStages;
+          load_row_masks(t, states, w, row_full);
           mbarrier_wait(&k_full[stage], (c / kStages) & 1);
           wgmma_fence();
           issue_qk(stage);
@@ -576,7 +609,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           wgmma_wait<1>();  // S(t) is in; O += P(t-1) V(t-1) may still run
           fence_registers(s);
           mbarrier_arrive(&k_empty[stage]);
-          softmax_tile(t, states, correction);
+          softmax_tile(t, states, correction, w, row_full);
           wgmma_wait<0>();
           fence_registers(o);
           mbarrier_arrive(&v_empty[prev]);
@@ -596,12 +629,15 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           const int c = tile_count + n;
           const int stage = c % kStages;
           const uint32_t phase = (c / kStages) & 1;
+          uint32_t w[2][4];
+          bool row_full[2];
+          load_row_masks(t, states, w, row_full);
           mbarrier_wait(&k_full[stage], phase);
           wgmma_fence();
           issue_qk(stage);
           wgmma_wait<0>();
           fence_registers(s);
-          softmax_tile(t, states, correction);
+          softmax_tile(t, states, correction, w, row_full);
           rescale_output(correction);
           convert_p();
           mbarrier_wait(&v_full[stage], phase);
