@@ -448,9 +448,10 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
     const bool rows_by_block = kBlockN == 128 && p.block_k == kBlockN && seg.k_start % kBlockN == 0;
     const bool bits_aligned = (reinterpret_cast<uintptr_t>(p.element_bits) & 15) == 0;
     auto mixed_states = [](int states) { return (states & kSomeSkipped) || ((states & kSomeFull) && (states & kSomePartial)); };
-    // w[r]: row r's bitmap words over tile t, shifted so that column c = nb * 8 + e is bit
-    // (nb % 4) * 8 + e of word nb / 4 (a compile-time position): all ones without a bitmap, all
-    // zeros in a skipped block. row_full[r]: the row's block is full (no option test).
+    // w[r]: row r's bitmap words over tile t (bit c % 32 of word c / 32: column c): all ones
+    // without a bitmap, all zeros in a skipped block. Left as loaded: the first use waits for the
+    // load, so softmax_tile shifts them, after Q K^T. row_full[r]: the row's block is full (no
+    // option test).
     auto load_row_masks = [&](int t, int states, uint32_t (&w)[2][4], bool (&row_full)[2]) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
@@ -476,7 +477,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           const uint32_t* row_bits = element_row_bits(p, seg, h, i, t * kBlockN, &hidden);
           if (row_bits) {
             const uint4 v = *reinterpret_cast<const uint4*>(row_bits);
-            w[r][0] = v.x >> col_in_block, w[r][1] = v.y >> col_in_block, w[r][2] = v.z >> col_in_block, w[r][3] = v.w >> col_in_block;
+            w[r][0] = v.x, w[r][1] = v.y, w[r][2] = v.z, w[r][3] = v.w;
           } else if (hidden) {
             w[r][0] = w[r][1] = w[r][2] = w[r][3] = 0u;
           }
@@ -537,12 +538,15 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           const RowKeys keys = row_full[r] ? RowKeys{0, 0, seg.k_len} : row_visible_keys(p, seg, i0 + rows[r]);
           const int base = j0 + col_in_block;
           const int sink_hi = min(keys.sink_end, j_end) - base, lo = keys.begin - base, hi = min(keys.end, j_end) - base;
+          // this thread's columns: c = nb * 8 + e is bit (nb % 4) * 8 + e of word nb / 4 (a
+          // compile-time position); the shift keeps bits 0..25 of an all-ones word set
+          const uint32_t ws[4] = {w[r][0] >> col_in_block, w[r][1] >> col_in_block, w[r][2] >> col_in_block, w[r][3] >> col_in_block};
 #pragma unroll
           for (int nb = 0; nb < kBlockN / 8; ++nb)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int c = nb * 8 + e;
-              const bool kept = kBlockN != 128 || ((w[r][(nb / 4) % 4] >> ((nb % 4) * 8 + e)) & 1u);
+              const bool kept = kBlockN != 128 || ((ws[(nb / 4) % 4] >> ((nb % 4) * 8 + e)) & 1u);
               if (!(c < sink_hi || (c >= lo && c < hi)) || !kept) s[nb * 4 + 2 * r + e] = neg_inf;
             }
         }
