@@ -94,6 +94,24 @@ def window_block_states(nb, block, window):
     return torch.where(full, 2, torch.where(none, 0, 1)).to(torch.uint8)
 
 
+def report_sparse_row(row, computed):
+    """Adds the speed-up over Flex to a sparse row and prints it on one line."""
+    ms = row["ms"]
+    if ms.get("attnkit") and ms.get("flex"):
+        row["speedup_vs_flex"] = ms["flex"] / ms["attnkit"]
+    line = f"{row['name']:60s} computed {computed:.3f}"
+    for k_, v_ in ms.items():
+        if v_:
+            line += f"  {k_} {v_:7.3f} ms"
+    if "time_over_density_x_dense" in row:
+        line += f"  time / (d x dense) {row['time_over_density_x_dense']:.2f}"
+    if "speedup_vs_flex" in row:
+        line += f"  vs flex {row['speedup_vs_flex']:.2f}x"
+    if "max_abs_diff_vs_masked_sdpa" in row:
+        line += f"  max diff {row['max_abs_diff_vs_masked_sdpa']:.1e}"
+    print(line, flush=True)
+
+
 def sparse_rows(attnkit, flex, b=1, h=16, s=16384, d=128, block=128):
     """Block-sparse rows: random full-block masks at densities 0.5 / 0.25 / 0.1 (attnkit's block-
     sparse call against its own dense call on the same inputs: the target is <= 1.25 x density x
@@ -158,19 +176,7 @@ def sparse_rows(attnkit, flex, b=1, h=16, s=16384, d=128, block=128):
         ms = row["ms"]
         if ms.get("attnkit") and ms.get("attnkit_dense"):
             row["time_over_density_x_dense"] = ms["attnkit"] / (computed * ms["attnkit_dense"])
-        if ms.get("attnkit") and ms.get("flex"):
-            row["speedup_vs_flex"] = ms["flex"] / ms["attnkit"]
-        line = f"{name:60s} computed {computed:.3f}"
-        for k_, v_ in ms.items():
-            if v_:
-                line += f"  {k_} {v_:7.3f} ms"
-        if "time_over_density_x_dense" in row:
-            line += f"  time / (d x dense) {row['time_over_density_x_dense']:.2f}"
-        if "speedup_vs_flex" in row:
-            line += f"  vs flex {row['speedup_vs_flex']:.2f}x"
-        if "max_abs_diff_vs_masked_sdpa" in row:
-            line += f"  max diff {row['max_abs_diff_vs_masked_sdpa']:.1e}"
-        print(line, flush=True)
+        report_sparse_row(row, computed)
         rows.append(row)
     del inputs
     torch.cuda.empty_cache()
@@ -240,17 +246,7 @@ def neighborhood_rows(attnkit, flex, b=1, h=8, hh=128, ww=128, d=64, kernel=13, 
     row["max_abs_diff_vs_masked_sdpa"] = float((out[0, :2].float() - ref).abs().max())
     del dense
     row["ms"] = time_side_by_side(impls, inputs)
-    ms = row["ms"]
-    if ms.get("attnkit") and ms.get("flex"):
-        row["speedup_vs_flex"] = ms["flex"] / ms["attnkit"]
-    line = f"{name:60s} computed {row['density']:.3f}"
-    for k_, v_ in ms.items():
-        if v_:
-            line += f"  {k_} {v_:7.3f} ms"
-    if "speedup_vs_flex" in row:
-        line += f"  vs flex {row['speedup_vs_flex']:.2f}x"
-    line += f"  max diff {row['max_abs_diff_vs_masked_sdpa']:.1e}"
-    print(line, flush=True)
+    report_sparse_row(row, row["density"])
     del inputs
     torch.cuda.empty_cache()
     return [row]

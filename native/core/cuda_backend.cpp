@@ -322,20 +322,19 @@ void cuda_attention(const AttentionParams& p, int device) {
     for (int d = 0; d < 4; ++d) blocks.strides[d] = p.block_mask.strides[d];
     blocks.block_q = p.block_q;
     blocks.block_k = p.block_k;
-    // blocking = 1: the library's stream for `device`, then a wait, as `attention` does.
+    attnkit_cuda_element_mask elements{};
     if (p.has_element_mask) {
-      attnkit_cuda_element_mask elements{};
       elements.index = static_cast<const int32_t*>(p.element_index.data);
       for (int d = 0; d < 4; ++d) elements.index_strides[d] = p.element_index.strides[d];
       elements.bits = p.element_bits;
       elements.bitmaps = p.element_bitmaps;
-      call("blockSparseAttention on cuda:" + std::to_string(device), [&](char* err, size_t len) {
-        return api.block_sparse_attention_elements(&a, &blocks, &elements, nullptr, 1, err, len);
-      });
-      return;
     }
-    call("blockSparseAttention on cuda:" + std::to_string(device),
-         [&](char* err, size_t len) { return api.block_sparse_attention(&a, &blocks, nullptr, 1, err, len); });
+    // blocking = 1: the library's stream for `device`, then a wait, as `attention` does. The
+    // older entry serves masks without bitmaps, so a library from before bitmaps still runs them.
+    call("blockSparseAttention on cuda:" + std::to_string(device), [&](char* err, size_t len) {
+      return p.has_element_mask ? api.block_sparse_attention_elements(&a, &blocks, &elements, nullptr, 1, err, len)
+                                : api.block_sparse_attention(&a, &blocks, nullptr, 1, err, len);
+    });
     return;
   }
   call("attention on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.attention(&a, err, len); });
