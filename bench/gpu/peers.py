@@ -94,6 +94,17 @@ def window_block_states(nb, block, window):
     return torch.where(full, 2, torch.where(none, 0, 1)).to(torch.uint8)
 
 
+def add_flex(impls, flex, make_mask):
+    """impls["flex"]: compiled flex_attention over the BlockMask make_mask(create_block_mask)
+    builds once; a failure to build it is printed and leaves Flex out of the row."""
+    compiled, create_block_mask = flex
+    try:
+        bm = make_mask(create_block_mask)
+        impls["flex"] = lambda q, k, v: compiled(q, k, v, block_mask=bm)
+    except Exception as e:  # noqa: BLE001
+        print(f"  flex failed: {str(e).splitlines()[0]}")
+
+
 def report_sparse_row(row, computed):
     """Adds the speed-up over Flex to a sparse row and prints it on one line."""
     ms = row["ms"]
@@ -142,8 +153,7 @@ def sparse_rows(attnkit, flex, b=1, h=16, s=16384, d=128, block=128):
         if dens is not None:
             impls["attnkit_dense"] = lambda q, k, v: dense[id(q)]()
         if flex is not None:
-            compiled, create_block_mask = flex
-            try:
+            def flex_mask(create_block_mask, states=states, dens=dens):
                 if dens is not None:
                     # Flex's BlockMask from the very same blocks, all full (no mask_mod needed);
                     # create_block_mask from a tensor-indexing mask_mod materialised [H, S, S].
@@ -152,15 +162,13 @@ def sparse_rows(attnkit, flex, b=1, h=16, s=16384, d=128, block=128):
                     full_num = full.sum(-1, dtype=torch.int32)
                     full_idx = torch.argsort((~full).to(torch.int8), dim=-1, stable=True).to(torch.int32)
                     zeros_num = torch.zeros_like(full_num)
-                    bm = FlexBlockMask.from_kv_blocks(zeros_num, torch.zeros_like(full_idx), full_num, full_idx,
-                                                      BLOCK_SIZE=block)
-                else:
-                    def mask_mod(bb, hh, qi, kj):
-                        return (qi >= kj) & (qi - kj <= 1024)
-                    bm = create_block_mask(mask_mod, None, None, s, s, device="cuda", BLOCK_SIZE=block)
-                impls["flex"] = lambda q, k, v: compiled(q, k, v, block_mask=bm)
-            except Exception as e:  # noqa: BLE001
-                print(f"  flex failed: {str(e).splitlines()[0]}")
+                    return FlexBlockMask.from_kv_blocks(zeros_num, torch.zeros_like(full_idx), full_num, full_idx,
+                                                        BLOCK_SIZE=block)
+
+                def mask_mod(bb, hh, qi, kj):
+                    return (qi >= kj) & (qi - kj <= 1024)
+                return create_block_mask(mask_mod, None, None, s, s, device="cuda", BLOCK_SIZE=block)
+            add_flex(impls, flex, flex_mask)
         # spot check: the block-sparse result equals dense attention under the equivalent mask
         q, k, v = inputs[0]
         sparse[id(q)]()
@@ -231,14 +239,10 @@ def neighborhood_rows(attnkit, flex, b=1, h=8, hh=128, ww=128, d=64, kernel=13, 
                                     elements=(index, bits)) for q, k, v in inputs}
     impls["attnkit"] = lambda q, k, v: calls[id(q)]()
     if flex is not None:
-        compiled, create_block_mask = flex
-        try:
-            def mask_mod(bb, hh_, qi, kj):
-                return neighborhood_visible(hh, ww, kernel, qi, kj)
-            bm = create_block_mask(mask_mod, None, None, n, n, device="cuda", BLOCK_SIZE=block)
-            impls["flex"] = lambda q, k, v: compiled(q, k, v, block_mask=bm)
-        except Exception as e:  # noqa: BLE001
-            print(f"  flex failed: {str(e).splitlines()[0]}")
+        def mask_mod(bb, hh_, qi, kj):
+            return neighborhood_visible(hh, ww, kernel, qi, kj)
+        add_flex(impls, flex, lambda create_block_mask: create_block_mask(mask_mod, None, None, n, n, device="cuda",
+                                                                          BLOCK_SIZE=block))
     q, k, v = inputs[0]
     calls[id(q)]()
     torch.cuda.synchronize()
@@ -308,18 +312,13 @@ def main():
             impls["torch_flash"] = sdpa(SDPBackend.FLASH_ATTENTION)
             impls["torch_cudnn"] = sdpa(SDPBackend.CUDNN_ATTENTION)
         if flex is not None and (window is not None or (causal and s == 16384 and d == 128)):
-            compiled, create_block_mask = flex
             if window is not None:
                 def mask_mod(bb, hh, qi, kj):
                     return (qi >= kj) & (qi - kj <= window)
             else:
                 def mask_mod(bb, hh, qi, kj):
                     return qi >= kj
-            try:
-                bm = create_block_mask(mask_mod, None, None, s, s, device="cuda")
-                impls["flex"] = lambda q, k, v: compiled(q, k, v, block_mask=bm)
-            except Exception as e:  # noqa: BLE001
-                print(f"  flex failed: {str(e).splitlines()[0]}")
+            add_flex(impls, flex, lambda create_block_mask: create_block_mask(mask_mod, None, None, s, s, device="cuda"))
         if attnkit is not None:
             out = torch.empty_like(inputs[0][0])
             opts = dict(causal=causal, window=(window, 0) if window is not None else None)

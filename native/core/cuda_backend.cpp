@@ -255,30 +255,27 @@ void cuda_copy_on_device(int device, void* dst, const void* src, size_t bytes) {
        [&](char* err, size_t len) { return api.copy_on_device(device, dst, src, bytes, err, len); });
 }
 
+// A library built before `entry` was appended to the table loads (it serves everything else), so
+// an op that needs the entry is refused here, by name, before any work: never a call through a
+// pointer past its table.
+[[noreturn]] void fail_library_too_old(int device, const std::string& op, const char* entry) {
+  const CudaStatus& st = cuda_status();
+  fail(ErrorCode::CudaUnavailable,
+       op + " on cuda:" + std::to_string(device) + ": the CUDA library " + st.library_path +
+           (st.build_info.empty() ? std::string() : " (" + st.build_info + ")") + " is too old for " + op +
+           ": its table has no " + entry + " entry; rebuild it from this checkout (npm run build:cuda), or set "
+           "ATTNKIT_CUDA_LIB to a libattnkit_cuda.so built from it, or run " + op + " on CPU tensors");
+}
+
 void cuda_attention(const AttentionParams& p, int device) {
   const attnkit_cuda_api& api = cuda_api();
-  // A library built before block_sparse_attention was appended to the table loads (it serves
-  // everything else), so it is refused here, by name, before any work: never a call through a
-  // pointer past its table. Checked ahead of the empty-problem return so the answer does not
-  // depend on the shapes.
-  if (p.has_block_mask && !(ATTNKIT_CUDA_API_HAS(&api, block_sparse_attention) && api.block_sparse_attention)) {
-    const CudaStatus& st = cuda_status();
-    fail(ErrorCode::CudaUnavailable,
-         "blockSparseAttention on cuda:" + std::to_string(device) + ": the CUDA library " + st.library_path +
-             (st.build_info.empty() ? std::string() : " (" + st.build_info + ")") +
-             " is too old for blockSparseAttention: its table has no block_sparse_attention entry; "
-             "rebuild it from this checkout (npm run build:cuda), or set ATTNKIT_CUDA_LIB to a libattnkit_cuda.so built "
-             "from it, or run blockSparseAttention on CPU tensors");
-  }
+  // Checked ahead of the empty-problem return so the answer does not depend on the shapes.
+  if (p.has_block_mask && !(ATTNKIT_CUDA_API_HAS(&api, block_sparse_attention) && api.block_sparse_attention))
+    fail_library_too_old(device, "blockSparseAttention", "block_sparse_attention");
   if (p.has_element_mask &&
-      !(ATTNKIT_CUDA_API_HAS(&api, block_sparse_attention_elements) && api.block_sparse_attention_elements)) {
-    const CudaStatus& st = cuda_status();
-    fail(ErrorCode::CudaUnavailable,
-         "blockSparseAttention with element bitmaps (neighborhoodAttention) on cuda:" + std::to_string(device) +
-             ": the CUDA library " + st.library_path + (st.build_info.empty() ? std::string() : " (" + st.build_info + ")") +
-             " is too old: its table has no block_sparse_attention_elements entry; rebuild it from this checkout "
-             "(npm run build:cuda), or set ATTNKIT_CUDA_LIB to a libattnkit_cuda.so built from it, or run it on CPU tensors");
-  }
+      !(ATTNKIT_CUDA_API_HAS(&api, block_sparse_attention_elements) && api.block_sparse_attention_elements))
+    fail_library_too_old(device, "blockSparseAttention with element bitmaps (neighborhoodAttention)",
+                         "block_sparse_attention_elements");
   // No output element: nothing to do (and zero-sized tensors may hold no device pointer).
   if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
   attnkit_cuda_attention_args a{};
