@@ -31,7 +31,7 @@
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
         "sources": ["native/cpu/fused/fused_attention_avx2.cpp", "native/cpu/peak/fma_peak_avx2.cpp"],
-        "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-Wshadow"]
+        "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-Wshadow", "-fno-tree-loop-distribute-patterns"]
       }]]
     },
     {
@@ -39,7 +39,7 @@
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
         "sources": ["native/cpu/fused/fused_attention_avx512.cpp", "native/cpu/peak/fma_peak_avx512.cpp"],
-        "cflags_cc": ["-mavx512f", "-mavx2", "-mfma", "-mf16c", "-Wno-maybe-uninitialized", "-Wshadow"]
+        "cflags_cc": ["-mavx512f", "-mavx2", "-mfma", "-mf16c", "-Wno-maybe-uninitialized", "-Wshadow", "-fno-tree-loop-distribute-patterns"]
       }]]
     },
     {

@@ -62,6 +62,10 @@ CallerBuffer caller_buffer(Napi::Env env, const Napi::Value& v, const char* name
 
 namespace {
 
+[[noreturn]] __attribute__((noinline, cold)) void non_integer_field(const char* name, const char* what, double x) {
+  fail(ErrorCode::Argument, std::string(name) + "." + what + " must hold integers, got " + std::to_string(x));
+}
+
 TensorDesc tensor_desc(const char* name, const double* d, int slot) {
   const double* rec = d + slot * desc::kTensorRecord;
   TensorDesc t;
@@ -72,10 +76,9 @@ TensorDesc tensor_desc(const char* name, const double* d, int slot) {
   if (!(rank >= 0 && rank <= kMaxRank) || rank != std::floor(rank)) fail(ErrorCode::Shape, std::string(name) + " has unsupported rank");
   t.rank = static_cast<int>(rank);
   auto integer = [&](double x, const char* what) -> int64_t {
-    if (!std::isfinite(x) || x != std::floor(x) || std::fabs(x) > 9.0e15) {
-      fail(ErrorCode::Argument, std::string(name) + "." + what + " must hold integers, got " + std::to_string(x));
-    }
-    return static_cast<int64_t>(x);
+    // |x| <= 9e15 first (false for NaN and infinities), so the cast is defined; then exactness.
+    if (__builtin_expect(std::fabs(x) <= 9.0e15 && static_cast<double>(static_cast<int64_t>(x)) == x, 1)) return static_cast<int64_t>(x);
+    non_integer_field(name, what, x);
   };
   for (int i = 0; i < t.rank; ++i) {
     t.shape[i] = integer(rec[desc::kShape + i], "shape");
@@ -104,8 +107,11 @@ TensorView tensor_arg(const char* name, const CallerBuffer& buf, const double* d
 
 TensorView tensor_slot(Napi::Env env, const Napi::Value& v, const char* name, const double* d, int slot) {
   const TensorDesc t = tensor_desc(name, d, slot);
+  // Host tensors are the common case (and the per-call cost of a tiny call): ask for a typed array first.
+  bool is_typed = false;
+  if (napi_is_typedarray(env, v, &is_typed) == napi_ok && is_typed) return make_view(name, caller_buffer(env, v, name), t);
   if (const DeviceStorage* s = device_storage_of(env, v)) return make_view(name, device_buffer(*s, name, t.dtype), t);
-  return make_view(name, caller_buffer(env, v, name), t);
+  return make_view(name, caller_buffer(env, v, name), t);  // throws: neither a typed array nor a device handle
 }
 
 LseArg lse_arg(Napi::Env env, const Napi::Value& v) {

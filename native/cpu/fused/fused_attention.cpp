@@ -37,6 +37,14 @@ int64_t block_mask_cost(const AttentionParams& p, const AttentionSegment& g, int
   return computed * p.block_k;
 }
 
+// A call's plan (segments, work items), kept per calling thread so that a tiny call allocates
+// nothing (malloc/free were a few % of a one-token call).
+struct CallPlan {
+  std::vector<AttentionSegment> segments;
+  std::vector<WorkItem> items;
+  std::vector<int64_t> group_cost;
+};
+
 }  // namespace
 
 size_t fused_attention_scratch_floats(int64_t d, int64_t dv) {
@@ -45,7 +53,13 @@ size_t fused_attention_scratch_floats(int64_t d, int64_t dv) {
 }
 
 void fused_attention_cpu(const AttentionParams& p) {
-  std::vector<AttentionSegment> segments;
+  thread_local CallPlan plan;
+  // Named references: the pool's workers must read the caller's plan (a thread_local named inside
+  // the task would be each worker's own, empty one).
+  std::vector<AttentionSegment>& segments = plan.segments;
+  std::vector<WorkItem>& items = plan.items;
+  segments.clear();
+  items.clear();
   if (p.cu_seqlens_q) {
     for (int64_t s = 0; s < p.num_segments; ++s) {
       AttentionSegment g;
@@ -78,7 +92,6 @@ void fused_attention_cpu(const AttentionParams& p) {
 
   // Head-major within a segment: consecutive items read the same K/V head, which then stays in
   // the core's L2 (and both cores share it in L3) instead of a new head streaming in per item.
-  std::vector<WorkItem> items;
   for (int64_t s = 0; s < static_cast<int64_t>(segments.size()); ++s) {
     const AttentionSegment& g = segments[s];
     for (int64_t h = 0; h < p.heads_q; ++h) {
@@ -94,7 +107,8 @@ void fused_attention_cpu(const AttentionParams& p) {
   // Heaviest first, but only within a (segment, head) group: groups keep head-major order, so the
   // K/V locality above survives causal and windowed calls (sorting globally would interleave heads).
   // Groups themselves go heaviest first, which matters only for varlen segments of unequal length.
-  std::vector<int64_t> group_cost(segments.size() * static_cast<size_t>(p.heads_q), 0);
+  std::vector<int64_t>& group_cost = plan.group_cost;
+  group_cost.assign(segments.size() * static_cast<size_t>(p.heads_q), 0);
   for (const WorkItem& w : items) group_cost[w.segment * p.heads_q + w.head] += w.cost;
   std::stable_sort(items.begin(), items.end(), [&](const WorkItem& a, const WorkItem& b) {
     const int64_t ga = a.segment * p.heads_q + a.head, gb = b.segment * p.heads_q + b.head;

@@ -196,6 +196,10 @@ static inline void start_query_block(const AttentionParams& p, const AttentionSe
   const float* rows = rows_as_f32(p.q, head_base(p.q, sg.batch, h), sg.q_start + b.i0, nq, D, false, staging, &row_stride);
   float scale8[8];
   for (float& x : scale8) x = p.scale;
+  // Zero the last query vector of every row of Q^T first (one store a row), then write the queries:
+  // the padding columns end up zero without a scalar fill per row.
+  if (nq % kWidth != 0)
+    for (int64_t d = 0; d < D; ++d) vstore(QT + d * kQueryBlock + (b.ncv - 1) * kWidth, vzero());
   int64_t i = 0;
   for (; i + 8 <= nq; i += 8) {
     int64_t d = 0;
@@ -205,7 +209,6 @@ static inline void start_query_block(const AttentionParams& p, const AttentionSe
   }
   for (; i < nq; ++i)
     for (int64_t d = 0; d < D; ++d) QT[d * kQueryBlock + i] = p.scale * rows[i * row_stride + d];
-  for (int64_t d = 0; d < D; ++d) fill(QT + d * kQueryBlock + nq, b.ncv * kWidth - nq, 0.0f);
   fill(b.mrow, kQueryBlock, -std::numeric_limits<float>::infinity());
   fill(b.lrow, kQueryBlock, 0.0f);
   for (int64_t d = 0; d < Dv; ++d) fill(b.OT + d * kQueryBlock, b.ncv * kWidth, 0.0f);
@@ -432,6 +435,11 @@ static inline void finish_query_block(const AttentionParams& p, const AttentionS
       for (; d < Dv; ++d)
         for (int64_t r = i; r < i + 8; ++r) out0[r * os2 + d] = OT[d * kQueryBlock + r];
     }
+  }
+  if (o.dtype == DType::Float32) {
+    float* out0 = reinterpret_cast<float*>(ob) + row0 * os2;
+    for (; i < nq; ++i)
+      for (int64_t d = 0; d < Dv; ++d) out0[i * os2 + d * os3] = OT[d * kQueryBlock + i];
   }
   for (; i < nq; ++i)
     for (int64_t d = 0; d < Dv; ++d) store_from_float(ob, o.dtype, (row0 + i) * os2 + d * os3, OT[d * kQueryBlock + i]);
