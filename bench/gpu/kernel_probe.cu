@@ -76,6 +76,7 @@ struct Case {
   int bq = 0, bk = 0;     // block mask [1, Hq, nQB, nKB] with these block sizes (0: none)
   float density = 0.5f;   // its computed share: computed blocks are full or partial at random
   bool all_full = false;  // ... or all full (the timed rows)
+  bool balanced = false;  // every row of blocks computes the same number of blocks (round(density x row))
   // 2D neighborhood attention over a na_h x na_w map (Sq = Sk = na_h * na_w), kernel na_k, as
   // 128 x 128 blocks (bq = bk = 128) with element bitmaps; na_mode 1: the same blocks without
   // bitmaps (partial: only the bitmap cost differs), 2: all computed blocks full.
@@ -202,9 +203,21 @@ static Built build(const Case& c, std::mt19937& rng) {
     std::vector<uint8_t> t(size_t(c.Hq) * nqb * nkb);
     std::uniform_real_distribution<float> u(0.f, 1.f);
     for (auto& x : t) x = u(rng) < c.density ? (c.all_full || rng() % 2 ? 2 : 1) : 0;
+    if (c.balanced) {  // the same count in every row, at random places: no row is heavier than another
+      const int per_row = int(c.density * nkb + 0.5f);
+      std::vector<int> order(nkb);
+      for (size_t row = 0; row < t.size() / nkb; ++row) {
+        for (int j = 0; j < nkb; ++j) order[j] = j;
+        std::shuffle(order.begin(), order.end(), rng);
+        for (int j = 0; j < nkb; ++j) t[row * nkb + order[j]] = j < per_row ? 2 : 0;
+      }
+    }
     p.block_mask = static_cast<uint8_t*>(device_copy(t)); b.owned.push_back((void*)p.block_mask);
     p.block_mask_stride[1] = int64_t(nqb) * nkb; p.block_mask_stride[2] = nkb; p.block_mask_stride[3] = 1;
     p.block_q = c.bq; p.block_k = c.bk;
+  }
+  if (p.block_mask) {  // zeroed before each launch
+    CHECK(cudaMalloc(&p.work_counter, sizeof(int))); b.owned.push_back((void*)p.work_counter);
   }
   if (c.varlen) {  // B must be 1: segments of random lengths (some 0 and 1)
     std::vector<int> cq{0}, ck{0};
@@ -236,6 +249,7 @@ static double check_case(const Case& c, std::mt19937& rng, const DeviceTraits& d
   r.out = ref; r.lse = ref_lse;
   const char* path = "sm90";
   cudaError_t err;
+  if (p.work_counter) CHECK(cudaMemsetAsync(p.work_counter, 0, sizeof(int), 0));
   if (fused_attention_sm90_supports(p, dev)) err = launch_fused_attention_sm90(p, dev, 0);
   else if (fused_attention_sm80_supports(p, dev)) { path = "sm80"; err = launch_fused_attention_sm80(p, dev, 0); }
   else { path = "none"; err = cudaSuccess; }
@@ -282,7 +296,11 @@ static void time_case(const Case& c, std::mt19937& rng, const DeviceTraits& dev)
   p.out = out; p.out_dtype = p.dtype;
   set_strides(p.o_stride, c.B, c.Hq, c.Sq, c.D, c.bshd);
   const bool sm90 = fused_attention_sm90_supports(p, dev);
-  auto run = [&] { CHECK(sm90 ? launch_fused_attention_sm90(p, dev, 0) : launch_fused_attention_sm80(p, dev, 0)); };
+  auto run = [&] {
+    // (a block mask's work counter starts at 0 each launch, as the C ABI's table upload does)
+    if (p.work_counter) CHECK(cudaMemsetAsync(p.work_counter, 0, sizeof(int), 0));
+    CHECK(sm90 ? launch_fused_attention_sm90(p, dev, 0) : launch_fused_attention_sm80(p, dev, 0));
+  };
   for (int i = 0; i < 3; ++i) run();
   CHECK(cudaDeviceSynchronize());
   cudaEvent_t e0, e1;
@@ -367,6 +385,16 @@ int main(int argc, char** argv) {
     for (float d : {0.5f, 0.25f, 0.1f}) {
       Case c; c.B = 1; c.Hq = c.Hkv = 16; c.Sq = c.Sk = 16384; c.D = 128; c.bq = c.bk = 128; c.density = d; c.all_full = true;
       c.name = "bf16 B1 H16 S16384 D128 blocks 128 density " + std::to_string(d).substr(0, 4);
+      if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
+    }
+    // the same at d 0.1 with an equal count per row (what row-to-row imbalance costs), and at D64
+    {
+      Case c; c.B = 1; c.Hq = c.Hkv = 16; c.Sq = c.Sk = 16384; c.D = 128; c.bq = c.bk = 128; c.density = 0.1f; c.all_full = true;
+      c.balanced = true;
+      c.name = "bf16 B1 H16 S16384 D128 blocks 128 density 0.1 balanced";
+      if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
+      c.D = 64; c.balanced = false;
+      c.name = "bf16 B1 H16 S16384 D64 blocks 128 density 0.1";
       if (c.name.find(filter) != std::string::npos) time_case(c, rng, dev);
     }
     // 2D neighborhood attention, 128 x 128 map, kernel 13, D64 H8: with bitmaps, the same blocks

@@ -608,6 +608,8 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
   const size_t sinks_at = a.sink_logits ? pack.add(a.sink_logits, head_bytes) : 0;
   const size_t cu_q_at = varlen ? pack.add(a.cu_seqlens_q, cu_bytes) : 0;
   const size_t cu_k_at = varlen ? pack.add(a.cu_seqlens_k, cu_bytes) : 0;
+  const int32_t zero = 0;
+  const size_t counter_at = blocks ? pack.add(&zero, sizeof(zero)) : 0;  // FusedAttentionProblem::work_counter
   void* tables = nullptr;
   s = upload_tables(h, stream, pack, &tables, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
@@ -617,6 +619,7 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
     p.cu_seqlens_q = at_offset<int32_t>(tables, cu_q_at);
     p.cu_seqlens_k = at_offset<int32_t>(tables, cu_k_at);
   }
+  if (blocks) p.work_counter = at_offset<int>(tables, counter_at);
 
   const char* kernel = "generic";
   const cudaError_t launched = dispatch_attention(p, h.traits, stream, &kernel);

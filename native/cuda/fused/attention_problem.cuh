@@ -57,6 +57,9 @@ struct FusedAttentionProblem {
   int64_t element_index_stride[4];
   const uint32_t* element_bits;
   int element_bitmaps, element_words;
+  // A zeroed device int for this launch alone, or nullptr: block-masked calls on sm_90 deal their
+  // work items from it (rows of random masks differ in cost; a static deal left SMs idle).
+  int* work_counter;
 
   // Longest segment (varlen) or seq_q / seq_k: lets a launcher size its grid without reading the
   // device copies of cu_seqlens (FlashAttention's max_seqlen_q / max_seqlen_k).

@@ -89,7 +89,10 @@ struct Sm90Tile {
   static_assert(kConsumerRegisters == (kConsumers == 2 ? 240 : 160), "register budget changed");
   static_assert(128 * kProducerRegisters + kConsumerThreads * kConsumerRegisters <= kThreads * kLaunchRegisters,
                 "the consumers would wait forever for registers the producer never gave back");
-  static constexpr int kBarrierBytes = 8 * (2 + 4 * kStages);
+  // q_full, q_empty, and per stage k_full, v_full, k_empty, v_empty, tile_ready; then a block-
+  // masked call's hand-over words (a tile per stage, two for the item) and the producer's chunk
+  // of tile states.
+  static constexpr int kBarrierBytes = 8 * (2 + 5 * kStages) + 4 * (kStages + 2) + 32;
   static constexpr int kSmemBytes = 1024 /* alignment slack */ + kQBytes + 2 * kStages * kKVBytes + kBarrierBytes;
   static_assert(kSmemBytes <= 227 * 1024, "over sm_90's shared memory per block");
 };
@@ -171,18 +174,24 @@ __device__ __forceinline__ int tile_states(const FusedAttentionProblem& p, const
 // lane classifying one tile and ballots collecting the chunk, so a sparse row costs one round of
 // mask reads per 32 tiles instead of one dependent read per tile (every lane of the warp must call
 // next() together). A tile is visited when a block under it is full, or partial where the options
-// leave keys in the tile.
+// leave keys in the tile. (Four tiles a lane, to have a row of 16k keys in one round, spilled
+// 400 bytes in the 24-register producer.)
 struct TileCursor {
-  int base;  // first tile of the current chunk (with a mask), or the next tile (without)
-  unsigned live, skipped, partial, full;  // the chunk's tiles, one bit each, not yet taken
+  int base;       // first tile of the current chunk (with a mask), or the next tile (without)
+  unsigned live;  // the chunk's visited tiles, one bit each, not yet taken
 };
 
-__device__ __forceinline__ TileCursor start_tiles(const KeyTiles& t) { return TileCursor{t.all_keys ? -32 : 0, 0u, 0u, 0u, 0u}; }
+__device__ __forceinline__ TileCursor start_tiles(const KeyTiles& t) { return TileCursor{t.all_keys ? -32 : 0, 0u}; }
 
-// (kStates: also report the states, which only the consumers need; the producer has 32 registers.)
-template <int BlockN, bool kStates>
+// A block-masked tile as the producer hands it to the consumers: its index, block states and
+// whether it is its item's last.
+__device__ __forceinline__ int encode_tile_word(int t, int states, bool last) { return t << 4 | int(last) << 3 | states; }
+
+// chunk_states: 32 bytes of shared memory where the lanes leave their tiles' states (registers
+// are scarce in the producer warp: three more ballot words spilled).
+template <int BlockN>
 __device__ __forceinline__ int next_tile(TileCursor& c, const FusedAttentionProblem& p, const Segment& seg, int h, int i0,
-                                         int i1, const KeyTiles& t, int* states) {
+                                         int i1, const KeyTiles& t, uint8_t* chunk_states, int* states) {
   if (!t.all_keys) {
     *states = kSomePartial;
     return c.base++;
@@ -200,18 +209,14 @@ __device__ __forceinline__ int next_tile(TileCursor& c, const FusedAttentionProb
       live = (st & kSomeFull) ||
              ((st & kSomePartial) && (j0 < t.range.sink_end || (j_end > t.range.main_begin && j0 < t.range.main_end)));
     }
+    __syncwarp();  // every lane has read the last chunk's states
+    chunk_states[threadIdx.x % 32] = uint8_t(st);
+    __syncwarp();  // the stores above before any lane's read below
     c.live = __ballot_sync(0xffffffffu, live);
-    if (kStates) {
-      c.skipped = __ballot_sync(0xffffffffu, st & kSomeSkipped);
-      c.partial = __ballot_sync(0xffffffffu, st & kSomePartial);
-      c.full = __ballot_sync(0xffffffffu, st & kSomeFull);
-    }
   }
   const int k = __ffs(c.live) - 1;
   c.live &= c.live - 1;
-  if (kStates)
-    *states = int((c.skipped >> k) & 1u) * kSomeSkipped | int((c.partial >> k) & 1u) * kSomePartial |
-              int((c.full >> k) & 1u) * kSomeFull;
+  *states = chunk_states[k];
   return c.base + k;
 }
 
@@ -286,6 +291,16 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   uint64_t* v_full = k_full + kStages;
   uint64_t* k_empty = v_full + kStages;  // K consumed (kSplitRelease only)
   uint64_t* v_empty = k_empty + kStages;  // V consumed; without kSplitRelease, the whole stage
+  // With a block mask the producer walks the mask alone and hands each stage's tile to the
+  // consumers: tile_ready[s] completes when tile_word[s] holds it (before its K lands, so the
+  // consumers' row masks load under the K wait). Its items it deals itself from
+  // p.work_counter: item_word names the block whose Q is loading (-1: no more), row_word says
+  // whether it has any tile. Both are read once q_full completes.
+  uint64_t* tile_ready = v_empty + kStages;
+  int* tile_word = reinterpret_cast<int*>(tile_ready + kStages);
+  int* row_word = tile_word + kStages;
+  int* item_word = row_word + 1;
+  uint8_t* chunk_states = reinterpret_cast<uint8_t*>(item_word + 1);  // the producer warp's (next_tile)
 
   if (threadIdx.x == 0) {
     mbarrier_init(q_full, 1);
@@ -295,6 +310,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
       mbarrier_init(&v_full[s], 1);
       mbarrier_init(&k_empty[s], T::kConsumerThreads);
       mbarrier_init(&v_empty[s], T::kConsumerThreads);
+      mbarrier_init(&tile_ready[s], 1);
     }
     fence_barrier_init();
   }
@@ -315,22 +331,47 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         prefetch_tensor_map(&maps.v);
       }
       int tile_count = 0, item_count = 0;  // across items: they pick stages and barrier phases
-      for (int b = blockIdx.x * parts; b < items * parts; b = next_block(b, parts)) {
+      // The first block of the next item dealt to this CTA (with a block mask: in the order CTAs
+      // ask, so one that drew cheap rows draws more).
+      auto deal = [&]() -> int {
+        int w = 0;
+        if (leader) w = atomicAdd(p.work_counter, 1);
+        return __shfl_sync(0xffffffffu, w, 0) * parts;
+      };
+      auto next_block_of_cta = [&](int b) {
+        return !kBlockMasks ? next_block(b, parts) : b % parts != parts - 1 ? b + 1 : deal();
+      };
+      for (int b = kBlockMasks ? deal() : blockIdx.x * parts; b < items * parts; b = next_block_of_cta(b)) {
         const WorkItem it = work_item<kBlockM>(p, b / parts, b % parts, query_blocks);
         if (it.empty) continue;
-        if (item_count > 0) mbarrier_wait(q_empty, (item_count - 1) & 1);
-        ++item_count;
         const KeyTiles tiles = key_tiles<kBlockN, kBlockMasks>(p, it.seg, it.i0, it.i1);
         const int h_kv = it.h / p.group;
-        if (leader) {
-          mbarrier_arrive_expect_tx(q_full, T::kQBytes);
-          for (int c = 0; c < T::kColumnBlocks; ++c)
-            tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, it.seg.q_start + it.i0, it.h, it.seg.batch);
-        }
         TileCursor cursor = start_tiles(tiles);
         int states;
-        auto next = [&] { return next_tile<kBlockN, false>(cursor, p, it.seg, it.h, it.i0, it.i1, tiles, &states); };
-        for (int t = next(); t < tiles.total; t = next(), ++tile_count) {
+        auto next = [&] { return next_tile<kBlockN>(cursor, p, it.seg, it.h, it.i0, it.i1, tiles, chunk_states, &states); };
+        // One tile ahead: a tile's hand-over word says whether it is the item's last.
+        int t = next(), t_states = states;
+        // This item's Q, once the consumers are done with the last one's (after its last Q K^T).
+        // Issued after the item's first K and V, so that those do not wait for the consumers:
+        // on the short rows of a block mask the next row's first tile then lands while the last
+        // one still finishes.
+        auto load_q = [&] {
+          if (item_count > 0) mbarrier_wait(q_empty, (item_count - 1) & 1);
+          ++item_count;
+          if (leader) {
+            // Read by the consumers after q_full completes (this arrive releases the store).
+            if (kBlockMasks) {
+              *item_word = b;
+              *row_word = t < tiles.total;
+            }
+            mbarrier_arrive_expect_tx(q_full, T::kQBytes);
+            for (int c = 0; c < T::kColumnBlocks; ++c)
+              tma_load_4d(sQ + c * kBlockM * 128, &maps.q, q_full, c * 64, it.seg.q_start + it.i0, it.h, it.seg.batch);
+          }
+        };
+        if (t >= tiles.total) load_q();
+        for (bool first = true; t < tiles.total; ++tile_count, first = false) {
+          const int t_next = next(), next_states = states;
           const int stage = tile_count % kStages;
           const uint32_t empty_phase = ((tile_count / kStages) - 1) & 1;
           int j0, j_end;
@@ -339,6 +380,11 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           uint8_t* v_dst = sV + stage * T::kKVBytes;
           if (tile_count >= kStages) mbarrier_wait(T::kSplitRelease ? &k_empty[stage] : &v_empty[stage], empty_phase);
           if (leader) {
+            if (kBlockMasks) {
+              // (the consumers read a stage's word before they release its K: the slot is free here)
+              tile_word[stage] = encode_tile_word(t, t_states, t_next >= tiles.total);
+              mbarrier_arrive(&tile_ready[stage]);
+            }
             mbarrier_arrive_expect_tx(&k_full[stage], T::kKVBytes);
             for (int c = 0; c < T::kColumnBlocks; ++c)
               tma_load_4d(k_dst + c * kBlockN * 128, &maps.k, &k_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
@@ -349,6 +395,17 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
             for (int c = 0; c < T::kColumnBlocks; ++c)
               tma_load_4d(v_dst + c * kBlockN * 128, &maps.v, &v_full[stage], c * 64, it.seg.k_start + j0, h_kv, it.seg.batch);
           }
+          if (first) load_q();
+          t = t_next;
+          t_states = next_states;
+        }
+      }
+      if (kBlockMasks) {
+        // No more items: once the last one's Q is released, an empty hand-over ends the consumers.
+        if (item_count > 0) mbarrier_wait(q_empty, (item_count - 1) & 1);
+        if (leader) {
+          *item_word = -1;
+          mbarrier_arrive(q_full);
         }
       }
     }
@@ -421,10 +478,17 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
   };
 
   int tile_count = 0, item_count = 0;
-  for (int b = blockIdx.x * parts; b < items * parts; b = next_block(b, parts)) {
+  // The producer's order: round-robin, or with a block mask the blocks it was dealt (never an
+  // empty one), from the item hand-over.
+  for (int b = kBlockMasks ? 0 : blockIdx.x * parts; kBlockMasks || b < items * parts; b = next_block(b, parts)) {
+    if (kBlockMasks) {
+      mbarrier_wait(q_full, item_count & 1);
+      b = int(__reduce_or_sync(0xffffffffu, unsigned(*reinterpret_cast<volatile int*>(item_word))));  // (uniform: see take_tile)
+      if (b < 0) break;
+    }
     const WorkItem it = work_item<kBlockM>(p, b / parts, b % parts, query_blocks);
     if (it.empty) continue;
-    mbarrier_wait(q_full, item_count & 1);
+    if (!kBlockMasks) mbarrier_wait(q_full, item_count & 1);
     ++item_count;
     const Segment& seg = it.seg;
     const int h = it.h, i0 = it.i0, i1 = it.i1;
@@ -577,14 +641,33 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
       }
     };
 
-    // The visited tiles in order (every tile without a block mask); n counts them, and
-    // tile_count + n picks the stage and phase, exactly as the producer counted.
-    TileCursor cursor = start_tiles(tiles);
-    int states;
-    auto next = [&] { return next_tile<kBlockN, true>(cursor, p, seg, h, i0, i1, tiles, &states); };
+    // The visited tiles in order; n counts them, and tile_count + n picks the stage and phase,
+    // exactly as the producer counted. Without a block mask every tile (the options decide);
+    // with one, the tiles the producer found, from the stage's hand-over word.
     int n = 0;
-    const int first_tile = next();
-    if (first_tile < tiles.total) {
+    int states = kSomePartial;
+    bool last = false;
+    auto take_tile = [&](int k) -> int {  // the item's k-th tile (k == n)
+      if constexpr (kBlockMasks) {
+        const int c = tile_count + k;
+        mbarrier_wait(&tile_ready[c % kStages], (c / kStages) & 1);
+        // Reduced over the warp although every lane reads the same word: ptxas then knows it is
+        // warp-uniform. A plain load left the loop's exit "divergent" to it, and it serialized
+        // every wgmma (warning C7520; 37% slower).
+        const int word = int(__reduce_or_sync(0xffffffffu, unsigned(*reinterpret_cast<volatile int*>(&tile_word[c % kStages]))));
+        states = word & 7;
+        last = (word >> 3) & 1;
+        return word >> 4;
+      } else {
+        return k;
+      }
+    };
+    // (without a mask `last` is not kept: the count decides, as the dense kernels always did)
+    auto more_tiles = [&](int count) { return kBlockMasks ? !last : count < tiles.total; };
+    const bool any_tile =
+        kBlockMasks ? __reduce_or_sync(0xffffffffu, unsigned(*reinterpret_cast<volatile int*>(row_word))) != 0 : tiles.total > 0;
+    if (any_tile) {
+      const int first_tile = take_tile(0);
       float correction[2];
       if (kOverlapSoftmax) {
         // prologue: the first tile alone
@@ -598,10 +681,11 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
         wgmma_wait<0>();
         fence_registers(s);
         mbarrier_arrive(&k_empty[first]);
+        if (!more_tiles(1)) mbarrier_arrive(q_empty);  // the item's last read of Q is done
         softmax_tile(first_tile, states, correction, w, row_full);
         convert_p();
-        n = 1;
-        for (int t = next(); t < tiles.total; t = next(), ++n) {
+        for (n = 1; more_tiles(n); ++n) {
+          const int t = take_tile(n);
           const int c = tile_count + n;
           const int stage = c % kStages, prev = (c - 1) % kStages;
           load_row_masks(t, states, w, row_full);
@@ -613,6 +697,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           wgmma_wait<1>();  // S(t) is in; O += P(t-1) V(t-1) may still run
           fence_registers(s);
           mbarrier_arrive(&k_empty[stage]);
+          if (!more_tiles(n + 1)) mbarrier_arrive(q_empty);
           softmax_tile(t, states, correction, w, row_full);
           wgmma_wait<0>();
           fence_registers(o);
@@ -621,15 +706,15 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           convert_p();
         }
         const int c = tile_count + n - 1;
-        const int last = c % kStages;
-        mbarrier_wait(&v_full[last], (c / kStages) & 1);
+        const int last_stage = c % kStages;
+        mbarrier_wait(&v_full[last_stage], (c / kStages) & 1);
         wgmma_fence();
-        issue_pv(last);
+        issue_pv(last_stage);
         wgmma_wait<0>();
         fence_registers(o);
-        mbarrier_arrive(&v_empty[last]);
+        mbarrier_arrive(&v_empty[last_stage]);
       } else {
-        for (int t = first_tile; t < tiles.total; t = next(), ++n) {
+        for (int t = first_tile;; t = take_tile(n)) {
           const int c = tile_count + n;
           const int stage = c % kStages;
           const uint32_t phase = (c / kStages) & 1;
@@ -641,6 +726,7 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           issue_qk(stage);
           wgmma_wait<0>();
           fence_registers(s);
+          if (!more_tiles(n + 1)) mbarrier_arrive(q_empty);
           softmax_tile(t, states, correction, w, row_full);
           rescale_output(correction);
           convert_p();
@@ -650,11 +736,15 @@ __global__ void __launch_bounds__(Sm90Tile<HeadDim, BlockN>::kThreads, 1)
           wgmma_wait<0>();
           fence_registers(o);
           mbarrier_arrive(&v_empty[stage]);
+          ++n;
+          if (!more_tiles(n)) break;
         }
       }
     }
     tile_count += n;
-    mbarrier_arrive(q_empty);  // every read of this Q is done: the producer may load the next
+    // With tiles, Q was released after the last Q K^T, so that the producer loads the next item's
+    // under this one's last P V and epilogue.
+    if (!any_tile) mbarrier_arrive(q_empty);
 
     // Epilogue: full row sums, sink logit, normalisation, lse, stores.
 #pragma unroll
@@ -776,7 +866,7 @@ int sm90_key_tile(const FusedAttentionProblem& p) {
 
 bool fused_attention_sm90_supports(const FusedAttentionProblem& p, const DeviceTraits& dev) {
   const bool mods = p.softcap > 0.0f || p.bias || p.alibi_slopes || p.mask;
-  if (p.block_mask && !sm90_block_masks(p.head_dim, 128, mods)) return false;
+  if (p.block_mask && (!sm90_block_masks(p.head_dim, 128, mods) || !p.work_counter)) return false;
   if (dev.cc_major != 9 || dev.cc_minor != 0) return false;  // sm_90a code runs on sm_90 only
   if (p.dtype != kF16 && p.dtype != kBF16) return false;
   if (p.head_dim != p.head_dim_v || (p.head_dim != 64 && p.head_dim != 128)) return false;
