@@ -139,7 +139,8 @@ function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unkn
   d[opt + LinearOption.FeatureMap] = FEATURE_MAP[fm];
   d[opt + LinearOption.Scale] = numberArg('scale', o.scale, 1);
   d[opt + LinearOption.Normalize] = normalize ? 1 : 0;
-  d[opt + LinearOption.Chunk] = step ? 64 : numberArg('chunkSize', o.chunkSize, 64);
+  // A step's few tokens make one chunk (no larger: scratch and padding scale with the chunk).
+  d[opt + LinearOption.Chunk] = step ? Math.min(64, Math.max(1, ranksOk ? S : 1)) : numberArg('chunkSize', o.chunkSize, 64);
   d[opt + LinearOption.DecayKind] = decayKind;
   d[opt + LinearOption.Decay] = decayValue;
   d[opt + LinearOption.HasGates] = gates ? 1 : 0;

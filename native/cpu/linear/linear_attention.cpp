@@ -71,6 +71,15 @@ void linear_attention_cpu(const LinearParams& p) {
   const LinearItemKernel kernel = kernel_for(active_isa());
   const size_t scratch = linear_layout(p, width).total;
   const float* init_z = z0.empty() ? nullptr : z0.data();
+  // A call this small (a decoding step, say) finishes in a few microseconds on this thread, about
+  // what waking the pool's workers would cost.
+  const double work = static_cast<double>(heads) * static_cast<double>(3 * p.seq + 2) * static_cast<double>(p.dk) * static_cast<double>(p.dv);
+  if (work < static_cast<double>(1 << 18)) {
+    for (const LinearItem& item : items) {
+      if (!kernel(p, item, init_z, thread_scratch(scratch))) fail(ErrorCode::Aborted, "linearAttention was aborted by its AbortSignal");
+    }
+    return;
+  }
   std::atomic<bool> aborted{false};
   ThreadPool::global().parallel_for(static_cast<int64_t>(items.size()), [&](int64_t n, int) {
     if (aborted.load(std::memory_order_relaxed)) return;

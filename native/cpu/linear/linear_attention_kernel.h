@@ -451,7 +451,8 @@ bool linear_attention_item(const LinearParams& p, const LinearItem& item, const 
     if (p.has_initial_state) {
       const TensorView& s = p.initial_state;
       const float* src = static_cast<const float*>(s.data) + item.b * s.strides[0] + item.h * s.strides[1] + d * s.strides[2] + item.c0 * s.strides[3];
-      for (int64_t c = 0; c < nv; ++c) row[c] = src[c * s.strides[3]];
+      if (s.strides[3] == 1) std::memcpy(row, src, static_cast<size_t>(nv) * sizeof(float));
+      else for (int64_t c = 0; c < nv; ++c) row[c] = src[c * s.strides[3]];
     }
     if (has_z0) row[nv] = init_z[(item.b * p.heads + item.h) * Dk + d];
   }
@@ -509,7 +510,8 @@ bool linear_attention_item(const LinearParams& p, const LinearItem& item, const 
     const TensorView& s = p.state_out;
     for (int64_t d = 0; d < Dk; ++d) {
       float* dst = static_cast<float*>(s.data) + item.b * s.strides[0] + item.h * s.strides[1] + d * s.strides[2] + item.c0 * s.strides[3];
-      for (int64_t c = 0; c < nv; ++c) dst[c * s.strides[3]] = it.S[d * lds + c];
+      if (s.strides[3] == 1) std::memcpy(dst, it.S + d * lds, static_cast<size_t>(nv) * sizeof(float));
+      else for (int64_t c = 0; c < nv; ++c) dst[c * s.strides[3]] = it.S[d * lds + c];
     }
   }
   if (p.has_normalizer_out && item.c0 == 0) {
