@@ -366,6 +366,32 @@ describe('chunked == recurrent step by step == quadratic form', () => {
   });
 });
 
+describe('steps on the caller\'s state rows (Dv a multiple of 16, no normalize: updated without a copy)', () => {
+  const threads = backendInfo().cpu.threads;
+  afterAll(() => { setNumThreads(threads); });
+  for (const [label, Dv, rowPad, nThreads] of [['contiguous state, Dv 32', 32, 0, threads], ['padded state rows, Dv 48, 3 threads', 48, 16, 3],
+    ['padded state rows, Dv 64, 8 threads (column blocks)', 64, 5, 8]]) {
+    test(label, () => {
+      setNumThreads(nThreads);
+      const p = problem(`in place ${label}`, { B: 1, H: 2, S: 40, Dk: 16, Dv, gates: 'perDim', normalize: false, featureMap: 'identity' });
+      const ref = linearAttentionReference(p.q, p.k, p.v, p.opts);
+      // state [B, H, Dk, Dv] inside rows of Dv + rowPad floats (the padding poisoned: never touched)
+      const ld = Dv + rowPad, init = p.opts.initialState.toFloat32Array();
+      const data = new Float32Array(p.B * p.H * p.Dk * ld).fill(NaN);
+      for (let r = 0; r < p.B * p.H * p.Dk; r++) data.set(init.subarray(r * Dv, (r + 1) * Dv), r * ld);
+      const state = Tensor.from(data, [p.B, p.H, p.Dk, Dv], { strides: [p.H * p.Dk * ld, p.Dk * ld, ld, 1] });
+      const out = Tensor.from(new Float32Array(p.B * p.H * p.S * Dv).fill(NaN), [p.B, p.H, p.S, Dv]);
+      for (let t = 0; t < p.S; t++) {
+        linearAttentionStepSync(rows(p.q, t, t + 1), rows(p.k, t, t + 1), rows(p.v, t, t + 1), state,
+          { logGates: rows(p.logGates, t, t + 1), out: rows(out, t, t + 1) });
+      }
+      check('out', relErr(out, ref.out), TOL.float32, () => worst(out, ref.out));
+      check('state', relErr(state.toFloat32Array(), ref.state), TOL.float32);
+      for (let r = 0; r < p.B * p.H * p.Dk; r++) for (let c = Dv; c < ld; c++) expect(Number.isNaN(data[r * ld + c])).toBe(true);
+    });
+  }
+});
+
 describe('state handed across calls == one call over the concatenation', () => {
   for (const [label, o] of [['GLA elu1 normalize', {}], ['scalar gates identity', { gates: 'scalar', normalize: false, featureMap: 'identity' }],
     ['no decay relu normalize', { gates: null, featureMap: 'relu' }]]) {

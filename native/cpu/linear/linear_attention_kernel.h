@@ -153,6 +153,7 @@ struct Item {
   const LinearParams& p;
   LinearLayout L;
   int64_t b, h, c0, nv, nc;  // nc = nv (+1: the normalizer column)
+  int64_t ls = 0;            // row stride of S (L.lds in scratch; the caller's when updated in place)
   float *S = nullptr, *Q = nullptr, *Qt = nullptr, *Kr = nullptr, *Krs = nullptr, *KT = nullptr, *KhT = nullptr,
         *Qh = nullptr, *V = nullptr, *A = nullptr, *O = nullptr, *stage = nullptr, *fq = nullptr, *fk = nullptr,
         *rs = nullptr, *tmp = nullptr, *em = nullptr, *el = nullptr;
@@ -423,9 +424,9 @@ void update_state(Item& it, int64_t n) {
   const LinearParams& p = it.p;
   const int64_t ldk = it.L.ldk, lds = it.L.lds;
   if (p.gate_kind == GateKind::None) {
-    mm(p.dk, lds / kWidth, it.Kr, 1, ldk, it.V, lds, n, it.S, lds, Acc::Add);
+    mm(p.dk, lds / kWidth, it.Kr, 1, ldk, it.V, lds, n, it.S, it.ls, Acc::Add);
   } else {
-    mm(p.dk, lds / kWidth, it.Krs, 1, ldk, it.V, lds, n, it.S, lds, Acc::ScaleAdd, it.rs);
+    mm(p.dk, lds / kWidth, it.Krs, 1, ldk, it.V, lds, n, it.S, it.ls, Acc::ScaleAdd, it.rs);
   }
 }
 
@@ -443,9 +444,21 @@ bool linear_attention_item(const LinearParams& p, const LinearItem& item, const 
   if (p.gate_kind == GateKind::Decay) it.log_decay = std::log(p.decay_per_head ? static_cast<double>(p.decay_per_head[item.h]) : p.decay);
   const int64_t Dk = p.dk, lds = L.lds, C = p.chunk;
 
-  // The state: the initial one (this item's columns) or zeros; z in column nv.
+  // The state: the initial one (this item's columns) or zeros; z in column nv. A step updating a
+  // float32 state with unit column stride in place works on the caller's rows directly (copying
+  // them in and out cost more than the step itself), when they hold whole vectors and no z column.
   const bool has_z0 = p.normalize && init_z;
-  for (int64_t d = 0; d < Dk; ++d) {
+  const TensorView& s0 = p.initial_state;
+  const TensorView& s1 = p.state_out;
+  const bool in_place = p.has_initial_state && p.has_state_out && s0.data == s1.data && s0.strides[2] == s1.strides[2] &&
+                        s0.strides[3] == 1 && s1.strides[3] == 1 && s0.strides[0] == s1.strides[0] && s0.strides[1] == s1.strides[1] &&
+                        !p.normalize && nv == lds;
+  it.ls = lds;
+  if (in_place) {
+    it.S = static_cast<float*>(s1.data) + item.b * s1.strides[0] + item.h * s1.strides[1] + item.c0;
+    it.ls = s1.strides[2];
+  }
+  for (int64_t d = 0; d < Dk && !in_place; ++d) {
     float* row = it.S + d * lds;
     fill(row, lds, 0.0f);
     if (p.has_initial_state) {
@@ -473,7 +486,7 @@ bool linear_attention_item(const LinearParams& p, const LinearItem& item, const 
         gate_factors(it, n, !state_zero);
       }
       // inter-chunk: O = (Q ⊙ exp(G)) S
-      if (!state_zero) mm(n, vecs, gated ? it.Qt : it.Q, L.ldk, 1, it.S, lds, Dk, it.O, lds, Acc::Set);
+      if (!state_zero) mm(n, vecs, gated ? it.Qt : it.Q, L.ldk, 1, it.S, it.ls, Dk, it.O, lds, Acc::Set);
       // intra-chunk: O += A V over the causal triangle (row group i0 needs keys < i0 + rows)
       intra_scores(it, n);
       for (int64_t i0 = 0; i0 < n; i0 += kMmRows) {
@@ -501,12 +514,12 @@ bool linear_attention_item(const LinearParams& p, const LinearItem& item, const 
       if (p.abort_flag && p.abort_flag->load(std::memory_order_relaxed)) return false;
       const int64_t n = p.seq - t0 < C ? p.seq - t0 : C;
       load_q(it, t0, n);
-      mm(n, vecs, it.Q, L.ldk, 1, it.S, lds, Dk, it.O, lds, Acc::Set);
+      mm(n, vecs, it.Q, L.ldk, 1, it.S, it.ls, Dk, it.O, lds, Acc::Set);
       store_out(it, t0, n);
     }
   }
 
-  if (p.has_state_out) {
+  if (p.has_state_out && !in_place) {
     const TensorView& s = p.state_out;
     for (int64_t d = 0; d < Dk; ++d) {
       float* dst = static_cast<float*>(s.data) + item.b * s.strides[0] + item.h * s.strides[1] + d * s.strides[2] + item.c0 * s.strides[3];
