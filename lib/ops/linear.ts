@@ -14,7 +14,11 @@ export type FeatureMap = 'identity' | 'elu1' | 'relu' | 'efficient';
 /** Codes shared with native/core/linear_params.h (enum class FeatureMap). */
 const FEATURE_MAP: Record<FeatureMap, number> = { identity: 0, elu1: 1, relu: 2, efficient: 3 };
 
-/** Options shared by linearAttention and linearAttentionStep. */
+/**
+ * Options shared by linearAttention and linearAttentionStep. Where the issue left a choice open,
+ * flash-linear-attention's: no feature map by default (its chunk_simple_gla / chunk_gla take q and k
+ * as given), scale applied to the feature-mapped query, and the normalizer's 1e-10.
+ */
 export interface LinearCommonOptions {
   /** Default 'identity'. */
   featureMap?: FeatureMap;
@@ -35,7 +39,10 @@ export interface LinearCommonOptions {
 }
 
 export interface LinearAttentionOptions extends LinearCommonOptions {
-  /** Default true: out_t reads the state after step t. false: every query reads the state after the whole sequence. */
+  /**
+   * Default true: out_t reads the state after step t. false: every query reads the state after the
+   * whole sequence (without decay: phi(Q) (phi(K)^T V); with it, the keys decayed to the last step).
+   */
   causal?: boolean;
   /** float32 [B, H, Dk, Dv]: the state before the first step (default zeros). */
   initialState?: Tensor;
