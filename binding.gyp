@@ -8,6 +8,7 @@
       "native/napi/attention_binding.cpp",
       "native/napi/device_binding.cpp",
       "native/napi/js_errors.cpp",
+      "native/napi/linear_binding.cpp",
       "native/napi/tensor_args.cpp",
       "native/core/cpu_features.cpp",
       "native/core/cuda_backend.cpp",
@@ -16,6 +17,8 @@
       "native/cpu/scratch.cpp",
       "native/cpu/fused/fused_attention.cpp",
       "native/cpu/fused/fused_attention_scalar.cpp",
+      "native/cpu/linear/linear_attention.cpp",
+      "native/cpu/linear/linear_attention_scalar.cpp",
       "native/cpu/merge/merge_states.cpp",
       "native/cpu/peak/fma_peak.cpp",
       "native/cpu/peak/fma_peak_scalar.cpp"
@@ -30,7 +33,7 @@
       "target_name": "attnkit_avx2",
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
-        "sources": ["native/cpu/fused/fused_attention_avx2.cpp", "native/cpu/peak/fma_peak_avx2.cpp"],
+        "sources": ["native/cpu/fused/fused_attention_avx2.cpp", "native/cpu/linear/linear_attention_avx2.cpp", "native/cpu/peak/fma_peak_avx2.cpp"],
         "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-Wshadow", "-fno-tree-loop-distribute-patterns"]
       }]]
     },
@@ -38,7 +41,7 @@
       "target_name": "attnkit_avx512",
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
-        "sources": ["native/cpu/fused/fused_attention_avx512.cpp", "native/cpu/peak/fma_peak_avx512.cpp"],
+        "sources": ["native/cpu/fused/fused_attention_avx512.cpp", "native/cpu/linear/linear_attention_avx512.cpp", "native/cpu/peak/fma_peak_avx512.cpp"],
         "cflags_cc": ["-mavx512f", "-mavx2", "-mfma", "-mf16c", "-Wno-maybe-uninitialized", "-Wshadow", "-fno-tree-loop-distribute-patterns"]
       }]]
     },

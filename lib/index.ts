@@ -14,5 +14,10 @@ export { NeighborhoodOptions } from './sparse/neighborhood';
 export { topkBlockAttention, topkBlockAttentionSync, TopkBlockAttentionOptions, TopkBlockResult } from './ops/topk';
 export { TopkBlockOptions } from './sparse/topk';
 export { mergeAttentionStates, AttentionState } from './ops/merge';
+export {
+  linearAttention, linearAttentionSync, linearAttentionStep, linearAttentionStepSync, FeatureMap, LinearCommonOptions,
+  LinearAttentionOptions, LinearAttentionStepOptions, LinearAttentionResult,
+} from './ops/linear';
+export { agentAttention, agentAttentionSync, AgentAttentionOptions } from './ops/agent';
 export { backendInfo, setNumThreads, BackendInfo } from './info';
 export { CudaInfo, CudaDeviceInfo } from './native/binding';

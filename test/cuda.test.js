@@ -264,6 +264,18 @@ describe('device tensors end to end (fake CUDA library)', () => {
     }
   });
 
+  withCc('linear attention refuses device tensors (ERR_ATTN_DEVICE, also natively); agent attention runs there', () => {
+    const r = probe('linear', { ATTNKIT_CUDA_LIB: fakeLib });
+    for (const e of [r.sync, r.async, r.mixed, r.step, r.bypass]) {
+      expect(e).toMatchObject({ code: 'ERR_ATTN_DEVICE', isAttnError: true });
+      expect(e.message).toMatch(/linear attention runs on the CPU for now/);
+    }
+    expect(r.mixed.message).toMatch(/initialState/);
+    expect(r.step.message).toMatch(/\bstate\b/);
+    expect(r.bypass.message).toMatch(/^q is on cuda:0/);
+    expect(r.agent).toBeNull();
+  });
+
   withCc('a full GPU: ERR_ATTN_OOM naming the size, nothing leaked, the process goes on', () => {
     const r = probe('oom', { ATTNKIT_CUDA_LIB: fakeLib, FAKE_CUDA_MAX_ALLOC: '1000' });
     expect(r.empty).toMatchObject({ code: 'ERR_ATTN_OOM', isAttnError: true });

@@ -20,6 +20,8 @@ export interface NativeBinding {
   fmaPeakGflops(millis: number): number;
   attentionSync(...args: AttentionArgs): void;
   attentionAsync(...args: AttentionArgs): Promise<void>;
+  linearAttentionSync(...args: LinearArgs): void;
+  linearAttentionAsync(...args: LinearArgs): Promise<void>;
   mergeStates(outs: NativeTensorData[], lses: NativeTensorData[], out: NativeTensorData, lse: NativeTensorData, desc: Float64Array): void;
 
   // CUDA (native/napi/device_binding.cpp). The first call of any of these loads the CUDA library.
@@ -49,6 +51,17 @@ export type AttentionArgs = [
 
 /** Where attention's argument list keeps the last tensor-or-array argument, the abort flag and the resizable index. */
 export const enum AttentionArg { LastData = 13, AbortFlag = 15, Resizable = 16 }
+
+/** q, k, v, out, logGates, initialState, initialNormalizer, stateOut, normalizerOut, decay (a
+ *  Float32Array [H], or null: a single lambda travels in the descriptor), descriptor, abortFlag, index
+ *  of the first argument over a resizable ArrayBuffer (-1: none; async only). CPU tensors only. */
+export type LinearArgs = [
+  NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData | null, NativeTensorData | null,
+  NativeTensorData | null, NativeTensorData | null, NativeTensorData | null, Float32Array | null, Float64Array, Int32Array | null, number,
+];
+
+/** Where linear attention's argument list keeps the last data argument, the abort flag and the resizable index. */
+export const enum LinearArg { LastData = 9, AbortFlag = 11, Resizable = 12 }
 
 const packageRoot = path.join(__dirname, '..', '..');
 

@@ -15,6 +15,15 @@ export const enum AttentionOption {
 export const ATTENTION_OPTIONS = AttentionSlot.Count * TENSOR_RECORD;
 export const ATTENTION_DESCRIPTOR_LENGTH = ATTENTION_OPTIONS + AttentionOption.Count;
 
+// linearAttention / linearAttentionStep (native/napi/descriptor.h LinearSlot, LinearOption).
+export const enum LinearSlot { Q = 0, K, V, Out, Gates, InitialState, InitialNormalizer, StateOut, NormalizerOut, Count }
+export const enum LinearOption {
+  Step = 0, Causal, FeatureMap, Scale, Normalize, Chunk, DecayKind, Decay, HasGates,
+  HasInitialState, HasInitialNormalizer, HasStateOut, HasNormalizerOut, Count,
+}
+export const LINEAR_OPTIONS = LinearSlot.Count * TENSOR_RECORD;
+export const LINEAR_DESCRIPTOR_LENGTH = LINEAR_OPTIONS + LinearOption.Count;
+
 export function writeTensorRecord(desc: Float64Array, slot: number, t: Tensor, name: string): void {
   const r = t.shape.length;
   if (r > MAX_RANK) throw new AttnError('ERR_ATTN_SHAPE', `${name} has rank ${r}; attnkit tensors have rank <= ${MAX_RANK}`);

@@ -49,6 +49,32 @@ export function signalArg(v: unknown): AbortSignal | undefined {
   return v as AbortSignal;
 }
 
+/**
+ * A resizable ArrayBuffer could shrink under the kernel while an async call runs: native rejects
+ * the argument whose index this returns, the first of args[0..last] over one, or -1 (the sync form
+ * is safe: no JavaScript runs during the call). Transferring a buffer away while an async call
+ * uses it is caller misuse, as with fs.read: see README.
+ */
+export function firstResizable(args: readonly unknown[], last: number): number {
+  for (let i = 0; i <= last; i++) {
+    const a = args[i];
+    if (ArrayBuffer.isView(a) && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) return i;
+  }
+  return -1;
+}
+
+/**
+ * The flag an async call's native side polls (null without a signal): raised when `signal` aborts.
+ * release() unhooks the listener once the call has settled.
+ */
+export function abortFlag(signal: AbortSignal | undefined): { flag: Int32Array | null; release: () => void } {
+  if (!signal) return { flag: null, release: () => {} };
+  const flag = new Int32Array(1);
+  const onAbort = () => { Atomics.store(flag, 0, 1); };
+  signal.addEventListener('abort', onAbort, { once: true });
+  return { flag, release: () => signal.removeEventListener('abort', onAbort) };
+}
+
 export function abortedError(op: string): AttnError {
   return new AttnError('ERR_ATTN_ABORTED', `${op} was aborted by its AbortSignal`);
 }

@@ -5,7 +5,8 @@ import {
   ATTENTION_DESCRIPTOR_LENGTH, ATTENTION_OPTIONS, AttentionOption, AttentionSlot, writeTensorRecord,
 } from '../native/descriptor';
 import {
-  abortedError, float32ArrayArg, int32ArrayArg, numberArg, optionalTensorArg, sameDevice, signalArg, tensorArg,
+  abortedError, abortFlag, firstResizable, float32ArrayArg, int32ArrayArg, numberArg, optionalTensorArg, sameDevice, signalArg,
+  tensorArg,
 } from './args';
 
 export interface AttentionOptions {
@@ -135,17 +136,6 @@ function marshal(q_: unknown, k_: unknown, v_: unknown, opts: AttentionOptions |
   return { args, out, lse, signal: signalArg(o.signal) };
 }
 
-// A resizable ArrayBuffer could shrink under the kernel while an async call runs: native rejects
-// the argument whose index this returns (the sync form is safe: no JavaScript runs during the call).
-// Transferring a buffer away while an async call uses it is caller misuse, as with fs.read: see README.
-function firstResizable(args: AttentionArgs): number {
-  for (let i = 0; i <= AttentionArg.LastData; i++) {
-    const a = args[i];
-    if (ArrayBuffer.isView(a) && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) return i;
-  }
-  return -1;
-}
-
 function result(m: Marshalled): Tensor | AttentionWithLse {
   return m.lse ? { out: m.out, lse: m.lse } : m.out;
 }
@@ -189,26 +179,20 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
 /** The one asynchronous call path of attention and blockSparseAttention. */
 export function callAsync(q: unknown, k: unknown, v: unknown, opts: AttentionOptions | undefined,
                           sparsity: BlockSparsity | undefined, op: string): Promise<Tensor | AttentionWithLse> {
-  let m: Marshalled;
-  let onAbort: (() => void) | undefined;
+  let release = () => {};
   const owned: Tensor[] = [];
   try {
-    m = marshal(q, k, v, opts, owned, sparsity, op);
-    m.args[AttentionArg.Resizable] = firstResizable(m.args);
-    const signal = m.signal;
-    if (signal?.aborted) throw abortedError(op);
-    if (signal) {
-      // The CPU kernels poll this flag between tiles; a device call reads it once, before it starts.
-      const flag = new Int32Array(1);
-      m.args[AttentionArg.AbortFlag] = flag;
-      onAbort = () => { Atomics.store(flag, 0, 1); };
-      signal.addEventListener('abort', onAbort, { once: true });
-    }
+    const m = marshal(q, k, v, opts, owned, sparsity, op);
+    m.args[AttentionArg.Resizable] = firstResizable(m.args, AttentionArg.LastData);
+    if (m.signal?.aborted) throw abortedError(op);
+    // The CPU kernels poll this flag between tiles; a device call reads it once, before it starts.
+    const watch = abortFlag(m.signal);
+    release = watch.release;
+    m.args[AttentionArg.AbortFlag] = watch.flag;
     const pending = native().attentionAsync(...m.args);
-    const done = () => { if (onAbort) signal!.removeEventListener('abort', onAbort); };
-    return pending.then(() => { done(); return result(m); }, (e: unknown) => { done(); disposeAll(owned); throw asAttnError(e); });
+    return pending.then(() => { release(); return result(m); }, (e: unknown) => { release(); disposeAll(owned); throw asAttnError(e); });
   } catch (e) {
-    if (onAbort) m!.signal!.removeEventListener('abort', onAbort);
+    release();
     disposeAll(owned);
     return Promise.reject(asAttnError(e));
   }

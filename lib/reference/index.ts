@@ -5,4 +5,7 @@ export { blockSparseAttentionReference } from './sparse';
 export { neighborhoodAttentionReference } from './neighborhood';
 export { topkBlockAttentionReference } from './topk';
 export { mergeReference, ReferenceState } from './merge';
+export {
+  linearAttentionReference, linearAttentionQuadraticReference, agentAttentionReference, LinearReferenceResult,
+} from './linear';
 export { attentionNaiveJs, attentionTunedJs, FastJsShape } from './fast-js';

@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include <cmath>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 
@@ -285,6 +286,195 @@ AttentionParams validate_attention(const AttentionRequest& r) {
     const int64_t n = p.batch * p.heads_q * p.seq_q;
     if (static_cast<int64_t>(r.lse_length) != n) arg_fail("lse buffer must hold B*Hq*Sq = " + std::to_string(n) + " floats, got " + std::to_string(r.lse_length));
     p.lse = r.lse;
+  }
+  return p;
+}
+
+namespace {
+
+// Linear attention has no device kernels yet. Checked before anything else: a device pointer must
+// never be read as host memory.
+void require_cpu(const char* name, const TensorView& t) {
+  if (t.device >= 0) {
+    fail(ErrorCode::Device, std::string(name) + " is on " + device_name(t.device) +
+                                ": linear attention runs on the CPU for now; move its tensors with .to('cpu')");
+  }
+}
+
+bool has_shape(const TensorView& t, std::initializer_list<int64_t> dims) {
+  if (t.rank != static_cast<int>(dims.size())) return false;
+  int i = 0;
+  for (int64_t d : dims) if (t.shape[i++] != d) return false;
+  return true;
+}
+
+std::string dims_str(std::initializer_list<int64_t> dims) {
+  std::string s = "[";
+  int i = 0;
+  for (int64_t d : dims) s += (i++ ? ", " : "") + std::to_string(d);
+  return s + "]";
+}
+
+// A float32 state-like tensor of exactly `dims` (initialState, normalizer, ...).
+void require_float32_shape(const char* name, const TensorView& t, std::initializer_list<int64_t> dims, const char* layout) {
+  if (t.dtype != DType::Float32) fail(ErrorCode::DType, std::string(name) + " must be float32, got " + dtype_name(t.dtype));
+  if (!has_shape(t, dims)) shape_fail(std::string(name) + " must have shape " + layout + " = " + dims_str(dims) + ", got " + shape_str(t));
+}
+
+// Log gates are log forget gates, a_t = exp(g) in [0, 1]: NaN and g > 0 are refused (a growing
+// state could overflow); -Infinity is a full reset (a_t = 0). Read on the bits, so no float16 /
+// bfloat16 conversion is needed here.
+bool gate_ok(const void* base, DType dt, int64_t idx) {
+  switch (dt) {
+    case DType::Float32: { const float g = static_cast<const float*>(base)[idx]; return g <= 0.0f; }  // false for NaN
+    case DType::Float16: {
+      const uint16_t u = static_cast<const uint16_t*>(base)[idx];
+      const bool nan = (u & 0x7c00u) == 0x7c00u && (u & 0x03ffu) != 0;
+      return !nan && ((u & 0x8000u) != 0 || u == 0);
+    }
+    case DType::BFloat16: {
+      const uint16_t u = static_cast<const uint16_t*>(base)[idx];
+      const bool nan = (u & 0x7f80u) == 0x7f80u && (u & 0x007fu) != 0;
+      return !nan && ((u & 0x8000u) != 0 || u == 0);
+    }
+    default: return false;
+  }
+}
+
+void check_gate_values(const TensorView& g) {
+  const int64_t n3 = g.rank == 4 ? g.shape[3] : 1, s3 = g.rank == 4 ? g.strides[3] : 0;
+  for (int64_t b = 0; b < g.shape[0]; ++b)
+    for (int64_t h = 0; h < g.shape[1]; ++h)
+      for (int64_t t = 0; t < g.shape[2]; ++t)
+        for (int64_t d = 0; d < n3; ++d) {
+          if (!gate_ok(g.data, g.dtype, b * g.strides[0] + h * g.strides[1] + t * g.strides[2] + d * s3)) {
+            std::string at = "[" + std::to_string(b) + ", " + std::to_string(h) + ", " + std::to_string(t) + (g.rank == 4 ? ", " + std::to_string(d) : "") + "]";
+            arg_fail("logGates must be log forget gates (<= 0, -Infinity allowed; not NaN), got a value > 0 or NaN at " + at);
+          }
+        }
+}
+
+}  // namespace
+
+LinearParams validate_linear(const LinearRequest& r) {
+  const char* op = r.step ? "linearAttentionStep" : "linearAttention";
+  const char* state_name = r.step ? "state" : "initialState";
+  const char* norm_name = r.step ? "normalizer" : "initialNormalizer";
+  require_cpu("q", r.q);
+  require_cpu("k", r.k);
+  require_cpu("v", r.v);
+  require_cpu("out", r.out);
+  if (r.has_gates) require_cpu("logGates", r.gates);
+  if (r.has_initial_state) require_cpu(state_name, r.initial_state);
+  if (r.has_initial_normalizer) require_cpu(norm_name, r.initial_normalizer);
+  if (r.has_state_out) require_cpu("state", r.state_out);
+  if (r.has_normalizer_out) require_cpu("normalizer", r.normalizer_out);
+
+  const TensorView &q = r.q, &k = r.k, &v = r.v;
+  if (q.rank != 4) shape_fail(std::string("q must have rank 4 [B, H, ") + (r.step ? "T" : "S") + ", Dk], got shape " + shape_str(q));
+  if (k.rank != 4) shape_fail(std::string("k must have rank 4 [B, H, ") + (r.step ? "T" : "S") + ", Dk], got shape " + shape_str(k));
+  if (v.rank != 4) shape_fail(std::string("v must have rank 4 [B, H, ") + (r.step ? "T" : "S") + ", Dv], got shape " + shape_str(v));
+  if (!is_float(q.dtype)) fail(ErrorCode::DType, std::string("q must be float32, float16 or bfloat16, got ") + dtype_name(q.dtype));
+  if (k.dtype != q.dtype) fail(ErrorCode::DType, std::string("k must have q's dtype ") + dtype_name(q.dtype) + ", got " + dtype_name(k.dtype));
+  if (v.dtype != q.dtype) fail(ErrorCode::DType, std::string("v must have q's dtype ") + dtype_name(q.dtype) + ", got " + dtype_name(v.dtype));
+
+  LinearParams p;
+  p.q = q; p.k = k; p.v = v; p.out = r.out;
+  p.batch = q.shape[0]; p.heads = q.shape[1]; p.seq = q.shape[2]; p.dk = q.shape[3]; p.dv = v.shape[3];
+  const char* dims[] = {"batch", "heads", "length", "key dim"};
+  for (int d = 0; d < 4; ++d) {
+    if (k.shape[d] != q.shape[d]) shape_fail(std::string("k ") + dims[d] + " " + std::to_string(k.shape[d]) + " must equal q's " + std::to_string(q.shape[d]) + " (q " + shape_str(q) + ", k " + shape_str(k) + ")");
+    if (d < 3 && v.shape[d] != q.shape[d]) shape_fail(std::string("v ") + dims[d] + " " + std::to_string(v.shape[d]) + " must equal q's " + std::to_string(q.shape[d]) + " (q " + shape_str(q) + ", v " + shape_str(v) + ")");
+  }
+  if (p.dk == 0) shape_fail("key dim Dk must be >= 1, got q " + shape_str(q));
+  if (p.dv == 0) shape_fail("value dim Dv must be >= 1, got v " + shape_str(v));
+
+  const TensorView& o = r.out;
+  if (!has_shape(o, {p.batch, p.heads, p.seq, p.dv})) shape_fail("out must have shape " + dims_str({p.batch, p.heads, p.seq, p.dv}) + ", got " + shape_str(o));
+  if (!is_float(o.dtype)) fail(ErrorCode::DType, std::string("out must be float32, float16 or bfloat16, got ") + dtype_name(o.dtype));
+  require_no_self_overlap("out", o);
+
+  const double fm = r.feature_map;
+  if (!(fm >= 0 && fm <= 3) || fm != std::floor(fm)) arg_fail("featureMap must be 'identity', 'elu1', 'relu' or 'efficient'");
+  p.feature_map = static_cast<FeatureMap>(static_cast<int>(fm));
+  if (!std::isfinite(r.scale)) arg_fail("scale must be a finite number, got " + std::to_string(r.scale));
+  p.scale = static_cast<float>(r.scale);
+  if (!(r.chunk >= 1 && r.chunk <= 1024) || r.chunk != std::floor(r.chunk)) {
+    arg_fail("chunkSize must be an integer in [1, 1024], got " + std::to_string(r.chunk));
+  }
+  p.chunk = static_cast<int64_t>(r.chunk);
+  p.causal = r.step || r.causal;
+  p.normalize = r.normalize;
+
+  if (p.feature_map == FeatureMap::Efficient) {
+    // Its keys are a softmax over the whole sequence: no prefix of it is known before the end.
+    if (r.step) arg_fail("featureMap 'efficient' normalizes keys over the whole sequence, so linearAttentionStep (causal) cannot use it");
+    if (p.causal) arg_fail("featureMap 'efficient' (keys softmaxed over the sequence) is non-causal only: pass causal: false");
+    if (r.decay_kind != 0 || r.has_gates) arg_fail("featureMap 'efficient' takes no decay or logGates");
+    if (r.has_initial_state || r.has_initial_normalizer) arg_fail("featureMap 'efficient' takes no initialState / initialNormalizer: its key softmax spans one call's sequence");
+  }
+
+  if (r.decay_kind != 0 && r.has_gates) arg_fail(std::string(op) + ": pass at most one of decay and logGates");
+  if (r.decay_kind == 1) {
+    if (!(r.decay > 0 && r.decay <= 1)) arg_fail("decay must be in (0, 1], got " + std::to_string(r.decay));
+    p.gate_kind = GateKind::Decay;
+    p.decay = r.decay;
+  } else if (r.decay_kind == 2) {
+    const FloatArray& a = r.decay_per_head;
+    if (static_cast<int64_t>(a.length) != p.heads) arg_fail("decay must be a number or hold one lambda per head (" + std::to_string(p.heads) + "), got " + std::to_string(a.length));
+    for (size_t h = 0; h < a.length; ++h) {
+      if (!(a.data[h] > 0 && a.data[h] <= 1)) arg_fail("decay[" + std::to_string(h) + "] must be in (0, 1], got " + std::to_string(a.data[h]));
+    }
+    p.gate_kind = GateKind::Decay;
+    p.decay_per_head = a.data;
+  } else if (r.decay_kind != 0) {
+    arg_fail("internal: unknown decay kind");
+  }
+  if (r.has_gates) {
+    const TensorView& g = r.gates;
+    if (!is_float(g.dtype)) fail(ErrorCode::DType, std::string("logGates must be float32, float16 or bfloat16, got ") + dtype_name(g.dtype));
+    if (has_shape(g, {p.batch, p.heads, p.seq})) {
+      p.gate_kind = GateKind::Scalar;
+    } else if (has_shape(g, {p.batch, p.heads, p.seq, p.dk})) {
+      p.gate_kind = GateKind::PerDim;
+    } else {
+      shape_fail("logGates must have shape [B, H, S] = " + dims_str({p.batch, p.heads, p.seq}) + " (one gate per step) or [B, H, S, Dk] = " +
+                 dims_str({p.batch, p.heads, p.seq, p.dk}) + " (per key dimension), got " + shape_str(g));
+    }
+    check_gate_values(g);
+    p.gates = g;
+  }
+
+  if (r.has_initial_state) {
+    require_float32_shape(state_name, r.initial_state, {p.batch, p.heads, p.dk, p.dv}, "[B, H, Dk, Dv]");
+    p.has_initial_state = true;
+    p.initial_state = r.initial_state;
+  }
+  if (r.has_initial_normalizer) {
+    if (!p.normalize) arg_fail(std::string(norm_name) + " is only used with normalize: true");
+    require_float32_shape(norm_name, r.initial_normalizer, {p.batch, p.heads, p.dk}, "[B, H, Dk]");
+    p.has_initial_normalizer = true;
+    p.initial_normalizer = r.initial_normalizer;
+  }
+  if (p.normalize && r.step && !r.has_initial_normalizer) {
+    arg_fail("linearAttentionStep with normalize needs opts.normalizer: the float32 [B, H, Dk] running sum of phi(k) (returned as normalizer by linearAttention with returnState)");
+  }
+  if (p.normalize && !r.step && r.has_initial_state != r.has_initial_normalizer) {
+    arg_fail(r.has_initial_state ? "initialState with normalize needs initialNormalizer too (the normalizer returned with the state)"
+                                 : "initialNormalizer needs initialState too");
+  }
+  if (r.has_state_out) {
+    require_float32_shape("state", r.state_out, {p.batch, p.heads, p.dk, p.dv}, "[B, H, Dk, Dv]");
+    require_no_self_overlap("state", r.state_out);
+    p.has_state_out = true;
+    p.state_out = r.state_out;
+  }
+  if (r.has_normalizer_out) {
+    if (!p.normalize) arg_fail("internal: a normalizer output without normalize");
+    require_float32_shape("normalizer", r.normalizer_out, {p.batch, p.heads, p.dk}, "[B, H, Dk]");
+    require_no_self_overlap("normalizer", r.normalizer_out);
+    p.has_normalizer_out = true;
+    p.normalizer_out = r.normalizer_out;
   }
   return p;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "attention_params.h"
+#include "linear_params.h"
 #include "tensor_view.h"
 
 namespace attnkit {
@@ -69,6 +70,27 @@ struct AttentionRequest {
 };
 
 AttentionParams validate_attention(const AttentionRequest& req);
+
+// linearAttention and linearAttentionStep (step: state and normalizer are updated in place, so
+// the same views arrive as initial_* and *_out, and messages call them state / normalizer).
+struct LinearRequest {
+  bool step = false;
+  TensorView q, k, v, out;
+  bool causal = true;
+  double feature_map = 0;  // FeatureMap code
+  double scale = 1;
+  bool normalize = false;
+  double chunk = 64;
+  int decay_kind = 0;  // 0 none, 1 one lambda (decay), 2 one per head (decay_per_head)
+  double decay = 1;
+  FloatArray decay_per_head;
+  bool has_gates = false;
+  TensorView gates;
+  bool has_initial_state = false, has_initial_normalizer = false, has_state_out = false, has_normalizer_out = false;
+  TensorView initial_state, initial_normalizer, state_out, normalizer_out;
+};
+
+LinearParams validate_linear(const LinearRequest& req);
 
 struct MergeRequest {
   int64_t num_parts = 0;

@@ -11,6 +11,7 @@
 namespace attnkit {
 
 void register_attention_bindings(Napi::Env env, Napi::Object exports);
+void register_linear_bindings(Napi::Env env, Napi::Object exports);
 void register_info_bindings(Napi::Env env, Napi::Object exports);
 void register_device_bindings(Napi::Env env, Napi::Object exports);
 

@@ -19,5 +19,18 @@ enum AttentionOption {
 };
 constexpr int kAttentionLength = kOptions + kOptionCount;
 
+// linearAttention() and linearAttentionStep(): tensor records in this order, then the options.
+// A step sends its state (and normalizer) as both the initial and the output record.
+enum LinearSlot {
+  kLinQ = 0, kLinK, kLinV, kLinOut, kLinGates, kLinInitialState, kLinInitialNormalizer, kLinStateOut, kLinNormalizerOut,
+  kLinearSlots
+};
+constexpr int kLinearOptions = kLinearSlots * kTensorRecord;
+enum LinearOption {
+  kLinStep = 0, kLinCausal, kLinFeatureMap, kLinScale, kLinNormalize, kLinChunk, kLinDecayKind, kLinDecay, kLinHasGates,
+  kLinHasInitialState, kLinHasInitialNormalizer, kLinHasStateOut, kLinHasNormalizerOut, kLinearOptionCount
+};
+constexpr int kLinearLength = kLinearOptions + kLinearOptionCount;
+
 }  // namespace desc
 }  // namespace attnkit

@@ -11,6 +11,7 @@ namespace attnkit {
 namespace cpu_avx2 {
 using namespace simd_avx2;
 #include "../simd/vec_math.h"
+#include "../simd/row_io.h"
 #include "../simd/transpose8_avx.h"
 
 constexpr int kTileRows = 6;  // rows of K (or V^T) broadcast per micro-tile

@@ -11,6 +11,7 @@ namespace attnkit {
 namespace cpu_avx512 {
 using namespace simd_avx512;
 #include "../simd/vec_math.h"
+#include "../simd/row_io.h"
 #include "../simd/transpose8_avx.h"
 
 constexpr int kTileRows = 6;  // rows of K (or V^T) broadcast per micro-tile

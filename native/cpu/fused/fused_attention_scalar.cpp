@@ -11,6 +11,7 @@ namespace attnkit {
 namespace cpu_scalar {
 using namespace simd_scalar;
 #include "../simd/vec_math.h"
+#include "../simd/row_io.h"
 
 constexpr int kTileRows = 4;  // rows of K (or V^T) broadcast per micro-tile
 constexpr int kTileCols = 2;  // vectors of queries per micro-tile
