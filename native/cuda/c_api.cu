@@ -73,10 +73,22 @@ attnkit_cuda_status cuda_failure(cudaError_t e, const char* what, char* err, siz
 
 // ---- per-device state -------------------------------------------------------------------------
 
+// The sm_90 block-mask kernel deals its work items from a device int that must read 0 when it
+// starts (FusedAttentionProblem::work_counter). Each stream that launches it gets its own int,
+// zeroed by a memset on that stream before each launch: launches on one stream run in order, so
+// they never use a counter at the same time, and launches on different streams use different
+// ones. The ints come from one array per device, allocated with the device's other state (a
+// per-call allocation and upload cost tens of microseconds of host time per call, which the
+// side-by-side benchmark counted). Past kWorkCounters streams the oldest assignment is reused.
+constexpr int kWorkCounters = 256;
+
 struct DeviceSlot {
   bool ready = false;
   cudaStream_t stream = nullptr;
   cudaMemPool_t pool = nullptr;  // per-call tables (see upload_tables)
+  int* work_counters = nullptr;  // [kWorkCounters]
+  std::vector<cudaStream_t> counter_streams;  // the stream each counter serves
+  int next_counter = 0;
   DeviceTraits traits;
 };
 
@@ -174,6 +186,13 @@ attnkit_cuda_status init_slot(int device, DeviceSlot& slot, char* err, size_t er
     e = create_table_pool(device, &slot.pool);
     if (e != cudaSuccess) return cuda_failure(e, "creating the device's memory pool (cudaMemPoolCreate)", err, err_len);
   }
+  if (slot.work_counters == nullptr) {
+    e = cudaMalloc(&slot.work_counters, kWorkCounters * sizeof(int));
+    if (e != cudaSuccess) {
+      slot.work_counters = nullptr;
+      return cuda_failure(e, "allocating the device's work counters", err, err_len);
+    }
+  }
   slot.ready = true;
   return ATTNKIT_CUDA_OK;
 }
@@ -196,6 +215,28 @@ attnkit_cuda_status enter_device(int device, DeviceHandle* h, char* err, size_t 
   h->stream = slot.stream;
   h->pool = slot.pool;
   h->traits = slot.traits;
+  return ATTNKIT_CUDA_OK;
+}
+
+// The work counter of `stream` on h's device (see kWorkCounters), zeroed on that stream.
+attnkit_cuda_status stream_work_counter(const DeviceHandle& h, cudaStream_t stream, int** counter, char* err,
+                                        size_t err_len) {
+  {
+    DeviceTable& table = device_table();
+    std::lock_guard<std::mutex> lock(table.mutex);
+    DeviceSlot& slot = table.slots[size_t(h.device)];
+    if (slot.counter_streams.empty()) slot.counter_streams.assign(kWorkCounters, nullptr);
+    int index = -1;
+    for (int i = 0; i < kWorkCounters && index < 0; ++i)
+      if (slot.counter_streams[size_t(i)] == stream && i < slot.next_counter) index = i;
+    if (index < 0) {
+      index = slot.next_counter++ % kWorkCounters;
+      slot.counter_streams[size_t(index)] = stream;
+    }
+    *counter = slot.work_counters + index;
+  }
+  const cudaError_t e = cudaMemsetAsync(*counter, 0, sizeof(int), stream);
+  if (e != cudaSuccess) return cuda_failure(e, "zeroing the call's work counter", err, err_len);
   return ATTNKIT_CUDA_OK;
 }
 
@@ -608,8 +649,6 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
   const size_t sinks_at = a.sink_logits ? pack.add(a.sink_logits, head_bytes) : 0;
   const size_t cu_q_at = varlen ? pack.add(a.cu_seqlens_q, cu_bytes) : 0;
   const size_t cu_k_at = varlen ? pack.add(a.cu_seqlens_k, cu_bytes) : 0;
-  const int32_t zero = 0;
-  const size_t counter_at = blocks ? pack.add(&zero, sizeof(zero)) : 0;  // FusedAttentionProblem::work_counter
   void* tables = nullptr;
   s = upload_tables(h, stream, pack, &tables, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
@@ -619,7 +658,13 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
     p.cu_seqlens_q = at_offset<int32_t>(tables, cu_q_at);
     p.cu_seqlens_k = at_offset<int32_t>(tables, cu_k_at);
   }
-  if (blocks) p.work_counter = at_offset<int>(tables, counter_at);
+  if (blocks) {
+    s = stream_work_counter(h, stream, &p.work_counter, err, err_len);
+    if (s != ATTNKIT_CUDA_OK) {
+      release_tables(tables, stream);
+      return s;
+    }
+  }
 
   const char* kernel = "generic";
   const cudaError_t launched = dispatch_attention(p, h.traits, stream, &kernel);
