@@ -83,6 +83,16 @@ function load(): NativeBinding {
   }
 }
 
+/** The addon file node-gyp-build picks (a local build first, then prebuilds/), or why none. */
+export function addonPath(): { path?: string; error?: string } {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return { path: require('node-gyp-build').resolve(packageRoot) as string };
+  } catch (e) {
+    return { error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
 let cached: NativeBinding | undefined;
 /** The addon, loaded on first use so that importing attnkit never throws. */
 export function native(): NativeBinding {

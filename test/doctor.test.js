@@ -1,0 +1,48 @@
+'use strict';
+// `npx attnkit doctor`: its report matches what the process and the library say about this machine.
+const { execFileSync, spawnSync } = require('child_process');
+const path = require('path');
+const attnkit = require('..');
+
+const root = path.join(__dirname, '..');
+const cli = path.join(root, 'bin', 'attnkit.js');
+const run = (args, env = {}) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+
+describe('attnkit doctor', () => {
+  test('--json reports this platform, Node, the addon node-gyp-build loads, the CPU kernels and CUDA as backendInfo does', () => {
+    const r = JSON.parse(execFileSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8' }));
+    expect(r.attnkit).toBe(require('../package.json').version);
+    expect(r.platform.os).toBe(process.platform);
+    expect(r.platform.arch).toBe(process.arch);
+    expect(r.node.version).toBe(process.version);
+    expect(r.node.napi).toBe(Number(process.versions.napi));
+    expect(r.addon.path).toBe(require('node-gyp-build').resolve(root));
+    const info = attnkit.backendInfo();
+    expect(r.cpu.isa).toBe(info.cpu.isa);
+    expect(r.cpu.threads).toBe(info.cpu.threads);
+    expect(r.cuda.available).toBe(info.cuda.available);
+    if (!info.cuda.available) {
+      expect(r.cuda.reason).toBe(info.cuda.reason);
+      expect(r.advice.some((a) => a.startsWith('CUDA:'))).toBe(true);
+    }
+  });
+
+  test('text form: exit 0, one line per part', () => {
+    const out = run(['doctor']);
+    expect(out.status).toBe(0);
+    for (const part of ['doctor', 'platform', 'node', 'addon', 'cpu', 'cuda']) expect(out.stdout).toContain(part);
+  });
+
+  test('a missing CUDA library is named, with how to build it', () => {
+    const r = JSON.parse(run(['doctor', '--json'], { ATTNKIT_CUDA_LIB: '/nonexistent/libattnkit_cuda.so' }).stdout);
+    expect(r.cuda.available).toBe(false);
+    expect(r.cuda.library).toContain('/nonexistent/libattnkit_cuda.so');
+    expect(r.advice.join('\n')).toMatch(/no CUDA library.*build:cuda/);
+  });
+
+  test('an unknown command prints the usage and exits 2', () => {
+    const out = run(['frobnicate']);
+    expect(out.status).toBe(2);
+    expect(out.stderr).toContain('usage: attnkit doctor');
+  });
+});
