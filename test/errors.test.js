@@ -294,14 +294,20 @@ describe('mergeAttentionStates: bad inputs', () => {
 });
 
 describe('randomized malformed calls in a child process', () => {
-  test('the process survives and every failure is a coded AttnError', () => {
+  test('the process survives and every failure is a coded AttnError (>= 10,000 calls over every op and the native binding)', () => {
     const script = path.join(__dirname, 'fixtures', 'fuzz-malformed.js');
-    const r = spawnSync(process.execPath, ['--expose-gc', script, '3000', '20240601'], { encoding: 'utf8', timeout: 90000, cwd: path.join(__dirname, '..') });
+    const r = spawnSync(process.execPath, ['--expose-gc', script, '3500', '20240601'], { encoding: 'utf8', timeout: 90000, cwd: path.join(__dirname, '..') });
     const last = (r.stdout || '').trim().split('\n').pop();
     if (r.status !== 0) throw new Error(`child exited with status ${r.status} signal ${r.signal}\nstdout tail: ${(r.stdout || '').slice(-2000)}\nstderr: ${(r.stderr || '').slice(-3000)}`);
     const summary = JSON.parse(last);
     expect(summary.problems).toEqual([]);
-    expect(summary.calls).toBeGreaterThanOrEqual(6000);
+    expect(summary.calls).toBeGreaterThanOrEqual(10000);
+    // every other op is reached both with inputs it accepts and with inputs it refuses
+    for (const op of ['blockSparse', 'neighborhood', 'topk', 'linear', 'linearStep', 'agent']) {
+      expect(summary.byOp[op].successes).toBeGreaterThan(20);
+      expect(summary.byOp[op].calls - summary.byOp[op].successes).toBeGreaterThan(20);
+    }
+    expect(summary.byOp.native.calls).toBeGreaterThan(500);
     // the generator must actually produce both failures (of several codes) and successes
     expect(summary.failures).toBeGreaterThan(1000);
     expect(summary.successes).toBeGreaterThan(500);
