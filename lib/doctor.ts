@@ -2,6 +2,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { native, addonPath, CudaInfo } from './native/binding';
 import { cudaInfo } from './device';
+import { elfVersionNeeds } from './elf-needs';
 
 // `npx attnkit doctor`: what this machine and this install give attnkit, and what to do where
 // something is missing. Read-only; it loads the addon and (through it) the CUDA library.
@@ -10,7 +11,8 @@ export interface DoctorReport {
   attnkit: string;
   platform: { os: string; arch: string; glibc?: string; cores: number };
   node: { version: string; napi: number; napiNeeded: number };
-  addon: { path?: string; kind?: 'local build' | 'prebuilt'; error?: string };
+  /** needs: the newest symbol version the addon file needs from each library (glibc, libstdc++). */
+  addon: { path?: string; kind?: 'local build' | 'prebuilt'; needs?: Record<string, string>; error?: string };
   cpu?: { isa: string; bestIsa: string; threads: number };
   cuda?: CudaInfo & { library: string };
   advice: string[];
@@ -64,6 +66,9 @@ export function doctorReport(): DoctorReport {
     advice: [],
   };
   if (report.node.napi < NAPI_NEEDED) report.advice.push(`Node: N-API ${report.node.napi} is too old; attnkit needs ${NAPI_NEEDED} (Node >= 20).`);
+  if (addon.path && process.platform === 'linux') {
+    try { report.addon.needs = elfVersionNeeds(addon.path); } catch { /* unreadable: the load below says why */ }
+  }
   if (!addon.path) {
     report.advice.push('Addon: none found for this platform: build it from source with `npm rebuild attnkit` (needs python3, make and a C++17 compiler).');
     return report;
@@ -97,6 +102,7 @@ export function formatDoctor(r: DoctorReport): string {
   row('platform', `${r.platform.os}-${r.platform.arch}${r.platform.glibc ? `, glibc ${r.platform.glibc}` : ''}, ${r.platform.cores} cores`);
   row('node', `${r.node.version}, N-API ${r.node.napi} (attnkit needs ${r.node.napiNeeded})`);
   row('addon', r.addon.path ? `${r.addon.path} (${r.addon.kind})` : `not found: ${r.addon.error}`);
+  if (r.addon.needs) row('', `needs ${Object.entries(r.addon.needs).map(([lib, v]) => `${v} (${lib})`).join(', ')}`);
   if (r.addon.path && r.addon.error) row('', `does not load: ${r.addon.error}`);
   if (r.cpu) row('cpu', `kernels ${r.cpu.isa} (best for this CPU: ${r.cpu.bestIsa}), ${r.cpu.threads} threads`);
   if (r.cuda) {

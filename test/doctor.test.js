@@ -27,6 +27,18 @@ describe('attnkit doctor', () => {
     }
   });
 
+  test('the glibc / libstdc++ versions the addon needs match its ELF symbol versions (objdump -T)', () => {
+    const r = JSON.parse(run(['doctor', '--json']).stdout);
+    const dump = spawnSync('objdump', ['-T', r.addon.path], { encoding: 'utf8' });
+    if (dump.status !== 0) return; // no binutils here: nothing to compare with
+    const key = (v) => v.split('_').pop().split('.').map(Number);
+    const cmp = (a, b) => { const x = key(a), y = key(b); for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] || 0) !== (y[i] || 0)) return (x[i] || 0) - (y[i] || 0); return 0; };
+    const newest = (names, prefix) => names.filter((v) => new RegExp(`^${prefix}_[0-9.]+$`).test(v)).sort(cmp).pop();
+    const dumped = dump.stdout.match(/\b(GLIBC|GLIBCXX)_[0-9.]+/g) || [];
+    const reported = Object.values(r.addon.needs);
+    for (const prefix of ['GLIBC', 'GLIBCXX']) expect(newest(reported, prefix)).toBe(newest(dumped, prefix));
+  });
+
   test('text form: exit 0, one line per part', () => {
     const out = run(['doctor']);
     expect(out.status).toBe(0);
