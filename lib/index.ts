@@ -19,7 +19,7 @@ export {
   LinearAttentionOptions, LinearAttentionStepOptions, LinearAttentionResult,
 } from './ops/linear';
 export {
-  KVCache, KVCacheOptions, AppendOptions, EvictionPolicy, StreamingPolicy, decodeAttention, decodeAttentionSync,
+  KVCache, KVCacheOptions, AppendOptions, EvictionPolicy, StreamingPolicy, H2OPolicy, decodeAttention, decodeAttentionSync,
   DecodeAttentionOptions,
 } from './ops/decode';
 export { agentAttention, agentAttentionSync, AgentAttentionOptions } from './ops/agent';

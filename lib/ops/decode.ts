@@ -12,16 +12,26 @@
 // frees them; dispose() drops them at once and makes every later use an ERR_ATTN_DISPOSED.
 //
 // decodeAttention: the new queries q [B, Hq, Sq_new, D] are the last Sq_new positions of each
-// sequence (bottom-right aligned, causal among themselves). This first version gathers each
-// sequence's pages into a contiguous [1, Hkv, len, D] buffer (reused across the batch in the sync
-// form) and runs the native fused kernel (native/cpu/fused) on it, so every option, dtype, GQA
-// ratio and the LSE come from the one kernel that the dense op uses. A native page-walking kernel
-// with split-KV (Flash-Decoding) would read the pages in place; that is not written yet.
+// sequence (bottom-right aligned, causal among themselves). The native kernel (native/cpu/decode)
+// walks the page table in place: one work item per (sequence, kv head, key chunk) in which every
+// query head of the GQA group and every new query share one pass over the pages; long sequences
+// with few (sequence, kv head) pairs are split into chunks on different pool threads and merged by
+// their LSE (Flash-Decoding), with the attention-state merge of native/cpu/merge.
+//
+// Scores (H2O): with accumulateScores, each key's softmax probability, summed over the query heads
+// of its kv head and the new queries, is added to the cache's per-slot score array
+// [maxPages, kvHeads, pageSize] float32. The split chunks only know their own partial LSE, so the
+// probabilities are computed after the merge, in a second pass that re-reads K only (no V, no
+// attention matrix); scores live beside their rows and move with them on compaction.
 import { AttnError, asAttnError } from '../errors';
 import { FloatDType, TypedArray, arrayTypeOf, isFloatDType } from '../dtype';
 import { Tensor } from '../tensor';
-import { attention, attentionSync, AttentionOptions, AttentionWithLse } from './attention';
-import { abortedError, int32ArrayArg, signalArg, tensorArg } from './args';
+import type { AttentionOptions, AttentionWithLse } from './attention';
+import { native, DecodeArg, DecodeArgs } from '../native/binding';
+import { DECODE_DESCRIPTOR_LENGTH, DECODE_OPTIONS, DecodeOption, DecodeSlot, writeTensorRecord } from '../native/descriptor';
+import {
+  abortedError, abortFlag, firstResizable, float32ArrayArg, int32ArrayArg, numberArg, signalArg, tensorArg,
+} from './args';
 
 export interface KVCacheOptions {
   batch: number;
@@ -43,7 +53,14 @@ export interface KVCacheOptions {
  * its rolling cache), and pages no longer needed go back to the pool.
  */
 export interface StreamingPolicy { kind: 'streaming'; sinks: number; window: number }
-export type EvictionPolicy = StreamingPolicy;
+/**
+ * H2O (heavy hitters): keep the last `recent` tokens plus the `heavy` earlier tokens with the
+ * largest accumulated attention mass (decodeAttention with accumulateScores). The cache keeps one
+ * token set per sequence for all kv heads (every head has the same length), so a token's mass is
+ * its scores summed over the kv heads; ties keep the earlier token.
+ */
+export interface H2OPolicy { kind: 'h2o'; heavy: number; recent: number }
+export type EvictionPolicy = StreamingPolicy | H2OPolicy;
 
 export interface AppendOptions {
   /** [B]: sequence b appends the first lengths[b] of the T rows (ragged append). */
@@ -73,7 +90,13 @@ export class KVCache {
   #freeTop: number;
   /** Page table: #pages[b][i] holds tokens [i * pageSize, (i + 1) * pageSize) of sequence b. */
   #pages: number[][];
+  /** The same page table as [batch, maxPages] int32, for the kernel. */
+  #table: Int32Array;
   #len: Int32Array;
+  /** Accumulated attention mass per slot, [maxPages, kvHeads, pageSize]; made on first use. */
+  #scores: Float32Array | null = null;
+  /** Async decode calls in flight: eviction and reset wait for none. */
+  #inFlight = 0;
 
   constructor(opts: KVCacheOptions) {
     if (typeof opts !== 'object' || opts === null) throw new AttnError('ERR_ATTN_ARGUMENT', 'KVCache options must be an object');
@@ -105,6 +128,7 @@ export class KVCache {
     this.#freeTop = this.maxPages;
     this.#pages = Array.from({ length: this.batch }, () => []);
     this.#len = new Int32Array(this.batch);
+    this.#table = new Int32Array(this.batch * this.maxPages);
   }
 
   get disposed(): boolean { return this.#k === null; }
@@ -121,6 +145,7 @@ export class KVCache {
   reset(b: number): void {
     this.#live('reset');
     const s = this.#seq('reset', b);
+    this.#idle('reset');
     this.#release(s, 0);
     this.#len[s] = 0;
   }
@@ -128,6 +153,7 @@ export class KVCache {
   dispose(): void {
     this.#k = null;
     this.#v = null;
+    this.#scores = null;
     this.#pages = [];
   }
 
@@ -164,7 +190,12 @@ export class KVCache {
     for (let b = 0; b < this.batch; b++) {
       const n = lengths ? lengths[b] : T;
       const pages = this.#pages[b];
-      while (pages.length * P < this.#len[b] + n) pages.push(this.#free[--this.#freeTop]);
+      while (pages.length * P < this.#len[b] + n) {
+        const page = this.#free[--this.#freeTop];
+        this.#table[b * this.maxPages + pages.length] = page;
+        pages.push(page);
+        this.#scores?.fill(0, page * this.kvHeads * P, (page + 1) * this.kvHeads * P);
+      }
       for (let t = 0; t < n; t++) {
         const pos = this.#len[b] + t;
         this.#writeRow(this.#k!, k, b, t, pages[(pos / P) | 0], pos % P);
@@ -183,23 +214,63 @@ export class KVCache {
    */
   evict(policy: EvictionPolicy, opts?: { batch?: number }): void {
     this.#live('evict');
+    this.#idle('evict');
     if (typeof policy !== 'object' || policy === null) throw new AttnError('ERR_ATTN_ARGUMENT', 'KVCache.evict: policy must be an object');
-    if (policy.kind !== 'streaming') {
-      throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.kind must be 'streaming', got ${String((policy as { kind?: unknown }).kind)}`);
+    const count = (name: string, v: unknown): number => {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.${name} must be an integer >= 0, got ${String(v)}`);
+      return v;
+    };
+    let keep: (b: number, len: number) => number[] | null;
+    if (policy.kind === 'streaming') {
+      const sinks = count('sinks', policy.sinks ?? 0), window = count('window', policy.window);
+      keep = (_b, len) => len <= sinks + window ? null : [...range(0, sinks), ...range(len - window, len)];
+    } else if (policy.kind === 'h2o') {
+      const heavy = count('heavy', policy.heavy), recent = count('recent', policy.recent);
+      keep = (b, len) => {
+        if (len <= heavy + recent) return null;
+        const older = len - recent, mass = new Float64Array(older);
+        for (let t = 0; t < older; t++) mass[t] = this.#mass(b, t);
+        const top = range(0, older).sort((x, y) => mass[y] - mass[x] || x - y).slice(0, heavy).sort((x, y) => x - y);
+        return [...top, ...range(older, len)];
+      };
+    } else {
+      throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.kind must be 'streaming' or 'h2o', got ${String((policy as { kind?: unknown }).kind)}`);
     }
-    const sinks = policy.sinks ?? 0;
-    if (!Number.isInteger(sinks) || sinks < 0) throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.sinks must be an integer >= 0, got ${String(sinks)}`);
-    if (!Number.isInteger(policy.window) || policy.window < 0) throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.window must be an integer >= 0, got ${String(policy.window)}`);
-    const seqs = opts?.batch === undefined ? [...Array(this.batch).keys()] : [this.#seq('evict', opts.batch)];
+    const seqs = opts?.batch === undefined ? range(0, this.batch) : [this.#seq('evict', opts.batch)];
     for (const b of seqs) {
-      const len = this.#len[b];
-      if (len <= sinks + policy.window) continue;
-      const from = len - policy.window;  // first kept token after the sinks
-      for (let t = 0; t < policy.window; t++) this.#moveRow(b, from + t, sinks + t);
-      this.#len[b] = sinks + policy.window;
+      const kept = keep(b, this.#len[b]);
+      if (!kept) continue;
+      // kept is increasing, so kept[i] >= i: every move goes down (or stays), safe in place.
+      kept.forEach((from, to) => this.#moveRow(b, from, to));
+      this.#len[b] = kept.length;
       this.#release(b, Math.ceil(this.#len[b] / this.pageSize));
     }
   }
+
+  /** Accumulated attention mass of sequence b's tokens, [kvHeads, length(b)] (zeros before any accumulateScores call). */
+  scores(b: number): Float32Array {
+    this.#live('scores');
+    const s = this.#seq('scores', b), n = this.#len[s], P = this.pageSize, H = this.kvHeads;
+    const out = new Float32Array(H * n);
+    if (!this.#scores) return out;
+    for (let h = 0; h < H; h++) {
+      for (let t = 0; t < n; t++) out[h * n + t] = this.#scores[(this.#pages[s][(t / P) | 0] * H + h) * P + (t % P)];
+    }
+    return out;
+  }
+
+  /** @internal What the kernel reads: pools as [maxPages, kvHeads, pageSize, headDim] tensors, the page table, lengths. */
+  nativeState(withScores: boolean): { k: Tensor; v: Tensor; table: Int32Array; lengths: Int32Array; scores: Float32Array | null } {
+    const shape = [this.maxPages, this.kvHeads, this.pageSize, this.headDim];
+    if (withScores && !this.#scores) this.#scores = new Float32Array(this.maxPages * this.kvHeads * this.pageSize);
+    return {
+      k: Tensor.from(this.#k!, shape, { dtype: this.dtype }), v: Tensor.from(this.#v!, shape, { dtype: this.dtype }),
+      table: this.#table, lengths: this.#len, scores: withScores ? this.#scores : null,
+    };
+  }
+
+  /** @internal */
+  track(delta: number): void { this.#inFlight += delta; }
 
   /** Copies of sequence b's keys and values as contiguous tensors [1, kvHeads, length(b), headDim]. */
   contents(b: number): { k: Tensor; v: Tensor } {
@@ -246,6 +317,7 @@ export class KVCache {
       const src = ((pf * H + h) * P + (from % P)) * D, dst = ((pt * H + h) * P + (to % P)) * D;
       this.#k!.copyWithin(dst, src, src + D);
       this.#v!.copyWithin(dst, src, src + D);
+      if (this.#scores) this.#scores[(pt * H + h) * P + (to % P)] = this.#scores[(pf * H + h) * P + (from % P)];
     }
   }
 
@@ -253,6 +325,18 @@ export class KVCache {
   #release(b: number, keep: number): void {
     const pages = this.#pages[b];
     while (pages.length > keep) this.#free[this.#freeTop++] = pages.pop()!;
+  }
+
+  #mass(b: number, t: number): number {
+    if (!this.#scores) return 0;
+    const P = this.pageSize, H = this.kvHeads, page = this.#pages[b][(t / P) | 0];
+    let m = 0;
+    for (let h = 0; h < H; h++) m += this.#scores[(page * H + h) * P + (t % P)];
+    return m;
+  }
+
+  #idle(what: string): void {
+    if (this.#inFlight > 0) throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.${what}: an async decodeAttention on this cache is still running; await it first`);
   }
 
   #live(what: string): void {
@@ -278,12 +362,23 @@ export class KVCache {
   }
 }
 
-export type DecodeAttentionOptions = Pick<AttentionOptions,
-  'scale' | 'window' | 'sinks' | 'softcap' | 'alibiSlopes' | 'sinkLogits' | 'out' | 'returnLse' | 'signal'>;
+function range(a: number, b: number): number[] {
+  const r: number[] = [];
+  for (let i = a; i < b; i++) r.push(i);
+  return r;
+}
 
-interface DecodePlan { q: Tensor; cache: KVCache; out: Tensor; lse: Tensor | undefined; per: AttentionOptions; signal: AbortSignal | undefined }
+export interface DecodeAttentionOptions extends Pick<AttentionOptions,
+  'scale' | 'window' | 'sinks' | 'softcap' | 'alibiSlopes' | 'sinkLogits' | 'out' | 'returnLse' | 'signal'> {
+  /** H2O: add each key's attention probability (summed over its kv head's query heads and the new queries) to the cache's scores. */
+  accumulateScores?: boolean;
+  /** Key chunks per (sequence, kv head) (split-KV); default chosen from the pool size and the lengths. */
+  splits?: number;
+}
 
-function plan(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | undefined): DecodePlan {
+interface Marshalled { args: DecodeArgs; out: Tensor; lse: Tensor | undefined; signal: AbortSignal | undefined }
+
+function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | undefined, snapshot: boolean): Marshalled {
   if (opts !== undefined && (typeof opts !== 'object' || opts === null)) throw new AttnError('ERR_ATTN_ARGUMENT', 'decodeAttention options must be an object');
   const o = opts ?? {};
   if (!(cache instanceof KVCache)) throw new AttnError('ERR_ATTN_ARGUMENT', 'decodeAttention: cache must be a KVCache');
@@ -299,45 +394,39 @@ function plan(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | undefi
   let out: Tensor;
   if (o.out !== undefined && o.out !== null) {
     out = tensorArg('out', o.out);
+    if (out.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: out is on ${out.device} but the cache is on cpu`);
     if (out.shape.length !== 4 || out.shape.some((n, i) => n !== s[i])) {
       throw new AttnError('ERR_ATTN_SHAPE', `decodeAttention: out must have shape [${s.join(', ')}], got [${out.shape.join(', ')}]`);
     }
-    if (out.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: out is on ${out.device} but the cache is on cpu`);
   } else {
     out = Tensor.empty([...s], { dtype: q.dtype });
   }
   const lse = o.returnLse ? Tensor.empty([s[0], s[1], s[2]], { dtype: 'float32' }) : undefined;
-  const per: AttentionOptions = {
-    causal: true, scale: o.scale, window: o.window, sinks: o.sinks, softcap: o.softcap, alibiSlopes: o.alibiSlopes,
-    sinkLogits: o.sinkLogits, returnLse: o.returnLse,
-  };
-  return { q, cache, out, lse, per, signal };
-}
-
-function sequenceCall(m: DecodePlan, b: number, k: TypedArray, v: TypedArray): [Tensor, Tensor, Tensor, AttentionOptions] {
-  const c = m.cache, n = c.length(b);
-  const shape = [1, c.kvHeads, n, c.headDim];
-  const kt = Tensor.from(k.subarray(0, c.kvHeads * n * c.headDim), shape, { dtype: c.dtype });
-  const vt = Tensor.from(v.subarray(0, c.kvHeads * n * c.headDim), shape, { dtype: c.dtype });
-  return [m.q.slice(0, b, b + 1), kt, vt, { ...m.per, out: m.out.slice(0, b, b + 1) }];
-}
-
-function storeLse(m: DecodePlan, b: number, r: Tensor | AttentionWithLse): void {
-  if (!m.lse) return;
-  const rows = m.q.shape[1] * m.q.shape[2];
-  (m.lse.data as Float32Array).set((r as AttentionWithLse).lse.data as Float32Array, b * rows);
-}
-
-function buffers(c: KVCache, n: number): [TypedArray, TypedArray] {
-  const Ctor = arrayTypeOf(c.dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
-  const size = c.kvHeads * Math.max(n, 1) * c.headDim;
-  return [new Ctor(size), new Ctor(size)];
-}
-
-function maxLength(c: KVCache): number {
-  let n = 0;
-  for (let b = 0; b < c.batch; b++) n = Math.max(n, c.length(b));
-  return n;
+  const st = cache.nativeState(o.accumulateScores === true);
+  const d = new Float64Array(DECODE_DESCRIPTOR_LENGTH);
+  writeTensorRecord(d, DecodeSlot.Q, q, 'q');
+  writeTensorRecord(d, DecodeSlot.Out, out, 'out');
+  writeTensorRecord(d, DecodeSlot.KPool, st.k, 'cache.k');
+  writeTensorRecord(d, DecodeSlot.VPool, st.v, 'cache.v');
+  const opt = DECODE_OPTIONS;
+  if (o.scale !== undefined) { d[opt + DecodeOption.HasScale] = 1; d[opt + DecodeOption.Scale] = numberArg('scale', o.scale, 0); }
+  if (o.window !== undefined && o.window !== null) {
+    if (!Array.isArray(o.window) || o.window.length !== 2) throw new AttnError('ERR_ATTN_ARGUMENT', 'window must be [left, right]');
+    d[opt + DecodeOption.HasWindow] = 1;
+    d[opt + DecodeOption.WindowLeft] = numberArg('window[0]', o.window[0], -1);
+    d[opt + DecodeOption.WindowRight] = numberArg('window[1]', o.window[1], -1);
+  }
+  d[opt + DecodeOption.Sinks] = numberArg('sinks', o.sinks, 0);
+  d[opt + DecodeOption.Softcap] = numberArg('softcap', o.softcap, 0);
+  d[opt + DecodeOption.Splits] = numberArg('splits', o.splits, 0);
+  // An async call reads the page table and lengths as they are now (appends may follow while it
+  // runs; eviction and reset are refused until it settles).
+  const table = snapshot ? st.table.slice() : st.table, lengths = snapshot ? st.lengths.slice() : st.lengths;
+  const args: DecodeArgs = [
+    q.data, out.data, st.k.data, st.v.data, table, lengths, float32ArrayArg('alibiSlopes', o.alibiSlopes),
+    float32ArrayArg('sinkLogits', o.sinkLogits), lse ? (lse.data as Float32Array) : null, st.scores, d, null, -1,
+  ];
+  return { args, out, lse, signal };
 }
 
 /**
@@ -349,13 +438,9 @@ export function decodeAttentionSync(q: Tensor, cache: KVCache, opts: DecodeAtten
 export function decodeAttentionSync(q: Tensor, cache: KVCache, opts?: DecodeAttentionOptions): Tensor;
 export function decodeAttentionSync(q: Tensor, cache: KVCache, opts?: DecodeAttentionOptions): Tensor | AttentionWithLse {
   try {
-    const m = plan(q, cache, opts);
+    const m = marshal(q, cache, opts, false);
     if (m.signal?.aborted) throw abortedError('decodeAttention');
-    const [k, v] = buffers(m.cache, maxLength(m.cache));
-    for (let b = 0; b < m.cache.batch; b++) {
-      m.cache.gatherInto(b, k, v);
-      storeLse(m, b, attentionSync(...sequenceCall(m, b, k, v)));
-    }
+    native().decodeAttentionSync(...m.args);
     return m.lse ? { out: m.out, lse: m.lse } : m.out;
   } catch (e) {
     throw asAttnError(e);
@@ -365,21 +450,21 @@ export function decodeAttentionSync(q: Tensor, cache: KVCache, opts?: DecodeAtte
 /** decodeAttentionSync off the JS thread (attnkit's pool). Bad input rejects; never throws. */
 export function decodeAttention(q: Tensor, cache: KVCache, opts: DecodeAttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
 export function decodeAttention(q: Tensor, cache: KVCache, opts?: DecodeAttentionOptions): Promise<Tensor>;
-export async function decodeAttention(q: Tensor, cache: KVCache, opts?: DecodeAttentionOptions): Promise<Tensor | AttentionWithLse> {
+export function decodeAttention(q: Tensor, cache: KVCache, opts?: DecodeAttentionOptions): Promise<Tensor | AttentionWithLse> {
+  let release = () => {};
   try {
-    const m = plan(q, cache, opts);
+    const m = marshal(q, cache, opts, true);
+    m.args[DecodeArg.Resizable] = firstResizable(m.args, DecodeArg.LastData);
     if (m.signal?.aborted) throw abortedError('decodeAttention');
-    // Gathered now, so that appends made while the call runs do not change what it reads.
-    const calls = [];
-    for (let b = 0; b < m.cache.batch; b++) {
-      const [k, v] = buffers(m.cache, m.cache.length(b));
-      m.cache.gatherInto(b, k, v);
-      const [qb, kb, vb, o] = sequenceCall(m, b, k, v);
-      calls.push(attention(qb, kb, vb, { ...o, signal: m.signal }).then((r) => storeLse(m, b, r)));
-    }
-    await Promise.all(calls);
-    return m.lse ? { out: m.out, lse: m.lse } : m.out;
+    const watch = abortFlag(m.signal);
+    m.args[DecodeArg.AbortFlag] = watch.flag;
+    const pending = native().decodeAttentionAsync(...m.args);
+    cache.track(1);
+    release = () => { watch.release(); cache.track(-1); };
+    return pending.then(() => { release(); return m.lse ? { out: m.out, lse: m.lse } : m.out; },
+      (e: unknown) => { release(); throw asAttnError(e); });
   } catch (e) {
-    throw asAttnError(e);
+    release();
+    return Promise.reject(asAttnError(e));
   }
 }

@@ -66,6 +66,7 @@ Napi::Object module_init(Napi::Env env, Napi::Object exports) {
   register_info_bindings(env, exports);
   register_attention_bindings(env, exports);
   register_linear_bindings(env, exports);
+  register_decode_bindings(env, exports);
   register_device_bindings(env, exports);
   return exports;
 }
