@@ -5,14 +5,17 @@
 // (decodeAttentionReference) and against attentionSync over the cache's contents: ragged batches,
 // page sizes that do not divide the lengths, every dtype, GQA ratios 1-8, Sq_new 1-4 (causal,
 // bottom-right aligned), each option, strided q and out, poisoned outputs; streaming eviction
-// against attention over exactly the kept rows; pool exhaustion (all or nothing) and page reuse
+// and H2O eviction against attention over exactly the kept rows; split-KV (forced and automatic
+// chunk counts) on long ragged sequences under every ISA; accumulated H2O scores against the
+// softmax column sums of the oracle; pool exhaustion (all or nothing) and page reuse
 // across sequences; bad input.
 //
 // Replay a failure: ATTNKIT_SEED=<printed seed> npx jest test/decode.test.js -t '<name>'
 const {
   Tensor, AttnError, KVCache, decodeAttention, decodeAttentionSync, attentionSync,
 } = require('..');
-const { decodeAttentionReference } = require('../dist/reference');
+const { decodeAttentionReference, decodeScoresReference } = require('../dist/reference');
+const { describeEachIsa } = require('./helpers/isa');
 const R = require('./helpers/random');
 const { tolFor, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
 const { expectRefusedBothWays, checkError } = require('./helpers/bad-input');
@@ -275,6 +278,13 @@ describe('bad input', () => {
     ['disposed cache', () => { const c = fresh(); c.dispose(); return [t([2, 4, 1, 8]), c]; }, 'ERR_ATTN_DISPOSED', /cache/],
     ['not a cache', () => [t([2, 4, 1, 8]), {}], 'ERR_ATTN_ARGUMENT', /cache/],
     ['out shape', () => [t([2, 4, 1, 8]), fresh(), { out: Tensor.empty([2, 4, 2, 8]) }], 'ERR_ATTN_SHAPE', /out/],
+    ['out int32', () => [t([2, 4, 1, 8]), fresh(), { out: Tensor.empty([2, 4, 1, 8], { dtype: 'int32' }) }], 'ERR_ATTN_DTYPE', /out/],
+    ['splits -1', () => [t([2, 4, 1, 8]), fresh(), { splits: -1 }], 'ERR_ATTN_ARGUMENT', /splits/],
+    ['window not integers', () => [t([2, 4, 1, 8]), fresh(), { window: [1.5, 0] }], 'ERR_ATTN_ARGUMENT', /window/],
+    ['sinkLogits length', () => [t([2, 4, 1, 8]), fresh(), { sinkLogits: new Float32Array(3) }], 'ERR_ATTN_ARGUMENT', /sinkLogits/],
+    ['alibiSlopes length', () => [t([2, 4, 1, 8]), fresh(), { alibiSlopes: new Float32Array(5) }], 'ERR_ATTN_ARGUMENT', /alibiSlopes/],
+    ['scale NaN', () => [t([2, 4, 1, 8]), fresh(), { scale: NaN }], 'ERR_ATTN_ARGUMENT', /scale/],
+    ['q not a tensor', () => [new Float32Array(64), fresh()], 'ERR_ATTN_ARGUMENT', /q/],
   ];
   for (const [name, make, code, mention] of decodeCases) {
     test(`decodeAttention: ${name}`, async () => {
@@ -295,6 +305,8 @@ describe('bad input', () => {
     ['reset of b out of range', (c) => c.reset(-1), 'ERR_ATTN_ARGUMENT', /b/],
     ['length on a disposed cache', (c) => { c.dispose(); c.length(0); }, 'ERR_ATTN_DISPOSED', /disposed/],
     ['evict unknown policy', (c) => c.evict({ kind: 'lru' }), 'ERR_ATTN_ARGUMENT', /kind/],
+    ['evict h2o without heavy', (c) => c.evict({ kind: 'h2o', recent: 2 }), 'ERR_ATTN_ARGUMENT', /heavy/],
+    ['scores of b out of range', (c) => c.scores(5), 'ERR_ATTN_ARGUMENT', /b/],
     ['evict negative window', (c) => c.evict({ kind: 'streaming', sinks: 0, window: -1 }), 'ERR_ATTN_ARGUMENT', /window/],
     ['pool exhausted', (c) => c.append(t([2, 2, 20, 8]), t([2, 2, 20, 8])), 'ERR_ATTN_CACHE_FULL', /pages/],
   ];
@@ -322,4 +334,128 @@ describe('bad input', () => {
       checkError(err, code, mention, name);
     });
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Split-KV (Flash-Decoding) on long ragged sequences, every ISA
+// ---------------------------------------------------------------------------------------------
+const SPLIT_CASES = {};
+for (const dtype of DTYPES) {
+  for (const splits of [undefined, 1, 2, 3, 7]) {
+    SPLIT_CASES[`split ${dtype} splits=${splits ?? 'auto'}`] = { dtype, splits };
+  }
+}
+function runSplit(name) {
+  const c = SPLIT_CASES[name];
+  const r = R.rng(name);
+  const B = 3, H = 2, group = r.pick([1, 4, 8]), D = r.pick([64, 40]);
+  const st = makeCache({ batch: B, kvHeads: H, headDim: D, pageSize: 13, maxPages: 400, dtype: c.dtype });
+  appendRandom(r, st, 1200, [r.int(700, 1200), r.int(1, 300), 1]);
+  const Sq = r.int(1, 3);
+  appendRandom(r, st, Sq);
+  const q = R.randomTensor(r, [B, H * group, Sq, D], c.dtype);
+  const extra = r.pick([{}, { window: [200, 0], sinks: 3 }, { softcap: 3, sinkLogits: r.randn(H * group) }]);
+  const opts = { ...extra, returnLse: true, splits: c.splits };
+  const got = decodeAttentionSync(q.t, st.cache, { ...opts, out: R.stridedOut([B, H * group, Sq, D], c.dtype) });
+  expectDecodeMatches(name, st, q, opts, got);
+}
+describe('split-KV', () => {
+  for (const name of Object.keys(SPLIT_CASES)) test(name, () => runSplit(name));
+});
+describeEachIsa(['split float32 splits=3', 'split float16 splits=auto', 'split bfloat16 splits=7'], runSplit);
+
+// ---------------------------------------------------------------------------------------------
+// H2O: accumulated scores and eviction
+// ---------------------------------------------------------------------------------------------
+function expectScores(what, st, ref, times = 1) {
+  for (let b = 0; b < st.cfg.batch; b++) {
+    const got = st.cache.scores(b);
+    const want = ref[b].map((x) => x * times);
+    check(`${what} scores (b ${b})`, relErr(got, want), 1e-5 * 4, () => worst(got, want));
+  }
+}
+
+describe('accumulateScores', () => {
+  const SCORE_OPTIONS = {
+    plain: () => ({}),
+    'window+sinks': () => ({ window: [9, 0], sinks: 2 }),
+    'softcap+alibi': (r, Hq) => ({ softcap: 2, alibiSlopes: r.rand(Hq, 0.05, 0.3) }),
+    sinkLogits: (r, Hq) => ({ sinkLogits: r.randn(Hq) }),
+  };
+  for (const [opt, make] of Object.entries(SCORE_OPTIONS)) {
+    for (const splits of [1, 3]) {
+      const name = `scores ${opt} splits=${splits}`;
+      test(name, async () => {
+        const r = R.rng(name);
+        const B = 2, H = 2, group = r.pick([1, 2, 4]), D = 16, dtype = r.pick(DTYPES);
+        const st = makeCache({ batch: B, kvHeads: H, headDim: D, pageSize: 6, maxPages: 64, dtype });
+        appendRandom(r, st, 40, [40, 17]);
+        const Sq = r.int(1, 3);
+        appendRandom(r, st, Sq);
+        const q = R.randomTensor(r, [B, H * group, Sq, D], dtype);
+        const opts = { ...make(r, H * group), splits };
+        const ref = decodeScoresReference(q.t, seqsOf(st), H, opts);
+        for (let b = 0; b < B; b++) expect(Array.from(st.cache.scores(b))).toEqual(new Array(H * st.cache.length(b)).fill(0));
+        const got = decodeAttentionSync(q.t, st.cache, { ...opts, accumulateScores: true });
+        expectDecodeMatches(name, st, q, opts, got);
+        expectScores(name, st, ref);
+        // A second call (async) adds the same mass again.
+        await decodeAttention(q.t, st.cache, { ...opts, accumulateScores: true });
+        expectScores(`${name} x2`, st, ref, 2);
+      });
+    }
+  }
+});
+
+describe('h2o eviction', () => {
+  for (const dtype of DTYPES) {
+    test(`decode after h2o eviction equals attention over exactly the kept tokens (${dtype})`, () => {
+      const r = R.rng(`h2o ${dtype}`);
+      const B = 2, H = 2, D = 16, P = 5, heavy = 6, recent = 4;
+      const st = makeCache({ batch: B, kvHeads: H, headDim: D, pageSize: P, maxPages: 64, dtype });
+      appendRandom(r, st, 30, [30, 8]);
+      const q = R.randomTensor(r, [B, H * 2, 2, D], dtype);
+      const ref = decodeScoresReference(q.t, seqsOf(st), H);
+      decodeAttentionSync(q.t, st.cache, { accumulateScores: true });
+      const kept = [];
+      for (let b = 0; b < B; b++) {
+        const n = st.rows[b].k[0].length;
+        if (n <= heavy + recent) { kept.push(null); continue; }
+        const mass = Array.from({ length: n - recent }, (_, t) => { let m = 0; for (let h = 0; h < H; h++) m += ref[b][h * n + t]; return m; });
+        const top = mass.map((m, t) => t).sort((x, y) => mass[y] - mass[x] || x - y).slice(0, heavy).sort((x, y) => x - y);
+        kept.push([...top, ...Array.from({ length: recent }, (_, i) => n - recent + i)]);
+      }
+      const scoresBefore = [0, 1].map((b) => st.cache.scores(b));
+      const usedBefore = st.cache.pagesUsed;
+      st.cache.evict({ kind: 'h2o', heavy, recent });
+      for (let b = 0; b < B; b++) {
+        if (!kept[b]) { expect(st.cache.length(b)).toBe(st.rows[b].k[0].length); continue; }
+        const n = st.rows[b].k[0].length;
+        st.rows[b].k = st.rows[b].k.map((hr) => kept[b].map((t) => hr[t]));
+        st.rows[b].v = st.rows[b].v.map((hr) => kept[b].map((t) => hr[t]));
+        expect(st.cache.length(b)).toBe(heavy + recent);
+        // Scores moved with their rows.
+        const now = st.cache.scores(b);
+        for (let h = 0; h < H; h++) kept[b].forEach((t, i) => expect(now[h * kept[b].length + i]).toBe(scoresBefore[b][h * n + t]));
+      }
+      expect(st.cache.pagesUsed).toBeLessThan(usedBefore);
+      appendRandom(r, st, 1);
+      const q2 = R.randomTensor(r, [B, H * 2, 1, D], dtype);
+      expectDecodeMatches(`h2o ${dtype}`, st, q2, { returnLse: true }, decodeAttentionSync(q2.t, st.cache, { returnLse: true }));
+    });
+  }
+
+  test('evict and reset are refused while an async decode runs', async () => {
+    const r = R.rng('busy');
+    const st = makeCache({ batch: 1, kvHeads: 1, headDim: 8, pageSize: 4, maxPages: 8 });
+    appendRandom(r, st, 10);
+    const q = R.randomTensor(r, [1, 1, 1, 8]);
+    const pending = decodeAttention(q.t, st.cache);
+    let err;
+    try { st.cache.evict({ kind: 'streaming', sinks: 1, window: 2 }); } catch (e) { err = e; }
+    checkError(err, 'ERR_ATTN_ARGUMENT', /async decodeAttention/, 'busy');
+    await pending;
+    st.cache.evict({ kind: 'streaming', sinks: 1, window: 2 });
+    expect(st.cache.length(0)).toBe(3);
+  });
 });

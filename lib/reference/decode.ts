@@ -39,3 +39,36 @@ export function decodeAttentionReference(q: Tensor, seqs: readonly DecodeReferen
   for (let b = 0; b < B; b++) { out.set(outs[b], b * Hq * Sq * Dv); lse.set(lses[b], b * Hq * Sq); }
   return { out, lse };
 }
+
+/**
+ * Oracle of decodeAttention's accumulateScores (H2O): for each sequence, [kvHeads, length] the
+ * softmax probability of every key summed over the query heads of its kv head and the new
+ * queries. Computed as attention with V = the identity (value j = the j-th unit vector), so row
+ * i's output is exactly row i of the softmax (every option applied as attentionReference does).
+ */
+export function decodeScoresReference(q: Tensor, seqs: readonly DecodeReferenceSequence[], kvHeads: number,
+                                      opts: DecodeAttentionOptions = {}): Float64Array[] {
+  const [B, Hq, Sq, D] = q.shape;
+  const G = Hq / kvHeads;
+  const qv = q.toFloat32Array();
+  const result: Float64Array[] = [];
+  for (let b = 0; b < B; b++) {
+    const n = seqs[b].length;
+    const mass = new Float64Array(kvHeads * n);
+    if (n > 0) {
+      const eye = new Float32Array(kvHeads * n * n);
+      for (let h = 0; h < kvHeads; h++) for (let j = 0; j < n; j++) eye[(h * n + j) * n + j] = 1;
+      const qb = Tensor.from(qv.slice(b * Hq * Sq * D, (b + 1) * Hq * Sq * D), [1, Hq, Sq, D]);
+      const kb = Tensor.from(Float32Array.from(seqs[b].k), [1, kvHeads, n, D]);
+      const r = attentionReference(qb, kb, Tensor.from(eye, [1, kvHeads, n, n]),
+        { ...opts, out: undefined, signal: undefined, returnLse: undefined, causal: true });
+      for (let h = 0; h < Hq; h++) {
+        for (let i = 0; i < Sq; i++) {
+          for (let j = 0; j < n; j++) mass[Math.floor(h / G) * n + j] += r.out[(h * Sq + i) * n + j];
+        }
+      }
+    }
+    result.push(mass);
+  }
+  return result;
+}
