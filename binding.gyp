@@ -24,6 +24,7 @@
       "native/cpu/decode/decode_attention_scalar.cpp",
       "native/cpu/merge/merge_states.cpp",
       "native/cpu/peak/fma_peak.cpp",
+      "native/cpu/peak/mem_read.cpp",
       "native/cpu/peak/fma_peak_scalar.cpp"
     ]
   },

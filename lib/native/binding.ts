@@ -18,6 +18,8 @@ export interface NativeBinding {
   setNumThreads(n: number): void;
   setIsa(isa: string): string;
   fmaPeakGflops(millis: number): number;
+  /** Streaming read bandwidth, GB/s, of a `megabytes` buffer on every pool thread (best of `rounds`). */
+  memReadGBps(megabytes: number, rounds: number): number;
   attentionSync(...args: AttentionArgs): void;
   attentionAsync(...args: AttentionArgs): Promise<void>;
   linearAttentionSync(...args: LinearArgs): void;
