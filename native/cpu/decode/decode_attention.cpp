@@ -42,7 +42,7 @@ TensorView f32_view(float* data, int rank, const int64_t* shape) {
 
 size_t decode_scratch_floats(const DecodeParams& p) {
   const int64_t R = p.heads_q / p.heads_kv * p.seq_q, D = p.head_dim;
-  return static_cast<size_t>(2 * R * D + 2 * R + R * kDecodeKeyTile + 2 * kDecodeKeyTile * D);
+  return static_cast<size_t>(2 * R * D + 3 * R + R * kDecodeKeyTile + 2 * kDecodeKeyTile * D);
 }
 
 void decode_attention_cpu(const DecodeParams& p) {

@@ -10,12 +10,25 @@ static inline float dot_row(const float* a, const float* b, int64_t n) {
   Vec acc = vzero();
   int64_t d = 0;
   for (; d + kWidth <= n; d += kWidth) acc = vfma(vload(a + d), vload(b + d), acc);
-  alignas(64) float lanes[kWidth];
-  vstore(lanes, acc);
-  float s = 0.0f;
-  for (int i = 0; i < kWidth; ++i) s += lanes[i];
+  float s = vhsum(acc);
   for (; d < n; ++d) s += a[d] * b[d];
   return s;
+}
+
+// Four query rows (q, q + D, q + 2D, q + 3D) against one key row: the key is loaded once.
+static inline void dot4(const float* q, int64_t D, const float* k, float* out) {
+  Vec a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+  int64_t d = 0;
+  for (; d + kWidth <= D; d += kWidth) {
+    const Vec kv = vload(k + d);
+    a0 = vfma(vload(q + d), kv, a0);
+    a1 = vfma(vload(q + D + d), kv, a1);
+    a2 = vfma(vload(q + 2 * D + d), kv, a2);
+    a3 = vfma(vload(q + 3 * D + d), kv, a3);
+  }
+  float s0 = vhsum(a0), s1 = vhsum(a1), s2 = vhsum(a2), s3 = vhsum(a3);
+  for (; d < D; ++d) { s0 += q[d] * k[d]; s1 += q[D + d] * k[d]; s2 += q[2 * D + d] * k[d]; s3 += q[3 * D + d] * k[d]; }
+  out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
 }
 
 static inline void axpy_row(float* y, float a, const float* x, int64_t n) {
@@ -55,6 +68,7 @@ bool decode_item(const DecodeParams& p, const DecodeItem& w, const TensorView& o
   float* s = l + R;              // [R][T]
   float* kbuf = s + R * T;       // [T][D]
   float* vbuf = kbuf + T * D;    // [T][D]
+  float* alpha = vbuf + T * D;   // [R] rescale of each row's accumulator in this tile
   const float* krow[kDecodeKeyTile];
 
   for (int64_t r = 0; r < R; ++r) {
@@ -72,6 +86,16 @@ bool decode_item(const DecodeParams& p, const DecodeItem& w, const TensorView& o
     if (p.abort_flag && p.abort_flag->load(std::memory_order_relaxed) != 0) return false;
     const int64_t n = std::min(T, w.j1 - t0);
     for (int64_t t = 0; t < n; ++t) krow[t] = pool_row(p, p.k_pool, w.b, w.hkv, t0 + t, kbuf + t * D);
+    // Raw scores, four rows per key load, then each row's score modifiers and masks.
+    for (int64_t t = 0; t < n; ++t) {
+      int64_t r = 0;
+      float d4[4];
+      for (; r + 4 <= R; r += 4) {
+        dot4(qf + r * D, D, krow[t], d4);
+        s[r * T + t] = d4[0]; s[(r + 1) * T + t] = d4[1]; s[(r + 2) * T + t] = d4[2]; s[(r + 3) * T + t] = d4[3];
+      }
+      for (; r < R; ++r) s[r * T + t] = dot_row(qf + r * D, krow[t], D);
+    }
     for (int64_t r = 0; r < R; ++r) {
       const int64_t h = w.hkv * G + r / Sq, a = len - Sq + r % Sq;  // the query's position
       float* sr = s + r * T;
@@ -83,11 +107,12 @@ bool decode_item(const DecodeParams& p, const DecodeItem& w, const TensorView& o
           if (p.window_right >= 0 && j > a + p.window_right) visible = false;
         }
         if (!visible) { sr[t] = ninf; continue; }
-        float x = dot_row(qf + r * D, krow[t], D);
+        float x = sr[t];
         if (p.softcap > 0.0f) x = p.softcap * std::tanh(x / p.softcap);
         if (p.alibi_slopes) x -= p.alibi_slopes[h] * static_cast<float>(a > j ? a - j : j - a);
         sr[t] = x;
       }
+      for (int64_t t = n; t < T; ++t) sr[t] = ninf;
     }
     if (scores_pass) {
       // Each key's probability exp(s - lse) summed over the group's rows, into its slot's score.
@@ -106,23 +131,63 @@ bool decode_item(const DecodeParams& p, const DecodeItem& w, const TensorView& o
     }
     const float* vrow[kDecodeKeyTile];
     for (int64_t t = 0; t < n; ++t) vrow[t] = pool_row(p, p.v_pool, w.b, w.hkv, t0 + t, vbuf + t * D);
+    // Online softmax: each row's new max, its probabilities (vector exp over the tile, in place
+    // of the scores) and the rescale factor of what it has accumulated.
     for (int64_t r = 0; r < R; ++r) {
       float* sr = s + r * T;
       float mx = m[r];
       for (int64_t t = 0; t < n; ++t) mx = sr[t] > mx ? sr[t] : mx;
-      if (mx == ninf) continue;  // nothing visible yet
-      const float alpha = m[r] == ninf ? 0.0f : std::exp(m[r] - mx);
-      float* ar = acc + r * D;
-      if (alpha != 1.0f) scale_row(ar, alpha, D);
-      float sum = l[r] * alpha;
-      for (int64_t t = 0; t < n; ++t) {
-        if (sr[t] == ninf) continue;
-        const float e = std::exp(sr[t] - mx);
-        sum += e;
-        axpy_row(ar, e, vrow[t], D);
+      if (mx == ninf) {  // nothing visible yet: contributes nothing
+        alpha[r] = 1.0f;
+        for (int64_t t = 0; t < T; ++t) sr[t] = 0.0f;
+        continue;
+      }
+      alpha[r] = m[r] == ninf ? 0.0f : std::exp(m[r] - mx);
+      const Vec vm = vset1(mx), l2e = vset1(kLog2e);
+      for (int64_t t = 0; t < T; t += kWidth) {
+        const Vec e = vexp2_nonpositive(vmul(vsub(vload(sr + t), vm), l2e));
+        vstore(sr + t, e);
+      }
+      // Masked entries (-inf) came out as 2^-125: zero them so they add nothing at all.
+      float total = 0.0f;
+      for (int64_t t = 0; t < T; ++t) {
+        if (t >= n || sr[t] < 1e-37f) sr[t] = 0.0f;
+        total += sr[t];
       }
       m[r] = mx;
-      l[r] = sum;
+      l[r] = l[r] * alpha[r] + total;
+    }
+    // acc = alpha * acc + P V: four rows per value load, the accumulators in registers per D chunk.
+    int64_t r = 0;
+    for (; r + 4 <= R; r += 4) {
+      float* a0 = acc + r * D;
+      const float* p0 = s + r * T;
+      int64_t d = 0;
+      for (; d + kWidth <= D; d += kWidth) {
+        Vec x0 = vmul(vload(a0 + d), vset1(alpha[r])), x1 = vmul(vload(a0 + D + d), vset1(alpha[r + 1]));
+        Vec x2 = vmul(vload(a0 + 2 * D + d), vset1(alpha[r + 2])), x3 = vmul(vload(a0 + 3 * D + d), vset1(alpha[r + 3]));
+        for (int64_t t = 0; t < n; ++t) {
+          const Vec vv = vload(vrow[t] + d);
+          x0 = vfma(vset1(p0[t]), vv, x0);
+          x1 = vfma(vset1(p0[T + t]), vv, x1);
+          x2 = vfma(vset1(p0[2 * T + t]), vv, x2);
+          x3 = vfma(vset1(p0[3 * T + t]), vv, x3);
+        }
+        vstore(a0 + d, x0); vstore(a0 + D + d, x1); vstore(a0 + 2 * D + d, x2); vstore(a0 + 3 * D + d, x3);
+      }
+      for (; d < D; ++d) {
+        for (int k = 0; k < 4; ++k) {
+          float x = a0[k * D + d] * alpha[r + k];
+          for (int64_t t = 0; t < n; ++t) x += p0[k * T + t] * vrow[t][d];
+          a0[k * D + d] = x;
+        }
+      }
+    }
+    for (; r < R; ++r) {
+      float* ar = acc + r * D;
+      if (alpha[r] != 1.0f) scale_row(ar, alpha[r], D);
+      const float* pr = s + r * T;
+      for (int64_t t = 0; t < n; ++t) if (pr[t] != 0.0f) axpy_row(ar, pr[t], vrow[t], D);
     }
   }
   if (scores_pass) return true;
