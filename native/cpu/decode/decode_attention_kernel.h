@@ -85,7 +85,13 @@ bool decode_item(const DecodeParams& p, const DecodeItem& w, const TensorView& o
   for (int64_t t0 = w.j0; t0 < w.j1; t0 += T) {
     if (p.abort_flag && p.abort_flag->load(std::memory_order_relaxed) != 0) return false;
     const int64_t n = std::min(T, w.j1 - t0);
-    for (int64_t t = 0; t < n; ++t) krow[t] = pool_row(p, p.k_pool, w.b, w.hkv, t0 + t, kbuf + t * D);
+    // Rows are staged into kbuf / vbuf (converted, or copied for float32): a plain streaming copy
+    // keeps more cache-line reads in flight than the compute loops that use them (a small gain on
+    // one thread, none seen on two: the kernel is still far from the read bandwidth, see bench/).
+    for (int64_t t = 0; t < n; ++t) {
+      krow[t] = pool_row(p, p.k_pool, w.b, w.hkv, t0 + t, kbuf + t * D);
+      if (krow[t] != kbuf + t * D) { std::memcpy(kbuf + t * D, krow[t], sizeof(float) * D); krow[t] = kbuf + t * D; }
+    }
     // Raw scores, four rows per key load, then each row's score modifiers and masks.
     for (int64_t t = 0; t < n; ++t) {
       int64_t r = 0;
@@ -130,7 +136,10 @@ bool decode_item(const DecodeParams& p, const DecodeItem& w, const TensorView& o
       continue;
     }
     const float* vrow[kDecodeKeyTile];
-    for (int64_t t = 0; t < n; ++t) vrow[t] = pool_row(p, p.v_pool, w.b, w.hkv, t0 + t, vbuf + t * D);
+    for (int64_t t = 0; t < n; ++t) {
+      vrow[t] = pool_row(p, p.v_pool, w.b, w.hkv, t0 + t, vbuf + t * D);
+      if (vrow[t] != vbuf + t * D) { std::memcpy(vbuf + t * D, vrow[t], sizeof(float) * D); vrow[t] = vbuf + t * D; }
+    }
     // Online softmax: each row's new max, its probabilities (vector exp over the tile, in place
     // of the scores) and the rescale factor of what it has accumulated.
     for (int64_t r = 0; r < R; ++r) {
