@@ -445,6 +445,19 @@ describe('h2o eviction', () => {
     });
   }
 
+  test('an async decode reads the cache as it was when called; appends meanwhile are fine', async () => {
+    const r = R.rng('snapshot');
+    const st = makeCache({ batch: 2, kvHeads: 2, headDim: 16, pageSize: 4, maxPages: 64, dtype: 'float32' });
+    appendRandom(r, st, 30, [30, 12]);
+    const q = R.randomTensor(r, [2, 4, 1, 16]);
+    const want = decodeAttentionReference(q.t, seqsOf(st), 2, {});
+    const pending = decodeAttention(q.t, st.cache, { out: R.poisonedOut([2, 4, 1, 16]) });
+    appendRandom(r, st, 7, [7, 3]);  // into the same last pages and new ones
+    const got = await pending;
+    check('snapshot', relErr(got, want.out), 1e-5, () => worst(got, want.out));
+    expect([st.cache.length(0), st.cache.length(1)]).toEqual([37, 15]);
+  });
+
   test('evict and reset are refused while an async decode runs', async () => {
     const r = R.rng('busy');
     const st = makeCache({ batch: 1, kvHeads: 1, headDim: 8, pageSize: 4, maxPages: 8 });
