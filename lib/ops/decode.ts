@@ -279,13 +279,13 @@ export class KVCache {
     const n = this.#len[s];
     const Ctor = arrayTypeOf(this.dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
     const k = new Ctor(this.kvHeads * n * this.headDim), v = new Ctor(this.kvHeads * n * this.headDim);
-    this.gatherInto(s, k, v);
+    this.#gatherInto(s, k, v);
     const shape = [1, this.kvHeads, n, this.headDim];
     return { k: Tensor.from(k, shape, { dtype: this.dtype }), v: Tensor.from(v, shape, { dtype: this.dtype }) };
   }
 
-  /** @internal Sequence b's rows into k, v laid out [kvHeads, length(b), headDim] (arrays at least that long). */
-  gatherInto(b: number, k: TypedArray, v: TypedArray): void {
+  /** Sequence b's rows into k, v laid out [kvHeads, length(b), headDim]. */
+  #gatherInto(b: number, k: TypedArray, v: TypedArray): void {
     const n = this.#len[b], P = this.pageSize, D = this.headDim, H = this.kvHeads;
     const pages = this.#pages[b];
     for (let i = 0; i * P < n; i++) {
