@@ -9,6 +9,7 @@
       "native/napi/device_binding.cpp",
       "native/napi/js_errors.cpp",
       "native/napi/linear_binding.cpp",
+      "native/napi/decode_binding.cpp",
       "native/napi/tensor_args.cpp",
       "native/core/cpu_features.cpp",
       "native/core/cuda_backend.cpp",
@@ -19,8 +20,11 @@
       "native/cpu/fused/fused_attention_scalar.cpp",
       "native/cpu/linear/linear_attention.cpp",
       "native/cpu/linear/linear_attention_scalar.cpp",
+      "native/cpu/decode/decode_attention.cpp",
+      "native/cpu/decode/decode_attention_scalar.cpp",
       "native/cpu/merge/merge_states.cpp",
       "native/cpu/peak/fma_peak.cpp",
+      "native/cpu/peak/mem_read.cpp",
       "native/cpu/peak/fma_peak_scalar.cpp"
     ]
   },
@@ -33,7 +37,7 @@
       "target_name": "attnkit_avx2",
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
-        "sources": ["native/cpu/fused/fused_attention_avx2.cpp", "native/cpu/linear/linear_attention_avx2.cpp", "native/cpu/peak/fma_peak_avx2.cpp"],
+        "sources": ["native/cpu/fused/fused_attention_avx2.cpp", "native/cpu/linear/linear_attention_avx2.cpp", "native/cpu/decode/decode_attention_avx2.cpp", "native/cpu/peak/fma_peak_avx2.cpp"],
         "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-Wshadow", "-fno-tree-loop-distribute-patterns"]
       }]]
     },
@@ -41,7 +45,7 @@
       "target_name": "attnkit_avx512",
       "type": "static_library",
       "conditions": [["target_arch=='x64'", {
-        "sources": ["native/cpu/fused/fused_attention_avx512.cpp", "native/cpu/linear/linear_attention_avx512.cpp", "native/cpu/peak/fma_peak_avx512.cpp"],
+        "sources": ["native/cpu/fused/fused_attention_avx512.cpp", "native/cpu/linear/linear_attention_avx512.cpp", "native/cpu/decode/decode_attention_avx512.cpp", "native/cpu/peak/fma_peak_avx512.cpp"],
         "cflags_cc": ["-mavx512f", "-mavx2", "-mfma", "-mf16c", "-Wno-maybe-uninitialized", "-Wshadow", "-fno-tree-loop-distribute-patterns"]
       }]]
     },

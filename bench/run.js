@@ -6,7 +6,7 @@
 //   npm run bench                 (= npm run build:ts && node bench/run.js)
 //   node bench/run.js --quick     smaller sizes, fewer repeats: a smoke run
 //   node bench/run.js --threads N attnkit pool and ORT intra-op threads (default: attnkit's pool size)
-//   node bench/run.js --only causal   only cases whose name contains the substring ('overhead', 'sparse', 'linear' too)
+//   node bench/run.js --only causal   only cases whose name contains the substring ('overhead', 'sparse', 'linear', 'decode' too)
 //   node bench/run.js --layout bshd   feed attnkit only zero-copy BSHD views of onnxruntime's buffers
 //
 // Writes bench/results/cpu-latest.json and bench/results/cpu-latest.svg; table and acceptance
@@ -25,6 +25,7 @@ const { barChart } = require('./lib/svg');
 const { createProgress } = require('./lib/progress');
 const { runSparseCpu } = require('./sparse-cpu');
 const { runLinearCpu } = require('./linear-cpu');
+const { runDecodeCpu } = require('./decode-cpu');
 
 // ---------------------------------------------------------------------------------------------
 // options
@@ -34,7 +35,7 @@ function usage(code) {
   --quick          small sizes and short timing, for a smoke run (results go to cpu-quick.*)
   --threads N      threads for attnkit's pool and for onnxruntime (default: attnkit's pool size)
   --only S         only the cases whose name contains S (case-insensitive); 'overhead' selects the
-                   call-overhead measurement, 'sparse' and 'linear' those sections; may be given more than once
+                   call-overhead measurement, 'sparse', 'linear' and 'decode' those sections; may be given more than once
   --layout L       how attnkit gets q/k/v: 'bhsd' (default) = contiguous [B,H,S,D], its natural
                    layout, with an extra interleaved 'attnkit bshd views' row on the float32 cases;
                    'bshd' = only zero-copy transposed views of the [B,S,H*D] buffers onnxruntime reads
@@ -116,9 +117,9 @@ if (opts.only.length) {
   for (const cs of cases) if (chosen.has(cs.id) && cs.needs) chosen.add(cs.needs);
   cases = cases.filter((cs) => chosen.has(cs.id));
   runOverhead = hit('overhead');
-  if (!cases.length && !runOverhead && !hit('sparse') && !hit('linear')) {
+  if (!cases.length && !runOverhead && !hit('sparse') && !hit('linear') && !hit('decode')) {
     process.stderr.write(`--only ${opts.only.join(', ')}: no case matches; cases are:\n` +
-      defineCases(opts.quick).map((cs) => `  ${cs.name}\n`).join('') + '  overhead\n  sparse\n  linear\n');
+      defineCases(opts.quick).map((cs) => `  ${cs.name}\n`).join('') + '  overhead\n  sparse\n  linear\n  decode\n');
     process.exit(2);
   }
 }
@@ -557,6 +558,12 @@ async function main() {
     progress.start('linear: chunked linear attention vs its length and vs causal softmax attention');
     linear = runLinearCpu(opts.quick ? { short: 2048, long: 16384, compareS: 4096, rounds: 2 } : {});
   }
+  // Decode over a paged KV cache (bench/decode-cpu.js): one step against the machine's read bandwidth.
+  let decode = null;
+  if (opts.only.length === 0 || opts.only.some((o) => 'decode'.includes(o))) {
+    progress.start('decode: one decoding step over a paged KV cache vs memory read bandwidth');
+    decode = runDecodeCpu(opts.quick ? { L: 2048, rounds: 3, readMiB: 128 } : {});
+  }
   // Peak again at the end: the largest sample is the machine's peak, the spread is noise.
   machine.fmaPeakGflopsEnd = binding.fmaPeakGflops(300);
   machine.fmaPeakSamples.push(machine.fmaPeakGflopsEnd);
@@ -570,6 +577,9 @@ async function main() {
   }
   for (const r of (linear ?? []).filter((x) => x.target !== undefined)) {
     checks.push({ name: r.name, value: r.ratio, op: r.op, target: r.target, pass: r.op === '<=' ? r.ratio <= r.target : r.ratio >= r.target, detail: r.detail });
+  }
+  for (const r of (decode ?? []).filter((x) => x.target !== undefined)) {
+    checks.push({ name: `${r.name}: fraction of read bandwidth`, value: r.ratio, op: r.op, target: r.target, pass: r.ratio >= r.target, detail: r.detail });
   }
   progress.done();
 
@@ -644,6 +654,11 @@ async function main() {
       out.push(`  ${r.name.padEnd(84)} ${time.padStart(10)}${r.kind === 'info' && r.refMs ? `   ${fmt(r.ms / r.refMs)}x the plain causal form` : ''}`);
     }
   }
+  if (decode) {
+    out.push('');
+    out.push('decode over a paged KV cache (one step, Sq_new = 1):');
+    for (const r of decode) out.push(`  ${r.name.padEnd(84)} ${r.detail}`);
+  }
   out.push('');
   out.push(`acceptance${opts.quick ? ' (--quick sizes: not the real targets\' sizes, indicative only)' : ''}:`);
   out.push(formatTable([
@@ -662,7 +677,7 @@ async function main() {
   fs.mkdirSync(opts.out, { recursive: true });
   const json = {
     benchmark: 'attnkit CPU', quick: opts.quick, only: opts.only, layout: opts.layout, machine, timing: TIMING,
-    naiveSeq: NAIVE_SEQ, jsHeads: JS_HEADS, tolerances: TOL, cases: results, overhead, sparse, linear, acceptance: checks,
+    naiveSeq: NAIVE_SEQ, jsHeads: JS_HEADS, tolerances: TOL, cases: results, overhead, sparse, linear, decode, acceptance: checks,
     skipped: { onnxruntime: ortPeer ? null : ortError, js: jsPeers ? null : jsError },
   };
   const write = (file, text) => {

@@ -7,6 +7,7 @@ export type AttnErrorCode =
   | 'ERR_ATTN_ABORTED'
   | 'ERR_ATTN_DISPOSED'
   | 'ERR_ATTN_OOM'
+  | 'ERR_ATTN_CACHE_FULL'
   | 'ERR_ATTN_CUDA_UNAVAILABLE'
   | 'ERR_ATTN_NATIVE_LOAD';
 

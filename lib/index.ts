@@ -18,6 +18,10 @@ export {
   linearAttention, linearAttentionSync, linearAttentionStep, linearAttentionStepSync, FeatureMap, LinearCommonOptions,
   LinearAttentionOptions, LinearAttentionStepOptions, LinearAttentionResult,
 } from './ops/linear';
+export {
+  KVCache, KVCacheOptions, AppendOptions, EvictionPolicy, StreamingPolicy, H2OPolicy, decodeAttention, decodeAttentionSync,
+  DecodeAttentionOptions,
+} from './ops/decode';
 export { agentAttention, agentAttentionSync, AgentAttentionOptions } from './ops/agent';
 export { backendInfo, setNumThreads, BackendInfo } from './info';
 export { CudaInfo, CudaDeviceInfo } from './native/binding';

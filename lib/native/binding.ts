@@ -18,10 +18,14 @@ export interface NativeBinding {
   setNumThreads(n: number): void;
   setIsa(isa: string): string;
   fmaPeakGflops(millis: number): number;
+  /** Streaming read bandwidth, GB/s, of a `megabytes` buffer on every pool thread (best of `rounds`). */
+  memReadGBps(megabytes: number, rounds: number): number;
   attentionSync(...args: AttentionArgs): void;
   attentionAsync(...args: AttentionArgs): Promise<void>;
   linearAttentionSync(...args: LinearArgs): void;
   linearAttentionAsync(...args: LinearArgs): Promise<void>;
+  decodeAttentionSync(...args: DecodeArgs): void;
+  decodeAttentionAsync(...args: DecodeArgs): Promise<void>;
   mergeStates(outs: NativeTensorData[], lses: NativeTensorData[], out: NativeTensorData, lse: NativeTensorData, desc: Float64Array): void;
 
   // CUDA (native/napi/device_binding.cpp). The first call of any of these loads the CUDA library.
@@ -62,6 +66,17 @@ export type LinearArgs = [
 
 /** Where linear attention's argument list keeps the last data argument, the abort flag and the resizable index. */
 export const enum LinearArg { LastData = 9, AbortFlag = 11, Resizable = 12 }
+
+/** q, out, kPool, vPool (the cache's typed arrays), pageTable [B, width], lengths [B], alibiSlopes,
+ *  sinkLogits, lse [B, Hq, Sq] or null, scores [pages, Hkv, P] or null, descriptor, abortFlag, index
+ *  of the first argument over a resizable ArrayBuffer (-1: none; async only). CPU only. */
+export type DecodeArgs = [
+  NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData, Int32Array, Int32Array, Float32Array | null,
+  Float32Array | null, Float32Array | null, Float32Array | null, Float64Array, Int32Array | null, number,
+];
+
+/** Where decode's argument list keeps the last data argument, the abort flag and the resizable index. */
+export const enum DecodeArg { LastData = 9, AbortFlag = 11, Resizable = 12 }
 
 const packageRoot = path.join(__dirname, '..', '..');
 

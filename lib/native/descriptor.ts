@@ -24,6 +24,12 @@ export const enum LinearOption {
 export const LINEAR_OPTIONS = LinearSlot.Count * TENSOR_RECORD;
 export const LINEAR_DESCRIPTOR_LENGTH = LINEAR_OPTIONS + LinearOption.Count;
 
+// decodeAttention over a paged KV cache (native/napi/descriptor.h DecodeSlot, DecodeOption).
+export const enum DecodeSlot { Q = 0, Out, KPool, VPool, Count }
+export const enum DecodeOption { Scale = 0, HasScale, WindowLeft, WindowRight, HasWindow, Sinks, Softcap, Splits, Count }
+export const DECODE_OPTIONS = DecodeSlot.Count * TENSOR_RECORD;
+export const DECODE_DESCRIPTOR_LENGTH = DECODE_OPTIONS + DecodeOption.Count;
+
 export function writeTensorRecord(desc: Float64Array, slot: number, t: Tensor, name: string): void {
   const r = t.shape.length;
   if (r > MAX_RANK) throw new AttnError('ERR_ATTN_SHAPE', `${name} has rank ${r}; attnkit tensors have rank <= ${MAX_RANK}`);

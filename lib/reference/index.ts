@@ -4,6 +4,7 @@ export { attentionReference, ReferenceResult, PairState } from './attention';
 export { blockSparseAttentionReference } from './sparse';
 export { neighborhoodAttentionReference } from './neighborhood';
 export { topkBlockAttentionReference } from './topk';
+export { decodeAttentionReference, decodeScoresReference, DecodeReferenceSequence } from './decode';
 export { mergeReference, ReferenceState } from './merge';
 export {
   linearAttentionReference, linearAttentionQuadraticReference, agentAttentionReference, LinearReferenceResult,

@@ -479,6 +479,77 @@ LinearParams validate_linear(const LinearRequest& r) {
   return p;
 }
 
+DecodeParams validate_decode(const DecodeRequest& r) {
+  const TensorView &q = r.q, &o = r.out, &kp = r.k_pool, &vp = r.v_pool;
+  for (const TensorView* t : {&q, &o, &kp, &vp}) {
+    if (t->device >= 0) fail(ErrorCode::Device, "decodeAttention runs on the CPU for now; a tensor is on " + device_name(t->device));
+  }
+  if (q.rank != 4) shape_fail("q must have rank 4 [B, Hq, Sq, D], got shape " + shape_str(q));
+  if (kp.rank != 4 || vp.rank != 4 || !is_row_major(kp) || !is_row_major(vp)) shape_fail("the cache's pools must be contiguous [pages, kvHeads, pageSize, headDim]");
+  if (!is_float(q.dtype)) fail(ErrorCode::DType, std::string("q must be float32, float16 or bfloat16, got ") + dtype_name(q.dtype));
+  if (kp.dtype != q.dtype || vp.dtype != q.dtype) fail(ErrorCode::DType, std::string("q must have the cache's dtype ") + dtype_name(kp.dtype) + ", got " + dtype_name(q.dtype));
+  for (int i = 0; i < 4; ++i) if (vp.shape[i] != kp.shape[i]) shape_fail("the cache's K and V pools must have one shape");
+  DecodeParams p;
+  p.q = q; p.out = o; p.k_pool = kp; p.v_pool = vp;
+  p.batch = q.shape[0]; p.heads_q = q.shape[1]; p.seq_q = q.shape[2]; p.head_dim = q.shape[3];
+  p.pool_pages = kp.shape[0]; p.heads_kv = kp.shape[1]; p.page_size = kp.shape[2];
+  if (kp.shape[3] != p.head_dim) shape_fail("q head dim " + std::to_string(p.head_dim) + " must equal the cache's headDim " + std::to_string(kp.shape[3]));
+  if (p.heads_kv == 0 || p.heads_q % p.heads_kv != 0) shape_fail("q heads (" + std::to_string(p.heads_q) + ") must be a multiple of the cache's kvHeads (" + std::to_string(p.heads_kv) + ")");
+  if (p.head_dim == 0 || p.page_size == 0) shape_fail("headDim and pageSize must be >= 1");
+  if (!has_shape(o, {p.batch, p.heads_q, p.seq_q, p.head_dim})) shape_fail("out must have shape " + dims_str({p.batch, p.heads_q, p.seq_q, p.head_dim}) + ", got " + shape_str(o));
+  if (!is_float(o.dtype)) fail(ErrorCode::DType, std::string("out must be float32, float16 or bfloat16, got ") + dtype_name(o.dtype));
+  require_no_self_overlap("out", o);
+  if (!r.lengths.present || static_cast<int64_t>(r.lengths.length) != p.batch) arg_fail("internal: decode lengths must have one entry per sequence");
+  if (!r.page_table.present || p.batch == 0 || r.page_table.length % static_cast<size_t>(p.batch) != 0) arg_fail("internal: decode page table must be [B, width]");
+  p.table_width = static_cast<int64_t>(r.page_table.length) / p.batch;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const int64_t len = r.lengths.data[b];
+    if (len < 0 || len > p.table_width * p.page_size) arg_fail("internal: decode length of sequence " + std::to_string(b) + " out of range");
+    for (int64_t i = 0; i * p.page_size < len; ++i) {
+      const int32_t page = r.page_table.data[b * p.table_width + i];
+      if (page < 0 || page >= p.pool_pages) arg_fail("internal: decode page table entry out of range");
+    }
+  }
+  p.page_table = r.page_table.data;
+  p.lengths = r.lengths.data;
+  if (!r.has_scale) {
+    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.head_dim)));
+  } else {
+    if (!std::isfinite(r.scale) || r.scale < 0) arg_fail("scale must be a finite number >= 0, got " + std::to_string(r.scale));
+    p.scale = static_cast<float>(r.scale);
+  }
+  if (!std::isfinite(r.softcap) || r.softcap < 0) arg_fail("softcap must be a finite number >= 0 (0 turns it off), got " + std::to_string(r.softcap));
+  p.softcap = static_cast<float>(r.softcap);
+  if (r.has_window) {
+    for (double w : {r.window_left, r.window_right}) {
+      if (!(w >= -1) || w != std::floor(w) || w > 9.0e15) arg_fail("window must be [left, right] with integers >= -1 (-1 = unbounded), got [" + std::to_string(r.window_left) + ", " + std::to_string(r.window_right) + "]");
+    }
+    p.window_left = static_cast<int64_t>(r.window_left);
+    p.window_right = static_cast<int64_t>(r.window_right);
+  }
+  if (!(r.sinks >= 0) || r.sinks != std::floor(r.sinks) || r.sinks > 9.0e15) arg_fail("sinks must be an integer >= 0, got " + std::to_string(r.sinks));
+  p.sinks = static_cast<int64_t>(r.sinks);
+  if (r.alibi_slopes.present) {
+    if (static_cast<int64_t>(r.alibi_slopes.length) != p.heads_q) arg_fail("alibiSlopes must have one slope per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.alibi_slopes.length));
+    p.alibi_slopes = r.alibi_slopes.data;
+  }
+  if (r.sink_logits.present) {
+    if (static_cast<int64_t>(r.sink_logits.length) != p.heads_q) arg_fail("sinkLogits must have one logit per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.sink_logits.length));
+    p.sink_logits = r.sink_logits.data;
+  }
+  if (r.lse) {
+    if (static_cast<int64_t>(r.lse_length) != p.batch * p.heads_q * p.seq_q) arg_fail("internal: decode lse must be [B, Hq, Sq]");
+    p.lse = r.lse;
+  }
+  if (r.scores.present) {
+    if (static_cast<int64_t>(r.scores.length) != p.pool_pages * p.heads_kv * p.page_size) arg_fail("internal: decode scores must be [pages, kvHeads, pageSize]");
+    p.scores = const_cast<float*>(r.scores.data);
+  }
+  if (!(r.splits >= 0) || r.splits != std::floor(r.splits) || r.splits > 65536) arg_fail("splits must be an integer in [0, 65536] (0: chosen by attnkit), got " + std::to_string(r.splits));
+  p.splits = static_cast<int64_t>(r.splits);
+  return p;
+}
+
 void validate_merge(const MergeRequest& r) {
   if (r.num_parts < 1) arg_fail("parts must hold at least one { out, lse } pair");
   const TensorView& o0 = r.outs[0];

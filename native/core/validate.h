@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "attention_params.h"
+#include "decode_params.h"
 #include "linear_params.h"
 #include "tensor_view.h"
 
@@ -91,6 +92,24 @@ struct LinearRequest {
 };
 
 LinearParams validate_linear(const LinearRequest& req);
+
+// decodeAttention over a paged KV cache (lib/ops/decode.ts): pools [pages, Hkv, P, D].
+struct DecodeRequest {
+  TensorView q, out, k_pool, v_pool;
+  Int32Array page_table, lengths;
+  FloatArray alibi_slopes, sink_logits, scores;
+  float* lse = nullptr;
+  size_t lse_length = 0;
+  bool has_scale = false;
+  double scale = 0;
+  bool has_window = false;
+  double window_left = -1, window_right = -1;
+  double sinks = 0;
+  double softcap = 0;
+  double splits = 0;
+};
+
+DecodeParams validate_decode(const DecodeRequest& req);
 
 struct MergeRequest {
   int64_t num_parts = 0;

@@ -4,6 +4,7 @@
 #include "../core/cpu_features.h"
 #include "../core/thread_pool.h"
 #include "../cpu/peak/fma_peak.h"
+#include "../cpu/peak/mem_read.h"
 #include "bindings.h"
 #include "js_errors.h"
 
@@ -46,6 +47,16 @@ Napi::Value set_isa(const Napi::CallbackInfo& info) {
   });
 }
 
+// memReadGBps(megabytes, rounds): the machine's streaming read bandwidth (bench/decode-cpu.js).
+Napi::Value mem_read(const Napi::CallbackInfo& info) {
+  const double mb = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 512;
+  const double rounds = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 5;
+  const double m = mb < 16 ? 16 : mb > 8192 ? 8192 : mb;
+  return guarded(info.Env(), [&] {
+    return Napi::Number::New(info.Env(), measure_read_gbps(static_cast<size_t>(m * 1048576.0), rounds < 1 ? 1 : rounds > 100 ? 100 : static_cast<int>(rounds)));
+  });
+}
+
 Napi::Value fma_peak(const Napi::CallbackInfo& info) {
   const int ms = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 200;
   return Napi::Number::New(info.Env(), measure_fma_peak_gflops(ms < 10 ? 10 : ms));
@@ -59,6 +70,7 @@ void register_info_bindings(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, set_num_threads, "setNumThreads"));
   exports.Set("setIsa", Napi::Function::New(env, set_isa, "setIsa"));
   exports.Set("fmaPeakGflops", Napi::Function::New(env, fma_peak, "fmaPeakGflops"));
+  exports.Set("memReadGBps", Napi::Function::New(env, mem_read, "memReadGBps"));
 }
 
 Napi::Object module_init(Napi::Env env, Napi::Object exports) {
@@ -66,6 +78,7 @@ Napi::Object module_init(Napi::Env env, Napi::Object exports) {
   register_info_bindings(env, exports);
   register_attention_bindings(env, exports);
   register_linear_bindings(env, exports);
+  register_decode_bindings(env, exports);
   register_device_bindings(env, exports);
   return exports;
 }

@@ -12,6 +12,7 @@ namespace attnkit {
 
 void register_attention_bindings(Napi::Env env, Napi::Object exports);
 void register_linear_bindings(Napi::Env env, Napi::Object exports);
+void register_decode_bindings(Napi::Env env, Napi::Object exports);
 void register_info_bindings(Napi::Env env, Napi::Object exports);
 void register_device_bindings(Napi::Env env, Napi::Object exports);
 

@@ -32,5 +32,14 @@ enum LinearOption {
 };
 constexpr int kLinearLength = kLinearOptions + kLinearOptionCount;
 
+// decodeAttention() over a paged KV cache: tensor records in this order, then the options.
+enum DecodeSlot { kDecQ = 0, kDecOut, kDecKPool, kDecVPool, kDecodeSlots };
+constexpr int kDecodeOptions = kDecodeSlots * kTensorRecord;
+enum DecodeOption {
+  kDecScale = 0, kDecHasScale, kDecWindowLeft, kDecWindowRight, kDecHasWindow, kDecSinks, kDecSoftcap, kDecSplits,
+  kDecodeOptionCount
+};
+constexpr int kDecodeLength = kDecodeOptions + kDecodeOptionCount;
+
 }  // namespace desc
 }  // namespace attnkit

@@ -21,6 +21,8 @@ static inline Vec vdiv(Vec a, Vec b) { return {_mm512_div_ps(a.v, b.v)}; }
 static inline Vec vmax(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
 static inline Vec vmin(Vec a, Vec b) { return {_mm512_min_ps(a.v, b.v)}; }
 static inline Vec vfma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }  // a*b + c
+// Sum of the 16 lanes.
+static inline float vhsum(Vec a) { return _mm512_reduce_add_ps(a.v); }
 static inline Vec vabs(Vec a) { return {_mm512_abs_ps(a.v)}; }
 static inline Vec vcopysign(Vec mag, Vec sgn) {
   const __m512i m = _mm512_set1_epi32(0x80000000);

@@ -22,6 +22,8 @@ static inline Vec vdiv(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] / b.v[i]); }
 static inline Vec vmax(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] > b.v[i] ? a.v[i] : b.v[i]); }
 static inline Vec vmin(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] < b.v[i] ? a.v[i] : b.v[i]); }
 static inline Vec vfma(Vec a, Vec b, Vec c) { ATTNKIT_LANES(a.v[i] * b.v[i] + c.v[i]); }
+// Sum of the 4 lanes.
+static inline float vhsum(Vec a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
 static inline Vec vabs(Vec a) { ATTNKIT_LANES(std::fabs(a.v[i])); }
 static inline Vec vcopysign(Vec mag, Vec sgn) { ATTNKIT_LANES(std::copysign(mag.v[i], sgn.v[i])); }
 static inline Vec vround(Vec a) { ATTNKIT_LANES(std::nearbyint(a.v[i])); }
