@@ -26,9 +26,8 @@ static inline void dot4(const float* q, int64_t D, const float* k, float* out) {
     a2 = vfma(vload(q + 2 * D + d), kv, a2);
     a3 = vfma(vload(q + 3 * D + d), kv, a3);
   }
-  float s0 = vhsum(a0), s1 = vhsum(a1), s2 = vhsum(a2), s3 = vhsum(a3);
-  for (; d < D; ++d) { s0 += q[d] * k[d]; s1 += q[D + d] * k[d]; s2 += q[2 * D + d] * k[d]; s3 += q[3 * D + d] * k[d]; }
-  out[0] = s0; out[1] = s1; out[2] = s2; out[3] = s3;
+  vhsum4(a0, a1, a2, a3, out);
+  for (; d < D; ++d) { out[0] += q[d] * k[d]; out[1] += q[D + d] * k[d]; out[2] += q[2 * D + d] * k[d]; out[3] += q[3 * D + d] * k[d]; }
 }
 
 static inline void axpy_row(float* y, float a, const float* x, int64_t n) {
@@ -102,7 +101,12 @@ bool decode_item(const DecodeParams& p, const DecodeItem& w, const TensorView& o
       }
       for (; r < R; ++r) s[r * T + t] = dot_row(qf + r * D, krow[t], D);
     }
-    for (int64_t r = 0; r < R; ++r) {
+    // Past the sinks and the window's reach, with no score modifier, a tile the earliest query
+    // sees whole needs no per-score pass (the common decode tile): only its padding is masked.
+    const bool plain_tile = !windowed && p.softcap <= 0.0f && !p.alibi_slopes && t0 + n - 1 <= len - Sq;
+    for (int64_t r = 0; plain_tile && n < T && r < R; ++r)
+      for (int64_t t = n; t < T; ++t) s[r * T + t] = ninf;
+    for (int64_t r = 0; !plain_tile && r < R; ++r) {
       const int64_t h = w.hkv * G + r / Sq, a = len - Sq + r % Sq;  // the query's position
       float* sr = s + r * T;
       for (int64_t t = 0; t < n; ++t) {

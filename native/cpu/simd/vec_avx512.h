@@ -23,6 +23,16 @@ static inline Vec vmin(Vec a, Vec b) { return {_mm512_min_ps(a.v, b.v)}; }
 static inline Vec vfma(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }  // a*b + c
 // Sum of the 16 lanes.
 static inline float vhsum(Vec a) { return _mm512_reduce_add_ps(a.v); }
+// The four lane sums of a, b, c, d at once (out[0..3]): pairs of rows interleaved within each
+// 128-bit lane, then the lanes added; ~9 instructions where four vhsum take ~32.
+static inline void vhsum4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  const __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a.v, b.v), _mm512_unpackhi_ps(a.v, b.v));
+  const __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c.v, d.v), _mm512_unpackhi_ps(c.v, d.v));
+  const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(s),
+                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(s), 1)));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
 static inline Vec vabs(Vec a) { return {_mm512_abs_ps(a.v)}; }
 static inline Vec vcopysign(Vec mag, Vec sgn) {
   const __m512i m = _mm512_set1_epi32(0x80000000);

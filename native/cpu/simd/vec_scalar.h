@@ -24,6 +24,9 @@ static inline Vec vmin(Vec a, Vec b) { ATTNKIT_LANES(a.v[i] < b.v[i] ? a.v[i] : 
 static inline Vec vfma(Vec a, Vec b, Vec c) { ATTNKIT_LANES(a.v[i] * b.v[i] + c.v[i]); }
 // Sum of the 4 lanes.
 static inline float vhsum(Vec a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
+static inline void vhsum4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  out[0] = vhsum(a); out[1] = vhsum(b); out[2] = vhsum(c); out[3] = vhsum(d);
+}
 static inline Vec vabs(Vec a) { ATTNKIT_LANES(std::fabs(a.v[i])); }
 static inline Vec vcopysign(Vec mag, Vec sgn) { ATTNKIT_LANES(std::copysign(mag.v[i], sgn.v[i])); }
 static inline Vec vround(Vec a) { ATTNKIT_LANES(std::nearbyint(a.v[i])); }
