@@ -109,6 +109,37 @@ void validate_element_mask(const AttentionRequest& r, const int64_t (&blocks)[4]
         }
 }
 
+// The score options attention and decode share (scale, softcap, window, sinks, ALiBi slopes, sink
+// logits), checked and copied from a request to its params: the two structs name them alike.
+template <class Request, class Params>
+void score_options(const Request& r, Params* p) {
+  if (!r.has_scale) {
+    p->scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p->head_dim)));
+  } else {
+    if (!std::isfinite(r.scale) || r.scale < 0) arg_fail("scale must be a finite number >= 0, got " + std::to_string(r.scale));
+    p->scale = static_cast<float>(r.scale);
+  }
+  if (!std::isfinite(r.softcap) || r.softcap < 0) arg_fail("softcap must be a finite number >= 0 (0 turns it off), got " + std::to_string(r.softcap));
+  p->softcap = static_cast<float>(r.softcap);
+  if (r.has_window) {
+    for (double w : {r.window_left, r.window_right}) {
+      if (!(w >= -1) || w != std::floor(w) || w > 9.0e15) arg_fail("window must be [left, right] with integers >= -1 (-1 = unbounded), got [" + std::to_string(r.window_left) + ", " + std::to_string(r.window_right) + "]");
+    }
+    p->window_left = static_cast<int64_t>(r.window_left);
+    p->window_right = static_cast<int64_t>(r.window_right);
+  }
+  if (!(r.sinks >= 0) || r.sinks != std::floor(r.sinks) || r.sinks > 9.0e15) arg_fail("sinks must be an integer >= 0, got " + std::to_string(r.sinks));
+  p->sinks = static_cast<int64_t>(r.sinks);
+  if (r.alibi_slopes.present) {
+    if (static_cast<int64_t>(r.alibi_slopes.length) != p->heads_q) arg_fail("alibiSlopes must have one slope per query head (" + std::to_string(p->heads_q) + "), got " + std::to_string(r.alibi_slopes.length));
+    p->alibi_slopes = r.alibi_slopes.data;
+  }
+  if (r.sink_logits.present) {
+    if (static_cast<int64_t>(r.sink_logits.length) != p->heads_q) arg_fail("sinkLogits must have one logit per query head (" + std::to_string(p->heads_q) + "), got " + std::to_string(r.sink_logits.length));
+    p->sink_logits = r.sink_logits.data;
+  }
+}
+
 }  // namespace
 
 TensorView make_view(const char* name, const CallerBuffer& buf, const TensorDesc& desc) {
@@ -216,33 +247,8 @@ AttentionParams validate_attention(const AttentionRequest& r) {
   if (!is_float(o.dtype)) fail(ErrorCode::DType, std::string("out must be float32, float16 or bfloat16, got ") + dtype_name(o.dtype));
   require_no_self_overlap("out", o);
 
-  if (!r.has_scale) {
-    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.head_dim)));
-  } else {
-    if (!std::isfinite(r.scale) || r.scale < 0) arg_fail("scale must be a finite number >= 0, got " + std::to_string(r.scale));
-    p.scale = static_cast<float>(r.scale);
-  }
-  if (!std::isfinite(r.softcap) || r.softcap < 0) arg_fail("softcap must be a finite number >= 0 (0 turns it off), got " + std::to_string(r.softcap));
-  p.softcap = static_cast<float>(r.softcap);
+  score_options(r, &p);
   p.causal = r.causal;
-  if (r.has_window) {
-    for (double w : {r.window_left, r.window_right}) {
-      if (!(w >= -1) || w != std::floor(w) || w > 9.0e15) arg_fail("window must be [left, right] with integers >= -1 (-1 = unbounded), got [" + std::to_string(r.window_left) + ", " + std::to_string(r.window_right) + "]");
-    }
-    p.window_left = static_cast<int64_t>(r.window_left);
-    p.window_right = static_cast<int64_t>(r.window_right);
-  }
-  if (!(r.sinks >= 0) || r.sinks != std::floor(r.sinks) || r.sinks > 9.0e15) arg_fail("sinks must be an integer >= 0, got " + std::to_string(r.sinks));
-  p.sinks = static_cast<int64_t>(r.sinks);
-
-  if (r.alibi_slopes.present) {
-    if (static_cast<int64_t>(r.alibi_slopes.length) != p.heads_q) arg_fail("alibiSlopes must have one slope per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.alibi_slopes.length));
-    p.alibi_slopes = r.alibi_slopes.data;
-  }
-  if (r.sink_logits.present) {
-    if (static_cast<int64_t>(r.sink_logits.length) != p.heads_q) arg_fail("sinkLogits must have one logit per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.sink_logits.length));
-    p.sink_logits = r.sink_logits.data;
-  }
 
   if (r.cu_seqlens_q.present != r.cu_seqlens_k.present) arg_fail("cuSeqlensQ and cuSeqlensK must be given together");
   if (r.cu_seqlens_q.present) {
@@ -512,31 +518,7 @@ DecodeParams validate_decode(const DecodeRequest& r) {
   }
   p.page_table = r.page_table.data;
   p.lengths = r.lengths.data;
-  if (!r.has_scale) {
-    p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(p.head_dim)));
-  } else {
-    if (!std::isfinite(r.scale) || r.scale < 0) arg_fail("scale must be a finite number >= 0, got " + std::to_string(r.scale));
-    p.scale = static_cast<float>(r.scale);
-  }
-  if (!std::isfinite(r.softcap) || r.softcap < 0) arg_fail("softcap must be a finite number >= 0 (0 turns it off), got " + std::to_string(r.softcap));
-  p.softcap = static_cast<float>(r.softcap);
-  if (r.has_window) {
-    for (double w : {r.window_left, r.window_right}) {
-      if (!(w >= -1) || w != std::floor(w) || w > 9.0e15) arg_fail("window must be [left, right] with integers >= -1 (-1 = unbounded), got [" + std::to_string(r.window_left) + ", " + std::to_string(r.window_right) + "]");
-    }
-    p.window_left = static_cast<int64_t>(r.window_left);
-    p.window_right = static_cast<int64_t>(r.window_right);
-  }
-  if (!(r.sinks >= 0) || r.sinks != std::floor(r.sinks) || r.sinks > 9.0e15) arg_fail("sinks must be an integer >= 0, got " + std::to_string(r.sinks));
-  p.sinks = static_cast<int64_t>(r.sinks);
-  if (r.alibi_slopes.present) {
-    if (static_cast<int64_t>(r.alibi_slopes.length) != p.heads_q) arg_fail("alibiSlopes must have one slope per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.alibi_slopes.length));
-    p.alibi_slopes = r.alibi_slopes.data;
-  }
-  if (r.sink_logits.present) {
-    if (static_cast<int64_t>(r.sink_logits.length) != p.heads_q) arg_fail("sinkLogits must have one logit per query head (" + std::to_string(p.heads_q) + "), got " + std::to_string(r.sink_logits.length));
-    p.sink_logits = r.sink_logits.data;
-  }
+  score_options(r, &p);
   if (r.lse) {
     if (static_cast<int64_t>(r.lse_length) != p.batch * p.heads_q * p.seq_q) arg_fail("internal: decode lse must be [B, Hq, Sq]");
     p.lse = r.lse;
