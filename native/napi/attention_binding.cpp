@@ -72,12 +72,7 @@ AttentionParams attention_params_from(const Napi::CallbackInfo& info) {
   r.sinks = opt[desc::kSinks];
   r.softcap = opt[desc::kSoftcap];
   AttentionParams p = validate_attention(r);
-  if (!info[aAbort].IsNull() && !info[aAbort].IsUndefined()) {
-    Int32Array flag = int32_array_arg(env, info[aAbort], "abort flag");
-    if (flag.length < 1) throw_attn_error(env, ErrorCode::Argument, "internal: abort flag must hold one int32");
-    // The flag lives in a JS Int32Array; an aligned int32 is lock-free, so reading it as an atomic is sound.
-    p.abort_flag = reinterpret_cast<const std::atomic<int32_t>*>(flag.data);
-  }
+  p.abort_flag = abort_flag_arg(env, info[aAbort]);
   return p;
 }
 
@@ -121,10 +116,6 @@ Napi::Value attention_sync(const Napi::CallbackInfo& info) {
   });
 }
 
-// Below this many multiply-adds a call finishes in microseconds: cheaper to run it on the JS thread
-// and hand back a settled promise than to pay a round trip through libuv's queue (tens of µs).
-constexpr double kInlineAsyncMacs = 1 << 18;
-
 double attention_macs(const AttentionParams& p) {
   return static_cast<double>(p.batch) * p.heads_q * p.seq_q * p.seq_k * static_cast<double>(p.head_dim + p.head_dim_v);
 }
@@ -132,24 +123,8 @@ double attention_macs(const AttentionParams& p) {
 Napi::Value attention_async(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     AttentionParams p = attention_params_from(info);
-    // lib/ops marks the first argument whose ArrayBuffer is resizable (JS can see that, N-API
-    // cannot). Such a buffer could shrink under the kernel while the call runs, so async calls
-    // refuse it, after every other check so sync and async report the same first error.
-    const double resizable = info[aResizable].IsNumber() ? info[aResizable].As<Napi::Number>().DoubleValue() : -1;
-    if (resizable >= 0 && resizable < static_cast<double>(aLse + 1)) {
-      fail(ErrorCode::Argument, std::string(kArgNames[static_cast<int>(resizable)]) +
-                                    " is backed by a resizable ArrayBuffer, which could shrink while the async call runs; use a fixed-length buffer or attentionSync");
-    }
-    if (p.q.device < 0 && attention_macs(p) <= kInlineAsyncMacs) {
-      Napi::Promise::Deferred d = Napi::Promise::Deferred::New(info.Env());
-      try {
-        fused_attention_cpu(p);
-        d.Resolve(info.Env().Undefined());
-      } catch (const AttnException& e) {
-        d.Reject(make_attn_error(info.Env(), e.code(), e.what()));
-      }
-      return d.Promise();
-    }
+    refuse_resizable(info[aResizable], kArgNames, aLse + 1, "attentionSync");
+    if (p.q.device < 0 && attention_macs(p) <= kInlineAsyncMacs) return settled_promise(info.Env(), [&] { fused_attention_cpu(p); });
     auto* w = new AttentionWorker(info.Env(), info, p);
     Napi::Promise promise = w->promise();
     w->Queue();

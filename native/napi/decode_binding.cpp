@@ -49,11 +49,7 @@ DecodeParams decode_params_from(const Napi::CallbackInfo& info) {
   r.softcap = opt[desc::kDecSoftcap];
   r.splits = opt[desc::kDecSplits];
   DecodeParams p = validate_decode(r);
-  if (!info[aAbort].IsNull() && !info[aAbort].IsUndefined()) {
-    Int32Array flag = int32_array_arg(env, info[aAbort], "abort flag");
-    if (flag.length < 1) throw_attn_error(env, ErrorCode::Argument, "internal: abort flag must hold one int32");
-    p.abort_flag = reinterpret_cast<const std::atomic<int32_t>*>(flag.data);
-  }
+  p.abort_flag = abort_flag_arg(env, info[aAbort]);
   return p;
 }
 
@@ -83,11 +79,7 @@ Napi::Value decode_sync(const Napi::CallbackInfo& info) {
 Napi::Value decode_async(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     DecodeParams p = decode_params_from(info);
-    const double resizable = info[aResizable].IsNumber() ? info[aResizable].As<Napi::Number>().DoubleValue() : -1;
-    if (resizable >= 0 && resizable <= static_cast<double>(aScores)) {
-      fail(ErrorCode::Argument, std::string(kNames[static_cast<int>(resizable)]) +
-                                    " is backed by a resizable ArrayBuffer, which could shrink while the async call runs; use a fixed-length buffer or the Sync form");
-    }
+    refuse_resizable(info[aResizable], kNames, aScores + 1, "the Sync form");
     auto* w = new DecodeWorker(info.Env(), info, p);
     Napi::Promise promise = w->promise();
     w->Queue();

@@ -68,12 +68,7 @@ LinearParams linear_params_from(const Napi::CallbackInfo& info) {
   LinearParams p = validate_linear(r);
   // A step updates its state in place; stopping half way would leave some heads updated and others
   // not, so a step that has started always finishes (the async form checks the flag before it starts).
-  if (!r.step && !info[aAbort].IsNull() && !info[aAbort].IsUndefined()) {
-    Int32Array flag = int32_array_arg(env, info[aAbort], "abort flag");
-    if (flag.length < 1) throw_attn_error(env, ErrorCode::Argument, "internal: abort flag must hold one int32");
-    // The flag lives in a JS Int32Array; an aligned int32 is lock-free, so reading it as an atomic is sound.
-    p.abort_flag = reinterpret_cast<const std::atomic<int32_t>*>(flag.data);
-  }
+  if (!r.step) p.abort_flag = abort_flag_arg(env, info[aAbort]);
   return p;
 }
 
@@ -85,12 +80,13 @@ const char* op_name(const Napi::CallbackInfo& info) {
 
 class LinearWorker : public PromiseWorker {
  public:
-  LinearWorker(Napi::Env env, const Napi::CallbackInfo& info, const LinearParams& p, const char* op, const int32_t* start_flag)
+  LinearWorker(Napi::Env env, const Napi::CallbackInfo& info, const LinearParams& p, const char* op,
+               const std::atomic<int32_t>* start_flag)
       : PromiseWorker(env, "attnkit.linearAttention", info, ErrorCode::Argument), params_(p), op_(op), start_flag_(start_flag) {}
 
  private:
   void work() override {
-    if (start_flag_ && reinterpret_cast<const std::atomic<int32_t>*>(start_flag_)->load() != 0) {
+    if (start_flag_ && start_flag_->load() != 0) {
       throw AttnException(ErrorCode::Aborted, std::string(op_) + " was aborted by its AbortSignal");
     }
     try {
@@ -102,7 +98,7 @@ class LinearWorker : public PromiseWorker {
 
   LinearParams params_;
   const char* op_;
-  const int32_t* start_flag_;  // the abort flag, read once before a step starts (see above)
+  const std::atomic<int32_t>* start_flag_;  // the abort flag, read once before a step starts (see above)
 };
 
 Napi::Value linear_sync(const Napi::CallbackInfo& info) {
@@ -112,37 +108,16 @@ Napi::Value linear_sync(const Napi::CallbackInfo& info) {
   });
 }
 
-// Below this many multiply-adds a call finishes in microseconds (a decoding step, say): run it on
-// the JS thread and hand back a settled promise (as attention does).
-constexpr double kInlineAsyncMacs = 1 << 18;
-
 Napi::Value linear_async(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     LinearParams p = linear_params_from(info);
     const char* op = op_name(info);
-    // lib/ops marks the first argument whose ArrayBuffer is resizable: it could shrink under the
-    // kernel while the call runs, so async calls refuse it (after every other check).
-    const double resizable = info[aResizable].IsNumber() ? info[aResizable].As<Napi::Number>().DoubleValue() : -1;
-    if (resizable >= 0 && resizable <= static_cast<double>(aDecay)) {
-      const Names n = names_for(std::string(op) == "linearAttentionStep");
-      fail(ErrorCode::Argument, std::string(n.arg[static_cast<int>(resizable)]) +
-                                    " is backed by a resizable ArrayBuffer, which could shrink while the async call runs; use a fixed-length buffer or the Sync form");
-    }
+    const bool step = std::string(op) == "linearAttentionStep";
+    refuse_resizable(info[aResizable], names_for(step).arg, aDecay + 1, "the Sync form");
     const double macs = static_cast<double>(p.batch) * p.heads * p.seq * static_cast<double>(p.dk) * static_cast<double>(p.dv) * 3.0;
-    if (macs <= kInlineAsyncMacs) {
-      Napi::Promise::Deferred d = Napi::Promise::Deferred::New(info.Env());
-      try {
-        linear_attention_cpu(p);
-        d.Resolve(info.Env().Undefined());
-      } catch (const AttnException& e) {
-        d.Reject(make_attn_error(info.Env(), e.code(), e.what()));
-      }
-      return d.Promise();
-    }
-    const int32_t* start_flag = nullptr;
-    if (std::string(op) == "linearAttentionStep" && !info[aAbort].IsNull() && !info[aAbort].IsUndefined()) {
-      start_flag = int32_array_arg(info.Env(), info[aAbort], "abort flag").data;
-    }
+    if (macs <= kInlineAsyncMacs) return settled_promise(info.Env(), [&] { linear_attention_cpu(p); });
+    // (a step's flag is not in p: a running step always finishes, see linear_params_from)
+    const std::atomic<int32_t>* start_flag = step ? abort_flag_arg(info.Env(), info[aAbort]) : nullptr;
     auto* w = new LinearWorker(info.Env(), info, p, op, start_flag);
     Napi::Promise promise = w->promise();
     w->Queue();

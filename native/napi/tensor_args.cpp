@@ -167,4 +167,21 @@ const double* descriptor_arg(Napi::Env env, const Napi::Value& v, size_t length)
   return static_cast<const double*>(r.data);
 }
 
+const std::atomic<int32_t>* abort_flag_arg(Napi::Env env, const Napi::Value& v) {
+  if (v.IsNull() || v.IsUndefined()) return nullptr;
+  const Int32Array flag = int32_array_arg(env, v, "abort flag");
+  if (flag.length < 1) throw_attn_error(env, ErrorCode::Argument, "internal: abort flag must hold one int32");
+  // The flag lives in a JS Int32Array; an aligned int32 is lock-free, so reading it as an atomic is sound.
+  return reinterpret_cast<const std::atomic<int32_t>*>(flag.data);
+}
+
+void refuse_resizable(const Napi::Value& index, const char* const* names, int count, const char* sync_form) {
+  const double i = index.IsNumber() ? index.As<Napi::Number>().DoubleValue() : -1;
+  if (i >= 0 && i < count) {
+    fail(ErrorCode::Argument, std::string(names[static_cast<int>(i)]) +
+                                  " is backed by a resizable ArrayBuffer, which could shrink while the async call runs; use a fixed-length buffer or " +
+                                  sync_form);
+  }
+}
+
 }  // namespace attnkit

@@ -3,6 +3,8 @@
 #pragma once
 #include <napi.h>
 
+#include <atomic>
+
 #include "../core/validate.h"
 
 namespace attnkit {
@@ -28,5 +30,13 @@ FloatArray float_array_arg(Napi::Env env, const Napi::Value& v, const char* name
 Int32Array int32_array_arg(Napi::Env env, const Napi::Value& v, const char* name);
 // The Float64Array descriptor; fails unless it has exactly `length` entries.
 const double* descriptor_arg(Napi::Env env, const Napi::Value& v, size_t length);
+// An async call's abort flag: an Int32Array of one element that JS sets when the signal fires,
+// or nullptr for null / undefined.
+const std::atomic<int32_t>* abort_flag_arg(Napi::Env env, const Napi::Value& v);
+// Async calls refuse an argument over a resizable ArrayBuffer: it could shrink under the kernel
+// while the call runs. `index` is what lib/ops found (the first such argument, -1: none; JS can see
+// it, N-API cannot); names[0..count) name the arguments it may point at; `sync_form` how to avoid
+// the refusal. Called after every other check, so sync and async report the same first error.
+void refuse_resizable(const Napi::Value& index, const char* const* names, int count, const char* sync_form);
 
 }  // namespace attnkit
