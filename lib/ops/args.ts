@@ -55,7 +55,7 @@ export function signalArg(v: unknown): AbortSignal | undefined {
  * is safe: no JavaScript runs during the call). Transferring a buffer away while an async call
  * uses it is caller misuse, as with fs.read: see README.
  */
-export function firstResizable(args: readonly unknown[], last: number): number {
+function firstResizable(args: readonly unknown[], last: number): number {
   for (let i = 0; i <= last; i++) {
     const a = args[i];
     if (ArrayBuffer.isView(a) && (a.buffer as ArrayBuffer & { resizable?: boolean }).resizable === true) return i;
@@ -67,7 +67,7 @@ export function firstResizable(args: readonly unknown[], last: number): number {
  * The flag an async call's native side polls (null without a signal): raised when `signal` aborts.
  * release() unhooks the listener once the call has settled.
  */
-export function abortFlag(signal: AbortSignal | undefined): { flag: Int32Array | null; release: () => void } {
+function abortFlag(signal: AbortSignal | undefined): { flag: Int32Array | null; release: () => void } {
   if (!signal) return { flag: null, release: () => {} };
   const flag = new Int32Array(1);
   const onAbort = () => { Atomics.store(flag, 0, 1); };
@@ -77,6 +77,31 @@ export function abortFlag(signal: AbortSignal | undefined): { flag: Int32Array |
 
 export function abortedError(op: string): AttnError {
   return new AttnError('ERR_ATTN_ABORTED', `${op} was aborted by its AbortSignal`);
+}
+
+/** Where an op's native argument list keeps its last data argument, its abort flag and its resizable index. */
+export interface AsyncSlots { lastData: number; abortFlag: number; resizable: number }
+
+/**
+ * What every op's async form does around its native call: marks the first argument over a
+ * resizable buffer, refuses a signal that has already aborted, hooks up the abort flag the native
+ * side polls, starts the call (invoke, on the args as now filled in) and unhooks the flag once it
+ * settles. What it refuses it throws, before anything starts.
+ */
+export function startNativeAsync(args: unknown[], slots: AsyncSlots, signal: AbortSignal | undefined, op: string,
+                                 invoke: () => Promise<void>): Promise<void> {
+  args[slots.resizable] = firstResizable(args, slots.lastData);
+  if (signal?.aborted) throw abortedError(op);
+  const watch = abortFlag(signal);
+  args[slots.abortFlag] = watch.flag;
+  let pending: Promise<void>;
+  try {
+    pending = invoke();
+  } catch (e) {
+    watch.release();
+    throw e;
+  }
+  return pending.finally(watch.release);
 }
 
 function describe(v: unknown): string {

@@ -5,7 +5,7 @@ import {
   ATTENTION_DESCRIPTOR_LENGTH, ATTENTION_OPTIONS, AttentionOption, AttentionSlot, writeTensorRecord,
 } from '../native/descriptor';
 import {
-  abortedError, abortFlag, firstResizable, float32ArrayArg, int32ArrayArg, numberArg, optionalTensorArg, sameDevice, signalArg,
+  abortedError, float32ArrayArg, startNativeAsync, int32ArrayArg, numberArg, optionalTensorArg, sameDevice, signalArg,
   tensorArg,
 } from './args';
 
@@ -179,20 +179,14 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptio
 /** The one asynchronous call path of attention and blockSparseAttention. */
 export function callAsync(q: unknown, k: unknown, v: unknown, opts: AttentionOptions | undefined,
                           sparsity: BlockSparsity | undefined, op: string): Promise<Tensor | AttentionWithLse> {
-  let release = () => {};
   const owned: Tensor[] = [];
   try {
     const m = marshal(q, k, v, opts, owned, sparsity, op);
-    m.args[AttentionArg.Resizable] = firstResizable(m.args, AttentionArg.LastData);
-    if (m.signal?.aborted) throw abortedError(op);
-    // The CPU kernels poll this flag between tiles; a device call reads it once, before it starts.
-    const watch = abortFlag(m.signal);
-    release = watch.release;
-    m.args[AttentionArg.AbortFlag] = watch.flag;
-    const pending = native().attentionAsync(...m.args);
-    return pending.then(() => { release(); return result(m); }, (e: unknown) => { release(); disposeAll(owned); throw asAttnError(e); });
+    // The CPU kernels poll the abort flag between tiles; a device call reads it once, before it starts.
+    const slots = { lastData: AttentionArg.LastData, abortFlag: AttentionArg.AbortFlag, resizable: AttentionArg.Resizable };
+    return startNativeAsync(m.args, slots, m.signal, op, () => native().attentionAsync(...m.args))
+      .then(() => result(m), (e: unknown) => { disposeAll(owned); throw asAttnError(e); });
   } catch (e) {
-    release();
     disposeAll(owned);
     return Promise.reject(asAttnError(e));
   }

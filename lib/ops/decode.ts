@@ -30,7 +30,7 @@ import type { AttentionOptions, AttentionWithLse } from './attention';
 import { native, DecodeArg, DecodeArgs } from '../native/binding';
 import { DECODE_DESCRIPTOR_LENGTH, DECODE_OPTIONS, DecodeOption, DecodeSlot, writeTensorRecord } from '../native/descriptor';
 import {
-  abortedError, abortFlag, firstResizable, float32ArrayArg, int32ArrayArg, numberArg, signalArg, tensorArg,
+  abortedError, float32ArrayArg, startNativeAsync, int32ArrayArg, numberArg, signalArg, tensorArg,
 } from './args';
 
 export interface KVCacheOptions {
@@ -451,20 +451,14 @@ export function decodeAttentionSync(q: Tensor, cache: KVCache, opts?: DecodeAtte
 export function decodeAttention(q: Tensor, cache: KVCache, opts: DecodeAttentionOptions & { returnLse: true }): Promise<AttentionWithLse>;
 export function decodeAttention(q: Tensor, cache: KVCache, opts?: DecodeAttentionOptions): Promise<Tensor>;
 export function decodeAttention(q: Tensor, cache: KVCache, opts?: DecodeAttentionOptions): Promise<Tensor | AttentionWithLse> {
-  let release = () => {};
   try {
     const m = marshal(q, cache, opts, true);
-    m.args[DecodeArg.Resizable] = firstResizable(m.args, DecodeArg.LastData);
-    if (m.signal?.aborted) throw abortedError('decodeAttention');
-    const watch = abortFlag(m.signal);
-    m.args[DecodeArg.AbortFlag] = watch.flag;
-    const pending = native().decodeAttentionAsync(...m.args);
+    const slots = { lastData: DecodeArg.LastData, abortFlag: DecodeArg.AbortFlag, resizable: DecodeArg.Resizable };
+    const pending = startNativeAsync(m.args, slots, m.signal, 'decodeAttention', () => native().decodeAttentionAsync(...m.args));
     cache.track(1);
-    release = () => { watch.release(); cache.track(-1); };
-    return pending.then(() => { release(); return m.lse ? { out: m.out, lse: m.lse } : m.out; },
-      (e: unknown) => { release(); throw asAttnError(e); });
+    return pending.then(() => { cache.track(-1); return m.lse ? { out: m.out, lse: m.lse } : m.out; },
+      (e: unknown) => { cache.track(-1); throw asAttnError(e); });
   } catch (e) {
-    release();
     return Promise.reject(asAttnError(e));
   }
 }

@@ -2,7 +2,7 @@ import { AttnError, asAttnError } from '../errors';
 import { Tensor, kNative } from '../tensor';
 import { native, LinearArg, LinearArgs } from '../native/binding';
 import { LINEAR_DESCRIPTOR_LENGTH, LINEAR_OPTIONS, LinearOption, LinearSlot, writeTensorRecord } from '../native/descriptor';
-import { abortedError, abortFlag, firstResizable, float32ArrayArg, numberArg, optionalTensorArg, signalArg, tensorArg } from './args';
+import { abortedError, float32ArrayArg, startNativeAsync, numberArg, optionalTensorArg, signalArg, tensorArg } from './args';
 
 /**
  * phi, applied to q and k. 'elu1' = elu(x) + 1 (Katharopoulos et al.); 'efficient' = Shen et al.'s
@@ -181,20 +181,13 @@ function callSync(op: string, q: unknown, k: unknown, v: unknown, state: unknown
 }
 
 function callAsync(op: string, q: unknown, k: unknown, v: unknown, state: unknown, opts: unknown): Promise<Tensor | LinearAttentionResult> {
-  let release = () => {};
   try {
     const m = marshal(op, q, k, v, state, opts);
-    m.args[LinearArg.Resizable] = firstResizable(m.args, LinearArg.LastData);
-    if (m.signal?.aborted) throw abortedError(op);
-    // linearAttention polls the flag between chunks; a step reads it once, before it starts.
-    const watch = abortFlag(m.signal);
-    release = watch.release;
-    m.args[LinearArg.AbortFlag] = watch.flag;
-    return native().linearAttentionAsync(...m.args).then(
-      () => { release(); return result(m); },
-      (e: unknown) => { release(); throw asAttnError(e); });
+    // linearAttention polls the abort flag between chunks; a step reads it once, before it starts.
+    const slots = { lastData: LinearArg.LastData, abortFlag: LinearArg.AbortFlag, resizable: LinearArg.Resizable };
+    return startNativeAsync(m.args, slots, m.signal, op, () => native().linearAttentionAsync(...m.args))
+      .then(() => result(m), (e: unknown) => { throw asAttnError(e); });
   } catch (e) {
-    release();
     return Promise.reject(asAttnError(e));
   }
 }
