@@ -1,7 +1,7 @@
 import * as os from 'os';
 import * as path from 'path';
 import { native, addonPath, CudaInfo } from './native/binding';
-import { cudaInfo } from './device';
+import { backendInfo } from './info';
 import { elfVersionNeeds } from './elf-needs';
 
 // `npx attnkit doctor`: what this machine and this install give attnkit, and what to do where
@@ -85,8 +85,8 @@ export function doctorReport(): DoctorReport {
     report.advice.push('Addon: it was found but does not load; see the error above.');
     return report;
   }
-  const c = cudaInfo();
-  report.cuda = { ...JSON.parse(JSON.stringify(c)) as CudaInfo, library: cudaLibraryPath(addon.path) };
+  const c = backendInfo().cuda;  // (a copy of the library's state)
+  report.cuda = { ...c, library: cudaLibraryPath(addon.path) };
   report.advice.push(...cudaAdvice(c));
   return report;
 }

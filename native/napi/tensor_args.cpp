@@ -27,11 +27,8 @@ struct RawTyped {
   bool detached;
 };
 
-RawTyped raw_typed(Napi::Env env, const Napi::Value& v, const char* name) {
-  bool is_typed = false;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) {
-    throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be a TypedArray");
-  }
+// v is known to be a TypedArray.
+RawTyped read_typed(Napi::Env env, const Napi::Value& v, const char* name) {
   RawTyped r{};
   napi_value ab;
   size_t byte_offset;
@@ -46,10 +43,15 @@ RawTyped raw_typed(Napi::Env env, const Napi::Value& v, const char* name) {
   return r;
 }
 
-}  // namespace
+RawTyped raw_typed(Napi::Env env, const Napi::Value& v, const char* name) {
+  bool is_typed = false;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) {
+    throw_attn_error(env, ErrorCode::Argument, std::string(name) + " must be a TypedArray");
+  }
+  return read_typed(env, v, name);
+}
 
-CallerBuffer caller_buffer(Napi::Env env, const Napi::Value& v, const char* name) {
-  const RawTyped r = raw_typed(env, v, name);
+CallerBuffer buffer_of(Napi::Env env, const RawTyped& r, const char* name) {
   CallerBuffer b;
   if (!array_dtype(r.type, &b.array_dtype)) {
     throw_attn_error(env, ErrorCode::DType, std::string(name) + "'s data must be a Float32Array, Uint16Array, Int32Array or Uint8Array");
@@ -58,6 +60,12 @@ CallerBuffer caller_buffer(Napi::Env env, const Napi::Value& v, const char* name
   b.length = r.length;
   b.detached = r.detached;
   return b;
+}
+
+}  // namespace
+
+CallerBuffer caller_buffer(Napi::Env env, const Napi::Value& v, const char* name) {
+  return buffer_of(env, raw_typed(env, v, name), name);
 }
 
 namespace {
@@ -109,7 +117,7 @@ TensorView tensor_slot(Napi::Env env, const Napi::Value& v, const char* name, co
   const TensorDesc t = tensor_desc(name, d, slot);
   // Host tensors are the common case (and the per-call cost of a tiny call): ask for a typed array first.
   bool is_typed = false;
-  if (napi_is_typedarray(env, v, &is_typed) == napi_ok && is_typed) return make_view(name, caller_buffer(env, v, name), t);
+  if (napi_is_typedarray(env, v, &is_typed) == napi_ok && is_typed) return make_view(name, buffer_of(env, read_typed(env, v, name), name), t);
   if (const DeviceStorage* s = device_storage_of(env, v)) return make_view(name, device_buffer(*s, name, t.dtype), t);
   return make_view(name, caller_buffer(env, v, name), t);  // throws: neither a typed array nor a device handle
 }
