@@ -1,6 +1,9 @@
 # CPU-only build through node-gyp: the fallback that node-gyp-build runs when no prebuilt binary
 # matches. The per-ISA kernels are static libraries so each gets its own -m flags; the rest of the
-# addon is built for the baseline ISA, so one binary runs on any x86-64.
+# addon is built for the baseline ISA, so one binary runs on any x86-64. `npm run prebuild`
+# (prebuildify) builds through this file too: on Linux libstdc++ and libgcc are linked statically
+# (their symbols kept private), so a prebuilt binary needs only the system's glibc, whose version
+# the prebuild reports (scripts/report-needs.js; also `npx attnkit doctor`).
 {
   "variables": {
     "attnkit_common_sources": [
@@ -57,6 +60,8 @@
       "libraries": ["-ldl"],
       "conditions": [["target_arch=='x64'", {
         "dependencies": ["attnkit_avx2", "attnkit_avx512"]
+      }], ["OS=='linux'", {
+        "ldflags": ["-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"]
       }]]
     }
   ]

@@ -1,6 +1,7 @@
 import * as os from 'os';
 import * as path from 'path';
 import { native, addonPath, CudaInfo } from './native/binding';
+import { CUDA_PACKAGE } from './native/cuda-package';
 import { backendInfo } from './info';
 import { elfVersionNeeds } from './elf-needs';
 
@@ -12,7 +13,7 @@ export interface DoctorReport {
   platform: { os: string; arch: string; glibc?: string; cores: number };
   node: { version: string; napi: number; napiNeeded: number };
   /** needs: the newest symbol version the addon file needs from each library (glibc, libstdc++). */
-  addon: { path?: string; kind?: 'local build' | 'prebuilt'; needs?: Record<string, string>; error?: string };
+  addon: { path?: string; kind?: 'local build' | 'prebuilt' | 'ATTNKIT_ADDON'; needs?: Record<string, string>; error?: string };
   cpu?: { isa: string; bestIsa: string; threads: number };
   cuda?: CudaInfo & { library: string };
   advice: string[];
@@ -27,12 +28,6 @@ function glibcVersion(): string | undefined {
   return report?.header?.glibcVersionRuntime;
 }
 
-/** Where the addon looks for the CUDA library (native/core/cuda_backend.cpp). */
-function cudaLibraryPath(addon: string | undefined): string {
-  if (process.env.ATTNKIT_CUDA_LIB) return `${process.env.ATTNKIT_CUDA_LIB} (ATTNKIT_CUDA_LIB)`;
-  return addon ? path.join(path.dirname(addon), 'libattnkit_cuda.so') : '(beside the addon)';
-}
-
 function cudaAdvice(c: CudaInfo): string[] {
   if (c.available) {
     const missing = (c.devices ?? []).filter((d) => !d.kernelImage);
@@ -41,8 +36,9 @@ function cudaAdvice(c: CudaInfo): string[] {
   }
   const r = c.reason ?? '';
   if (/not found/i.test(r)) {
-    return ['CUDA: no CUDA library. GPU tensors need libattnkit_cuda.so: build it in the attnkit folder with ' +
-      '`npm run build:cuda` (needs nvcc 12+), or point ATTNKIT_CUDA_LIB at a built copy. CPU attention works without it.'];
+    return [`CUDA: no CUDA library. GPU tensors need libattnkit_cuda.so: install ${CUDA_PACKAGE}@${version} ` +
+      '(prebuilt, the same version as attnkit), or build it with `npx attnkit build --cuda` (needs nvcc 12+), ' +
+      'or point ATTNKIT_CUDA_LIB at a built copy. CPU attention works without it.'];
   }
   if (/cudaErrorNoDevice|no CUDA-capable/i.test(r)) {
     return ['CUDA: no NVIDIA GPU is visible to this process (check CUDA_VISIBLE_DEVICES and that the GPU is present).'];
@@ -61,7 +57,7 @@ export function doctorReport(): DoctorReport {
     platform: { os: process.platform, arch: process.arch, glibc: glibcVersion(), cores: os.availableParallelism() },
     node: { version: process.version, napi: Number(process.versions.napi ?? 0), napiNeeded: NAPI_NEEDED },
     addon: addon.path
-      ? { path: addon.path, kind: addon.path.includes(`${path.sep}prebuilds${path.sep}`) ? 'prebuilt' : 'local build' }
+      ? { path: addon.path, kind: process.env.ATTNKIT_ADDON ? 'ATTNKIT_ADDON' : addon.path.includes(`${path.sep}prebuilds${path.sep}`) ? 'prebuilt' : 'local build' }
       : { error: addon.error },
     advice: [],
   };
@@ -86,7 +82,7 @@ export function doctorReport(): DoctorReport {
     return report;
   }
   const c = backendInfo().cuda;  // (a copy of the library's state)
-  report.cuda = { ...c, library: cudaLibraryPath(addon.path) };
+  report.cuda = { ...c, library: (c.libraryPath ?? '(none)') + (process.env.ATTNKIT_CUDA_LIB ? ' (ATTNKIT_CUDA_LIB)' : '') };
   report.advice.push(...cudaAdvice(c));
   return report;
 }

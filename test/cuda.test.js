@@ -46,7 +46,9 @@ describe('without the CUDA library (this process)', () => {
     expect(cuda.devices).toBeUndefined();
     expect(cuda.reason).toMatch(/libattnkit_cuda\.so was not found/);
     expect(cuda.reason).toContain(addonDir);
-    expect(cuda.reason).toMatch(/npm run build:cuda/);
+    expect(cuda.reason).toMatch(/@attnkit\/linux-x64-cuda is not installed/);
+    expect(cuda.reason).toMatch(/npm install @attnkit\/linux-x64-cuda/);
+    expect(cuda.reason).toMatch(/npx attnkit build --cuda/);
     expect(cuda.reason).toMatch(/ATTNKIT_CUDA_LIB/);
   });
 
@@ -109,6 +111,66 @@ afterAll(() => { if (tmp) fs.rmSync(tmp, { recursive: true, force: true }); });
 
 // Skips (visibly) what needs the fake library when this machine has no C compiler.
 const withCc = hasCc ? test : test.skip;
+
+describe('the optional CUDA package @attnkit/linux-x64-cuda', () => {
+  const { version } = require('../package.json');
+  // node_modules/@attnkit/linux-x64-cuda under `dir` at `v`, with `library` (a file) copied in.
+  function fakePackage(dir, v, library) {
+    const pkg = path.join(dir, 'node_modules', '@attnkit', 'linux-x64-cuda');
+    fs.mkdirSync(pkg, { recursive: true });
+    fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: '@attnkit/linux-x64-cuda', version: v }));
+    if (library) fs.copyFileSync(library, path.join(pkg, 'libattnkit_cuda.so'));
+    return pkg;
+  }
+
+  // In a child process each time: jest's module registry caches resolutions and would not see a
+  // package made after the first lookup.
+  const lookup = (dir) => JSON.parse(spawnSync(process.execPath, ['-e',
+    `const { findCudaPackage } = require(${JSON.stringify(path.join(root, 'dist', 'native', 'cuda-package'))});
+     console.log(JSON.stringify(findCudaPackage(${JSON.stringify(dir)}, ${JSON.stringify(version)})));`], { encoding: 'utf8' }).stdout);
+
+  test('is taken only at exactly attnkit\'s version, and says what it found', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attnkit-pkg-'));
+    try {
+      expect(lookup(dir)).toEqual({ note: '@attnkit/linux-x64-cuda is not installed' });
+      const pkg = fakePackage(dir, version);
+      expect(lookup(dir).libraryPath).toBe(path.join(pkg, 'libattnkit_cuda.so'));
+      fakePackage(dir, '0.0.1');
+      const older = lookup(dir);
+      expect(older.libraryPath).toBeUndefined();
+      expect(older.note).toContain(`@attnkit/linux-x64-cuda 0.0.1 is installed (${pkg}), but attnkit ${version} needs the same version: npm install @attnkit/linux-x64-cuda@${version}`);
+    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+  });
+
+  test('the main package pins it as an optional peer at its own version', () => {
+    const manifest = require('../package.json');
+    expect(manifest.peerDependencies['@attnkit/linux-x64-cuda']).toBe(manifest.version);
+    expect(manifest.peerDependenciesMeta['@attnkit/linux-x64-cuda']).toEqual({ optional: true });
+    const template = require('../packages/linux-x64-cuda/package.json');
+    expect(template).toMatchObject({ name: '@attnkit/linux-x64-cuda', version: manifest.version, os: ['linux'], cpu: ['x64'], libc: ['glibc'] });
+  });
+
+  // The addon copied alone to a folder (ATTNKIT_ADDON), so no library sits beside it; the package
+  // is found through NODE_PATH, as npm would place it beside attnkit.
+  withCc('its library loads when none sits beside the addon; another version is refused by name', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'attnkit-pkg-'));
+    try {
+      const addon = path.join(dir, 'addon', 'attnkit.node');
+      fs.mkdirSync(path.dirname(addon));
+      fs.copyFileSync(require('node-gyp-build').resolve(root), addon);
+      const pkg = fakePackage(dir, version, fakeLib);
+      const env = { ATTNKIT_ADDON: addon, NODE_PATH: path.join(dir, 'node_modules') };
+      const r = probe('info', env);
+      expect(r.cuda.available).toBe(true);
+      expect(r.cuda.libraryPath).toBe(path.join(pkg, 'libattnkit_cuda.so'));
+      fakePackage(dir, '0.0.1', fakeLib);
+      const old = probe('info', env);
+      expect(old.cuda.available).toBe(false);
+      expect(old.cuda.reason).toContain('@attnkit/linux-x64-cuda 0.0.1 is installed');
+      expect(old.cuda.reason).toContain(`npm install @attnkit/linux-x64-cuda@${version}`);
+    } finally { fs.rmSync(dir, { recursive: true, force: true }); }
+  });
+});
 
 describe('finding and loading libattnkit_cuda.so (child processes)', () => {
   test('ATTNKIT_CUDA_LIB naming no file: not found, and which path', () => {
@@ -197,6 +259,7 @@ describe('finding and loading libattnkit_cuda.so (child processes)', () => {
       available: true,
       devices: [0, 1].map((i) => ({ name: `Fake GPU ${i} (host memory)`, cc: '9.0', memoryBytes: 8 * 2 ** 30, multiprocessors: 132, kernelImage: true })),
       buildInfo: 'fake attnkit_cuda for tests (host memory, float64 loops)',
+      libraryPath: fakeLib,
     });
     expect(r.empty).toBeNull();
     expect(r.to).toBeNull();
@@ -240,7 +303,8 @@ describe('device tensors end to end (fake CUDA library)', () => {
     const { names } = require('./gpu/run');
     const r = runGpuSuite({});
     expect(r.passed + r.skipped).toBe(names().length);
-    expect(r.skipped).toBeLessThanOrEqual(1); // only the two-device test, with one device
+    // only the two-device test (one device here) and the GPU GC loop (real GPUs only)
+    expect(r.skipped).toBeLessThanOrEqual(2);
   });
 
   withCc('with two devices: cross-device copies and device-mix errors', () => {

@@ -16,7 +16,7 @@ describe('attnkit doctor', () => {
     expect(r.platform.arch).toBe(process.arch);
     expect(r.node.version).toBe(process.version);
     expect(r.node.napi).toBe(Number(process.versions.napi));
-    expect(r.addon.path).toBe(require('node-gyp-build').resolve(root));
+    expect(r.addon.path).toBe(process.env.ATTNKIT_ADDON ? path.resolve(process.env.ATTNKIT_ADDON) : require('node-gyp-build').resolve(root));
     const info = attnkit.backendInfo();
     expect(r.cpu.isa).toBe(info.cpu.isa);
     expect(r.cpu.threads).toBe(info.cpu.threads);
@@ -49,7 +49,7 @@ describe('attnkit doctor', () => {
     const r = JSON.parse(run(['doctor', '--json'], { ATTNKIT_CUDA_LIB: '/nonexistent/libattnkit_cuda.so' }).stdout);
     expect(r.cuda.available).toBe(false);
     expect(r.cuda.library).toContain('/nonexistent/libattnkit_cuda.so');
-    expect(r.advice.join('\n')).toMatch(/no CUDA library.*build:cuda/);
+    expect(r.advice.join('\n')).toMatch(/no CUDA library.*@attnkit\/linux-x64-cuda@\d+\.\d+\.\d+.*npx attnkit build --cuda/);
   });
 
   test('an unknown command prints the usage and exits 2', () => {

@@ -5,6 +5,7 @@
 // getrusage maxRSS where /proc is missing) after the call is compared with the RSS before it.
 const path = require('path');
 const { spawnSync } = require('child_process');
+const { memoryTest } = require('./helpers/memory-test');
 
 const MiB = 1 << 20;
 const LIMIT = 64 * 1000 * 1000; // 64 MB
@@ -27,7 +28,7 @@ function expectBounded(r, extra = 0) {
 describe('S = 32768, H = 8, D = 64 float32 (64 MiB per tensor)', () => {
   const base = { S: 32768, H: 8, D: 64, layout: 'bhsd', opts: { causal: true, window: [256, 0] } };
 
-  test('causal + window [256, 0], preallocated out, sync', () => {
+  memoryTest('causal + window [256, 0], preallocated out, sync', () => {
     const r = probe({ ...base, out: 'prealloc', mode: 'sync', control: true });
     expect(r.inputBytes).toBe(64 * MiB);
     expect(r.outIsPrealloc).toBe(true);
@@ -36,24 +37,24 @@ describe('S = 32768, H = 8, D = 64 float32 (64 MiB per tensor)', () => {
     expectBounded(r);
   });
 
-  test('causal + window [256, 0], library-allocated out, async', () => {
+  memoryTest('causal + window [256, 0], library-allocated out, async', () => {
     const r = probe({ ...base, out: 'auto', mode: 'async' });
     expectBounded(r, r.outBytes);
   });
 
-  test('float16 inputs are not widened to float32 copies', () => {
+  memoryTest('float16 inputs are not widened to float32 copies', () => {
     const r = probe({ ...base, dtype: 'float16', out: 'prealloc', mode: 'sync' });
     expect(r.inputBytes).toBe(32 * MiB);
     expectBounded(r);
   });
 
-  test('BSHD views (transpose(1, 2)) at this size', () => {
+  memoryTest('BSHD views (transpose(1, 2)) at this size', () => {
     const r = probe({ ...base, layout: 'bshd', out: 'prealloc', mode: 'sync' });
     expectBounded(r);
   });
 });
 
-test('full non-causal S = 32768, H = 1, D = 64 (an S x S score matrix would be 4 GiB)', () => {
+memoryTest('full non-causal S = 32768, H = 1, D = 64 (an S x S score matrix would be 4 GiB)', () => {
   const r = probe({ S: 32768, H: 1, D: 64, layout: 'bhsd', opts: {}, out: 'prealloc', mode: 'sync' });
   expectBounded(r);
 });

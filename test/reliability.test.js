@@ -6,6 +6,7 @@ const path = require('path');
 const { spawnSync } = require('child_process');
 const { Worker } = require('worker_threads');
 const { Tensor, attentionSync } = require('..');
+const { memoryTest } = require('./helpers/memory-test');
 
 const fixture = (name) => path.join(__dirname, 'fixtures', name);
 function runChild(args) {
@@ -49,7 +50,7 @@ test('tensors over a SharedArrayBuffer: worker threads write their heads of one 
   expect(Array.from(got).every((x, i) => Object.is(x, expected[i]))).toBe(true);
 });
 
-test('tensors and KV caches never disposed are reclaimed: memory returns to its baseline and stops growing', () => {
+memoryTest('tensors and KV caches never disposed are reclaimed: memory returns to its baseline and stops growing', () => {
   const r = runChild(['--expose-gc', fixture('gc-reclaim.js')]);
   // What JavaScript holds (the V8 heap, and the typed arrays' backing stores that tensors and
   // caches own) returns to its baseline after ~7.6 GB allocated and dropped.

@@ -4,6 +4,7 @@
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { Tensor, attention, attentionSync, toFloat16, toBFloat16 } = require('..');
+const { memoryTest } = require('./helpers/memory-test');
 
 let seed = 777;
 function rand() { seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0; return seed / 4294967296 * 2 - 1; }
@@ -189,7 +190,7 @@ describe('large strided inputs are not copied (child process, peak RSS)', () => 
   // q/k/v row is still read through the BSHD strides.
   const base = { S: 16384, H: 8, D: 64, layout: 'bshd', opts: { causal: true, window: [1024, 0] } };
 
-  test('sync, preallocated out: growth < 0.25 x one input', () => {
+  memoryTest('sync, preallocated out: growth < 0.25 x one input', () => {
     const r = probe({ ...base, out: 'prealloc', mode: 'sync', control: true });
     expect(r.inputBytes).toBe(32 * MiB);
     expect(r.finite).toBe(true);
@@ -201,7 +202,7 @@ describe('large strided inputs are not copied (child process, peak RSS)', () => 
     if (r.growth >= 0.25 * r.inputBytes) throw new Error(`peak RSS grew ${(r.growth / MiB).toFixed(1)} MiB (limit ${(0.25 * r.inputBytes / MiB).toFixed(1)} MiB): ${JSON.stringify(r)}`);
   });
 
-  test('async, library-allocated out: growth < out + 0.25 x one input', () => {
+  memoryTest('async, library-allocated out: growth < out + 0.25 x one input', () => {
     const r = probe({ ...base, out: 'auto', mode: 'async' });
     expect(r.finite).toBe(true);
     expect(r.slack).toBeLessThan(4 * MiB);

@@ -1,12 +1,13 @@
 import * as path from 'path';
 import { AttnError } from '../errors';
 import { TypedArray } from '../dtype';
+import { findCudaPackage } from './cuda-package';
 
 /** A native device storage handle (native/napi/device_storage.h): owns {device, ptr, bytes}. Opaque to JS. */
 export interface DeviceHandle { readonly __attnkitDeviceStorage: never }
 
 export interface CudaDeviceInfo { name: string; cc: string; memoryBytes: number; multiprocessors: number; kernelImage: boolean }
-export interface CudaInfo { available: boolean; reason?: string; devices?: CudaDeviceInfo[]; buildInfo?: string }
+export interface CudaInfo { available: boolean; reason?: string; devices?: CudaDeviceInfo[]; buildInfo?: string; libraryPath?: string }
 
 /** A tensor argument: a CPU tensor's TypedArray, or a device tensor's storage handle. */
 export type NativeTensorData = TypedArray | DeviceHandle;
@@ -30,6 +31,8 @@ export interface NativeBinding {
 
   // CUDA (native/napi/device_binding.cpp). The first call of any of these loads the CUDA library.
   cudaInfo(): CudaInfo;
+  /** The optional CUDA package's library and what its lookup found; taken only before the library's first load. */
+  cudaSetPackageLibrary(path: string, note: string): boolean;
   cudaAlloc(device: number, bytes: number, zero: boolean): DeviceHandle;
   cudaDispose(h: DeviceHandle): void;
   cudaStorageInfo(h: DeviceHandle): { device: number; bytes: number; disposed: boolean; freed: boolean; busy: number };
@@ -79,19 +82,30 @@ export type DecodeArgs = [
 export const enum DecodeArg { LastData = 9, AbortFlag = 11, Resizable = 12 }
 
 const packageRoot = path.join(__dirname, '..', '..');
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const version: string = require('../../package.json').version;
+
+/** ATTNKIT_ADDON: the full path of an attnkit.node to load instead (a sanitizer or debug build). */
+function addonOverride(): string | undefined {
+  return process.env.ATTNKIT_ADDON || undefined;
+}
 
 function load(): NativeBinding {
+  const override = addonOverride();
   try {
     // node-gyp-build: a local build (build/Release) first, then prebuilds/<platform>-<arch>/.
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const b = require('node-gyp-build')(packageRoot) as NativeBinding;
+    const b = (override ? require(path.resolve(override)) : require('node-gyp-build')(packageRoot)) as NativeBinding;
     b.init(AttnError);
+    const cuda = findCudaPackage(packageRoot, version);
+    b.cudaSetPackageLibrary(cuda.libraryPath ?? '', cuda.note);
     return b;
   } catch (e) {
     const where = `${process.platform}-${process.arch}`;
     throw new AttnError('ERR_ATTN_NATIVE_LOAD',
       `attnkit could not load its native addon for ${where} (Node ${process.version}, N-API 8).\n` +
-      `Tried: ${path.join(packageRoot, 'build', 'Release')} and ${path.join(packageRoot, 'prebuilds', where)}.\n` +
+      (override ? `Tried: ${path.resolve(override)} (ATTNKIT_ADDON; unset it to load the package's own addon).\n`
+        : `Tried: ${path.join(packageRoot, 'build', 'Release')} and ${path.join(packageRoot, 'prebuilds', where)}.\n`) +
       `Cause: ${e instanceof Error ? e.message : String(e)}\n` +
       `Fix: build it from source with \`npm rebuild attnkit\` (needs python3, make and a C++17 compiler), ` +
       `or install a version that ships a prebuilt binary for ${where}.`, { cause: e });
@@ -102,7 +116,8 @@ function load(): NativeBinding {
 export function addonPath(): { path?: string; error?: string } {
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    return { path: require('node-gyp-build').resolve(packageRoot) as string };
+    const override = addonOverride();
+    return { path: override ? path.resolve(override) : require('node-gyp-build').resolve(packageRoot) as string };
   } catch (e) {
     return { error: e instanceof Error ? e.message : String(e) };
   }

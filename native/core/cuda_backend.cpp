@@ -43,26 +43,58 @@ bool table_complete(const attnkit_cuda_api* a) {
          a->memset_zero && a->copy_to_device && a->copy_to_host && a->copy_on_device && a->attention && a->merge_states;
 }
 
+// The @attnkit/linux-x64-cuda package's library and what its lookup found (set from JS before the
+// first load; guarded by the load's once_flag ordering: set_package_library refuses after it).
+struct PackageCandidate {
+  std::mutex mutex;
+  bool loaded = false;
+  std::string path, note;
+};
+PackageCandidate& package_candidate() {
+  static PackageCandidate c;
+  return c;
+}
+
+bool file_exists(const std::string& path) {
+  struct stat sb{};
+  return !path.empty() && stat(path.c_str(), &sb) == 0;
+}
+
 void load(Backend& b) {
   CudaStatus& st = b.status;
   const char* env = std::getenv("ATTNKIT_CUDA_LIB");
-  const bool from_env = env != nullptr && env[0] != '\0';
-  const std::string dir = from_env ? std::string() : addon_directory();
-  const std::string path = from_env ? std::string(env) : dir + "/" + kLibraryName;
-  st.library_path = path;
-
-  struct stat sb{};
-  if (stat(path.c_str(), &sb) != 0) {
-    if (from_env) {
+  std::string package_path, package_note;
+  {
+    PackageCandidate& c = package_candidate();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.loaded = true;
+    package_path = c.path;
+    package_note = c.note;
+  }
+  std::string path;
+  if (env != nullptr && env[0] != '\0') {
+    path = env;
+    if (!file_exists(path)) {
+      st.library_path = path;
       st.reason = "the CUDA library was not found: ATTNKIT_CUDA_LIB=" + path +
                   " names no file; set it to the full path of " + kLibraryName + " or unset it";
-    } else {
-      st.reason = std::string("the CUDA library ") + kLibraryName + " was not found: looked in " + dir +
-                  " (beside attnkit.node; ATTNKIT_CUDA_LIB is not set); build it with `npm run build:cuda` (needs nvcc), "
-                  "or set ATTNKIT_CUDA_LIB to its full path";
+      return;
     }
-    return;
+  } else {
+    // A local build beside attnkit.node first (build/Release), then the optional package.
+    const std::string dir = addon_directory();
+    const std::string beside = dir + "/" + kLibraryName;
+    path = file_exists(beside) ? beside : file_exists(package_path) ? package_path : std::string();
+    if (path.empty()) {
+      st.library_path = beside;
+      st.reason = std::string("the CUDA library ") + kLibraryName + " was not found: looked in " + dir +
+                  " (beside attnkit.node)" + (package_note.empty() ? std::string() : "; " + package_note) +
+                  ". Install the CUDA package (npm install @attnkit/linux-x64-cuda, the same version as attnkit), "
+                  "build it with `npx attnkit build --cuda` (needs nvcc), or set ATTNKIT_CUDA_LIB to its full path";
+      return;
+    }
   }
+  st.library_path = path;
   dlerror();
   // Never dlclosed: a CUDA runtime must not be unloaded under live allocations.
   void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -129,6 +161,19 @@ void load(Backend& b) {
   st.available = true;
   b.api = api;
 }
+
+}  // namespace
+
+bool cuda_set_package_library(const std::string& path, const std::string& note) {
+  PackageCandidate& c = package_candidate();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (c.loaded) return false;
+  c.path = path;
+  c.note = note;
+  return true;
+}
+
+namespace {
 
 Backend& backend() {
   static Backend b;

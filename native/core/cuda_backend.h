@@ -4,9 +4,10 @@
 // AttnException. No N-API here; no CUDA headers either (the addon builds without the toolkit).
 //
 // Where the library is looked for: $ATTNKIT_CUDA_LIB (a full path) if set, else
-// libattnkit_cuda.so in the directory of the loaded attnkit.node (build/Release or
-// prebuilds/<platform>-<arch>/, where the builds put it). The outcome, success or a reason, is
-// cached for the life of the process; the library is never unloaded.
+// libattnkit_cuda.so in the directory of the loaded attnkit.node (build/Release, where a source
+// build puts it), else the one of the optional package @attnkit/linux-x64-cuda, which JS finds
+// (lib/native/cuda-package.ts) and names through cuda_set_package_library. The outcome, success
+// or a reason, is cached for the life of the process; the library is never unloaded.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +35,10 @@ struct CudaStatus {
   std::string build_info;   // the library's own description, once loaded
   std::vector<CudaDevice> devices;  // every device the driver reports (empty when unavailable)
 };
+
+// The optional package's library path ("" when none) and what its lookup found (for the reason
+// when nothing loads). Only before the first load: returns false, changing nothing, after it.
+bool cuda_set_package_library(const std::string& path, const std::string& note);
 
 // Loads the library on the first call (thread-safe), then returns the cached outcome.
 const CudaStatus& cuda_status();

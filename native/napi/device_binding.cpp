@@ -101,7 +101,17 @@ Napi::Value cuda_info(const Napi::CallbackInfo& info) {
     o.Set("devices", devices);
   }
   if (!st.build_info.empty()) o.Set("buildInfo", st.build_info);
+  if (!st.library_path.empty()) o.Set("libraryPath", st.library_path);
   return o;
+}
+
+// cudaSetPackageLibrary(path, note) -> whether it was taken (only before the library's first load)
+Napi::Value cuda_set_package_library_js(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsString() || !info[1].IsString()) {
+    fail(ErrorCode::Argument, "cudaSetPackageLibrary(path, note): two strings");
+  }
+  return Napi::Boolean::New(env, cuda_set_package_library(info[0].As<Napi::String>(), info[1].As<Napi::String>()));
 }
 
 // ---- handles ----------------------------------------------------------------------------------
@@ -342,6 +352,7 @@ void BusyHandles::add(DeviceStorage* s) {
 void register_device_bindings(Napi::Env env, Napi::Object exports) {
   env.GetInstanceData<AddonState>()->device_storage = Napi::Persistent(DeviceStorage::define(env));
   exports.Set("cudaInfo", Napi::Function::New(env, cuda_info, "cudaInfo"));
+  exports.Set("cudaSetPackageLibrary", Napi::Function::New(env, cuda_set_package_library_js, "cudaSetPackageLibrary"));
   exports.Set("cudaAlloc", Napi::Function::New(env, cuda_alloc, "cudaAlloc"));
   exports.Set("cudaDispose", Napi::Function::New(env, cuda_dispose, "cudaDispose"));
   exports.Set("cudaStorageInfo", Napi::Function::New(env, cuda_storage_info, "cudaStorageInfo"));
