@@ -1,9 +1,10 @@
 # CPU-only build through node-gyp: the fallback that node-gyp-build runs when no prebuilt binary
 # matches. The per-ISA kernels are static libraries so each gets its own -m flags; the rest of the
 # addon is built for the baseline ISA, so one binary runs on any x86-64. `npm run prebuild`
-# (prebuildify) builds through this file too: on Linux libstdc++ and libgcc are linked statically
-# (their symbols kept private), so a prebuilt binary needs only the system's glibc, whose version
-# the prebuild reports (scripts/report-needs.js; also `npx attnkit doctor`).
+# (prebuildify) builds through this file too and reports the glibc / libstdc++ versions the binary
+# needs (scripts/report-needs.js; also `npx attnkit doctor`): those of the machine it was built on,
+# so release prebuilds are made on an old-glibc base. (Linking libstdc++ and libgcc statically was
+# tried: it raised the glibc needed from 2.34 to 2.36 through arc4random and _dl_find_object.)
 {
   "variables": {
     "attnkit_common_sources": [
@@ -60,8 +61,6 @@
       "libraries": ["-ldl"],
       "conditions": [["target_arch=='x64'", {
         "dependencies": ["attnkit_avx2", "attnkit_avx512"]
-      }], ["OS=='linux'", {
-        "ldflags": ["-static-libstdc++", "-static-libgcc", "-Wl,--exclude-libs,ALL"]
       }]]
     }
   ]

@@ -21,14 +21,24 @@ if [[ -n $cuda_library ]]; then
   tarballs+=("$(cd "$work" && node "$root/scripts/pack-cuda.js" --library "$cuda_library" | tail -1)")
 fi
 echo "tarballs: ${tarballs[*]}"
-tar -tzf "${tarballs[0]}" | grep -q "package/prebuilds/linux-x64/" || { echo "no prebuilt binary in the tarball"; exit 1; }
-if tar -tzf "${tarballs[0]}" | grep -q "package/build/"; then echo "the tarball carries a local build/"; exit 1; fi
+# (listed to a file first: `tar | grep -q` under pipefail fails when grep stops reading early)
+tar -tzf "${tarballs[0]}" > "$work/contents.txt"
+grep -q "^package/prebuilds/linux-x64/.*\.node$" "$work/contents.txt" || { echo "no prebuilt binary in the tarball"; exit 1; }
+if grep -q "^package/build/" "$work/contents.txt"; then echo "the tarball carries a local build/"; exit 1; fi
 
-# A PATH with node and npm only.
+# A PATH with every tool of this machine except compilers and build tools (npm still needs sh).
 mkdir -p "$work/bin" "$work/app"
 for tool in node npm npx; do ln -s "$(command -v $tool)" "$work/bin/$tool"; done
+for dir in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+  for f in "$dir"/*; do
+    name=${f##*/}
+    [[ -e $work/bin/$name ]] && continue
+    [[ $name =~ ^(cc|c\+\+|cpp|gcc.*|g\+\+.*|x86_64-linux-gnu-.*|clang.*|ld|ld\..*|as|make|gmake|cmake|ninja|python.*|nvcc)$ ]] && continue
+    ln -s "$f" "$work/bin/$name"
+  done
+done
 export PATH=$work/bin
-for tool in cc c++ gcc g++ make python3 cmake nvcc; do
+for tool in cc c++ gcc g++ clang make python3 cmake nvcc ld; do
   if command -v $tool > /dev/null; then echo "$tool is still on PATH"; exit 1; fi
 done
 cd "$work/app"
