@@ -28,6 +28,8 @@ export interface NativeBinding {
   decodeAttentionSync(...args: DecodeArgs): void;
   decodeAttentionAsync(...args: DecodeArgs): Promise<void>;
   mergeStates(outs: NativeTensorData[], lses: NativeTensorData[], out: NativeTensorData, lse: NativeTensorData, desc: Float64Array): void;
+  /** topkBlockAttention's gating on a device: records for q, k, states, indices, then blockSize, topk, causal. */
+  topkSelect(q: NativeTensorData, k: NativeTensorData, states: NativeTensorData, indices: NativeTensorData, desc: Float64Array): void;
 
   // CUDA (native/napi/device_binding.cpp). The first call of any of these loads the CUDA library.
   cudaInfo(): CudaInfo;

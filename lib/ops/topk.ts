@@ -1,9 +1,11 @@
 import { AttnError, asAttnError } from '../errors';
-import { Tensor } from '../tensor';
+import { Tensor, kNative } from '../tensor';
+import { native } from '../native/binding';
+import { TENSOR_RECORD, writeTensorRecord } from '../native/descriptor';
 import { BlockMask } from '../sparse/block-mask';
 import { TopkBlockOptions, topkArgs, topkSelect } from '../sparse/topk';
 import { AttentionOptions, AttentionWithLse, callAsync, callSync } from './attention';
-import { tensorArg } from './args';
+import { sameDevice, tensorArg } from './args';
 
 /** topkBlockAttention's options: MoBA's gating, and the score / output options of attention. */
 export interface TopkBlockAttentionOptions extends TopkBlockOptions,
@@ -17,21 +19,43 @@ export interface TopkBlockResult { out: Tensor; lse?: Tensor; indices?: Tensor }
 
 interface Planned { mask: BlockMask; indices: Tensor; opts: AttentionOptions; returnIndices: boolean }
 
-// Gating on the host (float64), then block-sparse attention where q lives. For device tensors the
-// gating reads q and k back to the host: correct, but a device gating kernel is still to come.
+// The gating where q lives: in float64 JS on the CPU (lib/sparse/topk.ts), or by the library's
+// kernel on a device (the same float64 arithmetic: native/cuda/sparse/topk_select.cu), which writes
+// the block states and indices in device memory; then block-sparse attention over them.
+function deviceSelection(qt: Tensor, kt: Tensor, bs: number, topk: number, causal: boolean): { states: Tensor; indices: Tensor } {
+  const [B, Hq, Sq] = qt.shape, Sk = kt.shape[2];
+  const nQB = Math.ceil(Sq / bs), nKB = Math.ceil(Sk / bs);
+  const states = Tensor.empty([B, Hq, nQB, nKB], { device: qt.device, dtype: 'uint8' });
+  let indices: Tensor | undefined;
+  try {
+    indices = Tensor.empty([B, Hq, nQB, topk], { device: qt.device, dtype: 'int32' });
+    const desc = new Float64Array(4 * TENSOR_RECORD + 3);
+    [qt, kt, states, indices].forEach((t, slot) => writeTensorRecord(desc, slot, t, ['q', 'k', 'states', 'indices'][slot]));
+    desc.set([bs, topk, causal ? 1 : 0], 4 * TENSOR_RECORD);
+    native().topkSelect(qt[kNative](), kt[kNative](), states[kNative](), indices[kNative](), desc);
+    return { states, indices };
+  } catch (e) {
+    states.dispose();
+    indices?.dispose();
+    throw e;
+  }
+}
+
 function plan(q: unknown, k: unknown, o: TopkBlockAttentionOptions): Planned {
   const qt = tensorArg('q', q), kt = tensorArg('k', k);
   const { bs, topk, causal } = topkArgs('topkBlockAttention', qt, kt, o);
-  const sel = topkSelect(qt, kt, bs, topk, causal);
+  sameDevice('k', kt, 'q', qt);
   const [B, Hq, Sq] = qt.shape, Sk = kt.shape[2];
-  let mask = BlockMask.fromDense(Tensor.from(sel.states, [B, Hq, sel.nQB, sel.nKB]), { blockSize: bs, seqLenQ: Sq, seqLenK: Sk });
-  let indices = Tensor.from(sel.indices, [B, Hq, sel.nQB, topk]);
-  if (qt.device !== 'cpu') {
-    mask = mask.toSync(qt.device);
-    if (o.returnIndices) indices = indices.toSync(qt.device);
-  }
   const { scale, softcap, out, returnLse, signal } = o;
-  return { mask, indices, opts: { scale, softcap, out, returnLse, signal, causal }, returnIndices: !!o.returnIndices };
+  const opts = { scale, softcap, out, returnLse, signal, causal };
+  if (qt.device !== 'cpu') {
+    const { states, indices } = deviceSelection(qt, kt, bs, topk, causal);
+    if (!o.returnIndices) indices.dispose();
+    return { mask: BlockMask.fromKernelStates(states, bs, Sq, Sk), indices, opts, returnIndices: !!o.returnIndices };
+  }
+  const sel = topkSelect(qt, kt, bs, topk, causal);
+  const mask = BlockMask.fromDense(Tensor.from(sel.states, [B, Hq, sel.nQB, sel.nKB]), { blockSize: bs, seqLenQ: Sq, seqLenK: Sk });
+  return { mask, indices: Tensor.from(sel.indices, [B, Hq, sel.nQB, topk]), opts, returnIndices: !!o.returnIndices };
 }
 
 function result(p: Planned, r: Tensor | AttentionWithLse): Tensor | TopkBlockResult {

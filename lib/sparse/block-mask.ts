@@ -234,6 +234,16 @@ export class BlockMask {
     return new BlockMask(copy, s[0], s[1], g);
   }
 
+  /**
+   * @internal A mask over states an attnkit kernel wrote where they are (topkBlockAttention's
+   * device gating): uint8 [B, H, nQB, nKB] with square blocks of `block` rows. Taken as is, not
+   * copied or checked: only attnkit's own kernels make such states.
+   */
+  static fromKernelStates(states: Tensor, block: number, seqLenQ: number, seqLenK: number): BlockMask {
+    const [bm, hm, nQB, nKB] = states.shape;
+    return new BlockMask(states, bm, hm, { bq: block, bk: block, seqLenQ, seqLenK, nQB, nKB });
+  }
+
   /** A [batch, heads, nQB, nKB] mask: fn(b, h, qBlock, kBlock) says each block's state. */
   static fromFunction(fn: (b: number, h: number, qBlock: number, kBlock: number) => BlockRule, shape: BlockMaskShape): BlockMask {
     const what = 'BlockMask.fromFunction';

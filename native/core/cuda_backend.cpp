@@ -382,6 +382,24 @@ void cuda_attention(const AttentionParams& p, int device) {
   call("attention on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.attention(&a, err, len); });
 }
 
+void cuda_topk_select(const TopkSelectRequest& r, int device) {
+  const attnkit_cuda_api& api = cuda_api();
+  if (!(ATTNKIT_CUDA_API_HAS(&api, topk_block_select) && api.topk_block_select))
+    fail_library_too_old(device, "topkBlockAttention's gating", "topk_block_select");
+  if (r.q.shape[0] == 0 || r.q.shape[1] == 0 || r.q.shape[2] == 0) return;
+  attnkit_cuda_topk_args a{};
+  a.device = device;
+  a.q = to_cuda(r.q);
+  a.k = to_cuda(r.k);
+  a.block_size = r.block;
+  a.topk = r.topk;
+  a.causal = r.causal ? 1 : 0;
+  a.states = static_cast<uint8_t*>(r.states.data);
+  a.indices = static_cast<int32_t*>(r.indices.data);
+  call("topkBlockAttention's gating on cuda:" + std::to_string(device),
+       [&](char* err, size_t len) { return api.topk_block_select(&a, err, len); });
+}
+
 void cuda_merge_states(const MergeRequest& r, int device) {
   const attnkit_cuda_api& api = cuda_api();
   const TensorView& o = r.out;

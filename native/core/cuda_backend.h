@@ -69,5 +69,7 @@ void cuda_copy_on_device(int device, void* dst, const void* src, size_t bytes);
 void cuda_attention(const AttentionParams& p, int device);
 // Validated merge request (every tensor on `device`, lses contiguous) -> the library.
 void cuda_merge_states(const MergeRequest& r, int device);
+// Validated top-k gating request (every tensor on `device`) -> the library's topk_block_select.
+void cuda_topk_select(const TopkSelectRequest& r, int device);
 
 }  // namespace attnkit

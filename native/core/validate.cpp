@@ -572,6 +572,36 @@ void validate_merge(const MergeRequest& r) {
   }
 }
 
+void validate_topk_select(const TopkSelectRequest& r) {
+  const TensorView &q = r.q, &k = r.k;
+  if (q.device < 0) fail(ErrorCode::Device, "topkSelect runs on a device; q is on the CPU (the CPU gating is lib/sparse/topk.ts)");
+  require_device("k", k.device, "q", q.device);
+  require_device("states", r.states.device, "q", q.device);
+  require_device("indices", r.indices.device, "q", q.device);
+  if (!is_float(q.dtype) || !is_float(k.dtype)) fail(ErrorCode::DType, "q and k must be float32, float16 or bfloat16");
+  if (q.rank != 4 || k.rank != 4) shape_fail("q and k must have rank 4 [B, H, S, D], got " + shape_str(q) + " and " + shape_str(k));
+  const int64_t B = q.shape[0], Hq = q.shape[1], Sq = q.shape[2], D = q.shape[3], Hkv = k.shape[1], Sk = k.shape[2];
+  if (k.shape[0] != B || k.shape[3] != D || Hkv < 1 || Hq % Hkv != 0) {
+    shape_fail("k " + shape_str(k) + " does not fit q " + shape_str(q) + " (same B and D, Hq a multiple of Hkv)");
+  }
+  if (r.block < 1) arg_fail("blockSize must be an integer >= 1, got " + std::to_string(r.block));
+  if (r.causal && Sq != Sk) shape_fail("causal needs seqLenQ === seqLenK, got " + std::to_string(Sq) + " and " + std::to_string(Sk));
+  const int64_t nqb = (Sq + r.block - 1) / r.block, nkb = (Sk + r.block - 1) / r.block;
+  if (r.topk < 1 || r.topk > nkb) arg_fail("topk must be in [1, " + std::to_string(nkb) + "], got " + std::to_string(r.topk));
+  const TensorView& st = r.states;
+  if (st.dtype != DType::UInt8 || st.rank != 4 || st.shape[0] != B || st.shape[1] != Hq || st.shape[2] != nqb || st.shape[3] != nkb ||
+      !is_row_major(st)) {
+    shape_fail("states must be contiguous uint8 [" + std::to_string(B) + ", " + std::to_string(Hq) + ", " + std::to_string(nqb) + ", " +
+               std::to_string(nkb) + "], got " + shape_str(st));
+  }
+  const TensorView& ix = r.indices;
+  if (ix.dtype != DType::Int32 || ix.rank != 4 || ix.shape[0] != B || ix.shape[1] != Hq || ix.shape[2] != nqb ||
+      ix.shape[3] != r.topk || !is_row_major(ix)) {
+    shape_fail("indices must be contiguous int32 [" + std::to_string(B) + ", " + std::to_string(Hq) + ", " + std::to_string(nqb) + ", " +
+               std::to_string(r.topk) + "], got " + shape_str(ix));
+  }
+}
+
 void check_byte_range(const char* name, uint64_t offset, uint64_t bytes, uint64_t capacity) {
   if (offset > capacity || bytes > capacity - offset) {
     arg_fail(std::string(name) + ": bytes [" + std::to_string(offset) + ", " + std::to_string(offset) + " + " + std::to_string(bytes) +

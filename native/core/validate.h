@@ -119,6 +119,16 @@ struct MergeRequest {
 };
 void validate_merge(const MergeRequest& req);
 
+// topkBlockAttention's gating on a device (the host gating is JS): q [B, Hq, Sq, D] and k
+// [B, Hkv, Sk, D] float, any strides; states uint8 [B, Hq, nQB, nKB] and indices int32
+// [B, Hq, nQB, topk], contiguous; all on one device.
+struct TopkSelectRequest {
+  TensorView q, k, states, indices;
+  int64_t block = 0, topk = 0;
+  bool causal = false;
+};
+void validate_topk_select(const TopkSelectRequest& r);
+
 // Fails unless [offset, offset + bytes) lies inside `capacity` bytes (copies between host and device).
 void check_byte_range(const char* name, uint64_t offset, uint64_t bytes, uint64_t capacity);
 

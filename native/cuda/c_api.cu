@@ -24,6 +24,7 @@
 #include "attnkit/attnkit_cuda.h"
 #include "fused/fused_attention.h"
 #include "merge/merge_states.h"
+#include "sparse/topk_select.h"
 
 namespace attnkit {
 namespace cuda {
@@ -724,6 +725,51 @@ attnkit_cuda_status merge_states_impl(const attnkit_cuda_merge_args* args, char*
   return finish_call(kBlocking, h, launched, "mergeAttentionStates kernel", err, err_len);
 }
 
+attnkit_cuda_status topk_block_select_impl(const attnkit_cuda_topk_args* args, char* err, size_t err_len) {
+  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
+  const attnkit_cuda_topk_args& a = *args;
+  if (a.q.rank != 4 || a.k.rank != 4 || !is_float_dtype(a.q.dtype) || !is_float_dtype(a.k.dtype) || a.states == nullptr ||
+      a.indices == nullptr || a.block_size < 1 || a.topk < 1)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "topk_block_select needs 4-d float q and k, states, indices, block_size and topk >= 1");
+  TopkSelectProblem p;
+  p.q = a.q.data;
+  p.q_dtype = a.q.dtype;
+  copy_strides(a.q, p.q_stride);
+  p.k = a.k.data;
+  p.k_dtype = a.k.dtype;
+  copy_strides(a.k, p.k_stride);
+  p.batch = a.q.shape[0];
+  p.heads_q = a.q.shape[1];
+  p.heads_kv = a.k.shape[1];
+  p.seq_q = a.q.shape[2];
+  p.seq_k = a.k.shape[2];
+  p.head_dim = a.q.shape[3];
+  p.block = a.block_size;
+  p.topk = a.topk;
+  p.causal = a.causal != 0;
+  p.states = a.states;
+  p.indices = a.indices;
+  if (p.heads_kv < 1 || p.heads_q % p.heads_kv != 0 || a.k.shape[0] != p.batch || a.k.shape[3] != p.head_dim)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "topk_block_select: k does not fit q (same B and D, Hq a multiple of Hkv)");
+  const int64_t nkb = (p.seq_k + p.block - 1) / p.block;
+  if (nkb > topk_select_max_key_blocks())
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT,
+                "topkBlockAttention on the device handles at most %lld key blocks (ceil(seqLenK / blockSize) = %lld): use a larger blockSize",
+                (long long)topk_select_max_key_blocks(), (long long)nkb);
+  if (p.batch * p.heads_q * p.seq_q == 0) return ATTNKIT_CUDA_OK;
+
+  DeviceHandle h;
+  attnkit_cuda_status s = enter_device(a.device, &h, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  // The block means (float64) live for the call only: from the device's pool, in stream order.
+  void* scratch = nullptr;
+  cudaError_t e = cudaMallocFromPoolAsync(&scratch, topk_select_scratch_bytes(p), h.pool, h.stream);
+  if (e != cudaSuccess) return cuda_failure(e, "allocating the block means (cudaMallocFromPoolAsync)", err, err_len);
+  const cudaError_t launched = launch_topk_select(p, scratch, h.stream);
+  cudaFreeAsync(scratch, h.stream);
+  return finish_call(kBlocking, h, launched, "topk_block_select kernels", err, err_len);
+}
+
 // ---- the shells in the table: nothing may throw across the C boundary ---------------------------
 
 #define ATTNKIT_GUARDED(call)                                                                              \
@@ -791,6 +837,10 @@ attnkit_cuda_status api_merge_states(const attnkit_cuda_merge_args* args, char* 
   ATTNKIT_GUARDED(merge_states_impl(args, err, err_len))
 }
 
+attnkit_cuda_status api_topk_block_select(const attnkit_cuda_topk_args* args, char* err, size_t err_len) {
+  ATTNKIT_GUARDED(topk_block_select_impl(args, err, err_len))
+}
+
 #define ATTNKIT_STR2(...) #__VA_ARGS__
 #define ATTNKIT_STR(...) ATTNKIT_STR2(__VA_ARGS__)
 #ifdef __CUDA_ARCH_LIST__
@@ -819,7 +869,7 @@ extern "C" __attribute__((visibility("default"))) const attnkit_cuda_api* attnki
         api_free,                 api_memset_zero,          api_copy_to_device,
         api_copy_to_host,         api_copy_on_device,       api_attention,
         api_merge_states,         api_attention_on_stream,  api_block_sparse_attention,
-        api_block_sparse_attention_elements,
+        api_block_sparse_attention_elements, api_topk_block_select,
     };
     return &api;
   } catch (...) {

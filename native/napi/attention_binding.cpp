@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <vector>
 
@@ -167,12 +168,42 @@ Napi::Value merge_states(const Napi::CallbackInfo& info) {
   });
 }
 
+// topkSelect(q, k, states, indices, descriptor): topkBlockAttention's gating for device tensors
+// (the CPU gating is JS). The descriptor holds records for q, k, states, indices, then blockSize,
+// topk and causal.
+Napi::Value topk_select(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5) throw_attn_error(env, ErrorCode::Argument, "internal: topkSelect binding arguments");
+    constexpr int kRecords = 4;
+    const double* d = descriptor_arg(env, info[4], kRecords * desc::kTensorRecord + 3);
+    TopkSelectRequest r;
+    r.q = tensor_slot(env, info[0], "q", d, 0);
+    r.k = tensor_slot(env, info[1], "k", d, 1);
+    r.states = tensor_slot(env, info[2], "states", d, 2);
+    r.indices = tensor_slot(env, info[3], "indices", d, 3);
+    const double* o = d + kRecords * desc::kTensorRecord;
+    for (int i = 0; i < 2; ++i) {
+      if (!(o[i] >= 1 && o[i] <= 9007199254740992.0 && o[i] == std::floor(o[i]))) {
+        throw_attn_error(env, ErrorCode::Argument, i == 0 ? "blockSize must be an integer >= 1" : "topk must be an integer >= 1");
+      }
+    }
+    r.block = static_cast<int64_t>(o[0]);
+    r.topk = static_cast<int64_t>(o[1]);
+    r.causal = o[2] != 0;
+    validate_topk_select(r);
+    cuda_topk_select(r, r.q.device);
+    return env.Undefined();
+  });
+}
+
 }  // namespace
 
 void register_attention_bindings(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionSync", Napi::Function::New(env, attention_sync, "attentionSync"));
   exports.Set("attentionAsync", Napi::Function::New(env, attention_async, "attentionAsync"));
   exports.Set("mergeStates", Napi::Function::New(env, merge_states, "mergeStates"));
+  exports.Set("topkSelect", Napi::Function::New(env, topk_select, "topkSelect"));
 }
 
 }  // namespace attnkit

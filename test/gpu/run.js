@@ -817,6 +817,7 @@ const topkCases = [
   { name: 'topk device: bs 128 topk 3 causal S=700 D128 bf16', B: 1, Hq: 4, Hkv: 2, D: 128, S: 700, bs: 128, topk: 3, causal: true, dtype: 'bfloat16' },
   { name: 'topk device: bs 64 topk 4 S=500 D64 fp16 bshd', B: 2, Hq: 2, Hkv: 1, D: 64, S: 500, bs: 64, topk: 4, causal: false, dtype: 'float16', layout: 'bshd' },
   { name: 'topk device: bs 48 topk 2 causal S=300 D32 fp32', B: 1, Hq: 2, Hkv: 2, D: 32, S: 300, bs: 48, topk: 2, causal: true, dtype: 'float32' },
+  { name: 'topk device: bs 64 topk 6 causal S=3000 D32 bf16 GQA 4 (47 blocks)', B: 1, Hq: 4, Hkv: 1, D: 32, S: 3000, bs: 64, topk: 6, causal: true, dtype: 'bfloat16' },
 ];
 for (const c of topkCases) {
   test(c.name, async () => {

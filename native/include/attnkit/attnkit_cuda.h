@@ -132,6 +132,23 @@ typedef struct attnkit_cuda_merge_args {
   float* lse;
 } attnkit_cuda_merge_args;
 
+/* MoBA's block gating for topkBlockAttention (topk_block_select): query block qb of head hq
+ * scores key block kb by mean(Q rows of qb) . mean(K rows of kb) (k's head hq / (Hq / Hkv)), in
+ * float64; it keeps the topk best, ties to the lower index; with causal (seq_q == seq_k) only
+ * kb < qb compete for topk - 1 places and qb itself is always kept. q [B, Hq, Sq, D] and
+ * k [B, Hkv, Sk, D] are strided float tensors; blocks of block_size rows (the last may be
+ * shorter). Writes, in device memory, contiguous: states [B, Hq, nQB, nKB] uint8 (2 kept, 1 own
+ * block under causal, 0 not) and indices [B, Hq, nQB, topk] int32 (kept blocks ascending, -1
+ * padded). nKB is limited (the library says by how much when it refuses). */
+typedef struct attnkit_cuda_topk_args {
+  int32_t device;
+  attnkit_cuda_tensor q, k;
+  int64_t block_size, topk;
+  int32_t causal;
+  uint8_t* states;
+  int32_t* indices;
+} attnkit_cuda_topk_args;
+
 typedef struct attnkit_cuda_api {
   uint32_t abi_version;
   uint32_t struct_size;
@@ -186,6 +203,10 @@ typedef struct attnkit_cuda_api {
                                                          const attnkit_cuda_block_mask* blocks,
                                                          const attnkit_cuda_element_mask* elements, void* stream,
                                                          int32_t blocking, char* err, size_t err_len);
+
+  /* MoBA's block gating (see attnkit_cuda_topk_args), on the library's stream for args->device,
+   * then a wait. */
+  attnkit_cuda_status (*topk_block_select)(const attnkit_cuda_topk_args* args, char* err, size_t err_len);
 } attnkit_cuda_api;
 
 /* Whether `api`'s table reaches entry `field` (struct_size covers it). */
