@@ -79,15 +79,6 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? (v as object).constructor?.name ?? 'object' : typeof v;
 }
 
-// No device kernels yet: refused here by name (and again natively, which never reads device memory).
-function requireCpu(op: string, named: [string, Tensor | undefined][]): void {
-  for (const [name, t] of named) {
-    if (t && t.device !== 'cpu') {
-      throw new AttnError('ERR_ATTN_DEVICE', `${op}: ${name} is on ${t.device}, but linear attention runs on the CPU for now; move its tensors with .to('cpu')`);
-    }
-  }
-}
-
 function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unknown, opts: unknown): Marshalled {
   if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
     throw new AttnError('ERR_ATTN_ARGUMENT', `${op} options must be an object`);
@@ -99,8 +90,6 @@ function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unkn
   const given = optionalTensorArg('out', o.out);
   const initialState = step ? tensorArg('state', state_) : optionalTensorArg('initialState', o.initialState);
   const initialNormalizer = step ? optionalTensorArg('normalizer', o.normalizer) : optionalTensorArg('initialNormalizer', o.initialNormalizer);
-  requireCpu(op, [['q', q], ['k', k], ['v', v], ['logGates', gates], ['out', given],
-    [step ? 'state' : 'initialState', initialState], [step ? 'normalizer' : 'initialNormalizer', initialNormalizer]]);
 
   const fm = o.featureMap ?? 'identity';
   if (typeof fm !== 'string' || !Object.prototype.hasOwnProperty.call(FEATURE_MAP, fm)) {
@@ -125,10 +114,12 @@ function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unkn
   const [B, H, S, Dk] = ranksOk ? q.shape : [0, 0, 0, 0];
   const Dv = ranksOk ? v.shape[3] : 0;
   // With bad ranks the native side reports the error on q/k/v before it looks at the outputs.
-  const out = given ?? (ranksOk ? Tensor.empty([B, H, S, Dv], { dtype: q.dtype }) : Tensor.from(EMPTY, [0]));
-  const state = step ? initialState : returnState ? Tensor.empty(ranksOk ? [B, H, Dk, Dv] : [0]) : undefined;
+  // New outputs go where q is (native checks that every tensor is there).
+  const device = q.device;
+  const out = given ?? (ranksOk ? Tensor.empty([B, H, S, Dv], { dtype: q.dtype, device }) : Tensor.from(EMPTY, [0]));
+  const state = step ? initialState : returnState ? Tensor.empty(ranksOk ? [B, H, Dk, Dv] : [0], { device }) : undefined;
   const normalizer = step ? (normalize ? initialNormalizer : undefined)
-    : returnState && normalize ? Tensor.empty(ranksOk ? [B, H, Dk] : [0]) : undefined;
+    : returnState && normalize ? Tensor.empty(ranksOk ? [B, H, Dk] : [0], { device }) : undefined;
 
   const d = descriptor;
   writeTensorRecord(d, LinearSlot.Q, q, 'q');
