@@ -800,7 +800,7 @@ attnkit_cuda_status linear_attention_impl(const attnkit_cuda_linear_args* args, 
   if (check_gates) p.bad_gates = at_offset<int>(tables, flag_at);
 
   const char* kernel = "generic";
-  const cudaError_t launched = launch_linear_attention(p, h.traits.cc_major, h.traits.max_shared_per_block_optin, stream, &kernel);
+  const cudaError_t launched = launch_linear_attention(p, h.traits.cc_major, h.traits.multiprocessors, h.traits.max_shared_per_block_optin, stream, &kernel);
   int32_t bad = 0;
   cudaError_t readback = cudaSuccess;
   if (check_gates && launched == cudaSuccess) readback = cudaMemcpyAsync(&bad, p.bad_gates, sizeof bad, cudaMemcpyDeviceToHost, stream);

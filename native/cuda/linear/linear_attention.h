@@ -8,7 +8,7 @@
 // Two kernels share this problem:
 // - linear_attention_tc.cu: float16 / bfloat16, causal, Dk in {64, 128}, Dv a multiple of 64,
 //   identity / relu / elu1, no decay, a decay, or log gates per step or per key dimension: one
-//   CTA per (b, h, 64 value columns) carries the state across the chunks, products on mma.sync.
+//   CTA per (b, h, 32 or 64 value columns) carries the state across the chunks, products on mma.sync.
 // - linear_attention_generic.cu: everything (float32, any Dk / Dv, non-causal, 'efficient'), in
 //   float32 on the CUDA cores, with the gate cumsums in double as on the CPU.
 #pragma once
@@ -59,7 +59,7 @@ struct LinearProblem {
 
 // Whether the tensor-core kernel takes p on a device of compute capability cc_major.
 bool linear_attention_tc_supports(const LinearProblem& p, int cc_major);
-cudaError_t launch_linear_attention_tc(const LinearProblem& p, cudaStream_t stream);
+cudaError_t launch_linear_attention_tc(const LinearProblem& p, int multiprocessors, cudaStream_t stream);
 
 // Every problem. max_shared: the device's opt-in shared memory per block; cudaErrorInvalidValue
 // when even its smallest chunk does not fit (a Dk in the thousands).
@@ -70,8 +70,8 @@ cudaError_t launch_linear_attention_generic(const LinearProblem& p, size_t max_s
 cudaError_t launch_linear_copy_normalizer(const LinearProblem& p, float* dst, cudaStream_t stream);
 
 // The tensor-core kernel when it takes the problem, the generic one otherwise. *kernel names it.
-cudaError_t launch_linear_attention(const LinearProblem& p, int cc_major, size_t max_shared, cudaStream_t stream,
-                                    const char** kernel);
+cudaError_t launch_linear_attention(const LinearProblem& p, int cc_major, int multiprocessors, size_t max_shared,
+                                    cudaStream_t stream, const char** kernel);
 
 }  // namespace cuda
 }  // namespace attnkit

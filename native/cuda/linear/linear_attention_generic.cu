@@ -376,11 +376,11 @@ cudaError_t launch_linear_attention_generic(const LinearProblem& p, size_t max_s
   return cudaGetLastError();
 }
 
-cudaError_t launch_linear_attention(const LinearProblem& p, int cc_major, size_t max_shared, cudaStream_t stream,
-                                    const char** kernel) {
+cudaError_t launch_linear_attention(const LinearProblem& p, int cc_major, int multiprocessors, size_t max_shared,
+                                    cudaStream_t stream, const char** kernel) {
   if (linear_attention_tc_supports(p, cc_major)) {
     *kernel = "tensor-core";
-    return launch_linear_attention_tc(p, stream);
+    return launch_linear_attention_tc(p, multiprocessors, stream);
   }
   *kernel = "generic";
   return launch_linear_attention_generic(p, max_shared, stream);

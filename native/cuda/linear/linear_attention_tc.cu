@@ -3,7 +3,7 @@
 // log gates (GLA). One pass over the sequence (flash-linear-attention's chunk_simple_gla and
 // chunk_gla run the same math as several kernels that write every chunk's state to memory).
 //
-// One CTA of 4 warps per (b, h, 64 value columns) walks the chunks of 64 rows in order and carries
+// One CTA of 4 warps per (b, h, 32 or 64 value columns) walks the chunks of 64 rows in order and carries
 // the Dk x 64 state S in registers (float32), split by key rows over the warps. Per chunk, with G
 // the chunk's cumulative log gates (<= 0, per row or per row and key dimension):
 //   scores  A = (Q K^T) ⊙ exp(G_i - G_j), j <= i        warp w: rows [16w, 16w + 16)
@@ -23,6 +23,7 @@
 // the current one is computed. Tiles are row-major in shared memory with their 16-byte pieces
 // XOR-swizzled by row, so ldmatrix reads 8 rows at one column without bank conflicts.
 #include <cstdint>
+#include <cstdlib>
 
 #include "../fused/attention_problem.cuh"
 #include "linear_attention.h"
@@ -32,7 +33,6 @@ namespace cuda {
 namespace {
 
 constexpr int kC = 64;        // rows per chunk
-constexpr int kBV = 64;       // value columns per CTA
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr float kLog2e = 1.4426950408889634f;
@@ -47,10 +47,14 @@ __device__ __forceinline__ float exp_neg(float x) {
 
 // ---- shared-memory tiles ------------------------------------------------------------------------
 
-// Element offset of (row, col) in a [rows][COLS] 16-bit tile whose 16-byte pieces are swizzled.
+// Element offset of (row, col) in a [rows][COLS] 16-bit tile whose 16-byte pieces are swizzled:
+// the 8 rows an ldmatrix reads at one column land in 8 different bank groups (rows of 128 bytes
+// or more: piece ^ row % 8; rows of 64 bytes, two to a bank line: piece ^ (row / 2) % 4).
 template <int COLS>
 __device__ __forceinline__ int swz(int row, int col) {
-  return row * COLS + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
+  constexpr int kPieces = COLS / 8;
+  const int x = kPieces >= 8 ? (row & 7) : ((row >> 1) & (kPieces - 1));
+  return row * COLS + (((col >> 3) ^ x) << 3) + (col & 7);
 }
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return uint32_t(__cvta_generic_to_shared(p)); }
@@ -117,13 +121,13 @@ __device__ void feature_map_tile(uint32_t* tile, int words, int map) {
 
 // Shared memory, in bytes: two buffers of q, k, v; the state tile; the per-row cumulative gates;
 // GLA's diagonal blocks, cumulative gates [row][d] and two buffers of raw gates.
-template <int DK, int GATE>
+template <int DK, int GATE, int BV>
 struct Layout {
   static constexpr size_t q = 0;
   static constexpr size_t k = q + 2 * kC * DK * 2;
   static constexpr size_t v = k + 2 * kC * DK * 2;
-  static constexpr size_t s = v + 2 * kC * kBV * 2;
-  static constexpr size_t gs = s + DK * kBV * 2;
+  static constexpr size_t s = v + 2 * kC * BV * 2;
+  static constexpr size_t gs = s + DK * BV * 2;
   static constexpr size_t diag = gs + kC * 8;
   static constexpr size_t g = diag + kWarps * 16 * 17 * 4;
   static constexpr size_t graw = g + (GATE == kGatePerDim ? kC * DK * 4 : 0);
@@ -136,12 +140,12 @@ struct Where {
 
 // cp.async of rows [t0, t0 + 64) of q, k and v (this CTA's columns) into buffer `buf`; rows past
 // the end are zero-filled. GLA: the raw gates too.
-template <int DK, int GATE>
+template <int DK, int GATE, int BV>
 __device__ void issue_chunk(const LinearProblem& p, const Where& w, unsigned char* smem, int buf, int64_t t0) {
-  using L = Layout<DK, GATE>;
+  using L = Layout<DK, GATE, BV>;
   uint16_t* q = reinterpret_cast<uint16_t*>(smem + L::q) + buf * kC * DK;
   uint16_t* k = reinterpret_cast<uint16_t*>(smem + L::k) + buf * kC * DK;
-  uint16_t* v = reinterpret_cast<uint16_t*>(smem + L::v) + buf * kC * kBV;
+  uint16_t* v = reinterpret_cast<uint16_t*>(smem + L::v) + buf * kC * BV;
   const uint16_t* gq = static_cast<const uint16_t*>(p.q.data) + w.b * p.q.stride[0] + w.h * p.q.stride[1];
   const uint16_t* gk = static_cast<const uint16_t*>(p.k.data) + w.b * p.k.stride[0] + w.h * p.k.stride[1];
   const uint16_t* gv = static_cast<const uint16_t*>(p.v.data) + w.b * p.v.stride[0] + w.h * p.v.stride[1] + w.c0;
@@ -153,10 +157,10 @@ __device__ void issue_chunk(const LinearProblem& p, const Where& w, unsigned cha
     cp_async16(q + swz<DK>(r, c), gq + t * p.q.stride[2] + c, in);
     cp_async16(k + swz<DK>(r, c), gk + t * p.k.stride[2] + c, in);
   }
-  for (int e = threadIdx.x; e < kC * (kBV / 8); e += kThreads) {
-    const int r = e / (kBV / 8), c = (e % (kBV / 8)) * 8;
+  for (int e = threadIdx.x; e < kC * (BV / 8); e += kThreads) {
+    const int r = e / (BV / 8), c = (e % (BV / 8)) * 8;
     const bool in = t0 + r < p.seq;
-    cp_async16(v + swz<kBV>(r, c), gv + (in ? t0 + r : 0) * p.v.stride[2] + c, in);
+    cp_async16(v + swz<BV>(r, c), gv + (in ? t0 + r : 0) * p.v.stride[2] + c, in);
   }
   if (GATE == kGatePerDim) {
     const int es = p.gates.dtype == kF32 ? 4 : 2;
@@ -221,18 +225,20 @@ __device__ void scan_dim_gates(const LinearProblem& p, float* g, const unsigned 
   }
 }
 
-template <int DK, bool BF16, int GATE>
-__global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProblem p) {
+template <int DK, bool BF16, int GATE, int BV>
+__global__ void __launch_bounds__(kThreads, 2) linear_tc_kernel(const LinearProblem p) {
   extern __shared__ __align__(128) unsigned char smem[];
-  using L = Layout<DK, GATE>;
+  using L = Layout<DK, GATE, BV>;
   constexpr int KS = DK / 16;   // k-steps over the key dimension
   constexpr int MT = DK / 64;   // m-tiles of 16 key rows of S per warp
+  constexpr int NT = BV / 8;    // n-tiles of 8 value columns
+  constexpr int NP = BV / 16;   // pairs of them (one ldmatrix.x4 each)
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int gr = lane / 4, tq = lane % 4;  // fragment row group and thread-in-group
 
-  const int64_t slices = p.dv / kBV;
+  const int64_t slices = p.dv / BV;
   const int64_t bh = blockIdx.x / slices;
-  const Where w{bh / p.heads, bh % p.heads, (blockIdx.x % slices) * kBV};
+  const Where w{bh / p.heads, bh % p.heads, (blockIdx.x % slices) * BV};
   uint16_t* s_tile = reinterpret_cast<uint16_t*>(smem + L::s);
   double* gs = reinterpret_cast<double*>(smem + L::gs);
   float* gd = reinterpret_cast<float*>(smem + L::g);
@@ -241,11 +247,11 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
 
   // The state: warp w holds key rows [w * DK / 4, (w + 1) * DK / 4) x 64 columns as MT x 8 C fragments.
   const int d0 = warp * (DK / kWarps);
-  float st[MT][8][4];
+  float st[MT][NT][4];
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int d = d0 + mt * 16 + gr + (r >= 2 ? 8 : 0), c = nt * 8 + 2 * tq + (r & 1);
@@ -258,11 +264,11 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int d = d0 + mt * 16 + gr + half * 8, c = nt * 8 + 2 * tq;
-          *reinterpret_cast<uint32_t*>(s_tile + swz<kBV>(d, c)) =
+          *reinterpret_cast<uint32_t*>(s_tile + swz<BV>(d, c)) =
               pack_16bit_pair<BF16>(st[mt][nt][2 * half], st[mt][nt][2 * half + 1]);
         }
   };
@@ -283,7 +289,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
     gnext1 = t + 1 < p.seq ? load_element(p.gates.data, p.gates.dtype, base + (t + 1) * p.gates.stride[2]) : 0.0f;
   };
 
-  issue_chunk<DK, GATE>(p, w, smem, 0, 0);
+  issue_chunk<DK, GATE, BV>(p, w, smem, 0, 0);
   fetch_gates(0);
   const int64_t chunks = (p.seq + kC - 1) / kC;
   for (int64_t ci = 0; ci < chunks; ++ci) {
@@ -292,13 +298,13 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
     const int buf = int(ci & 1);
     uint16_t* qt = reinterpret_cast<uint16_t*>(smem + L::q) + buf * kC * DK;
     uint16_t* kt = reinterpret_cast<uint16_t*>(smem + L::k) + buf * kC * DK;
-    uint16_t* vt = reinterpret_cast<uint16_t*>(smem + L::v) + buf * kC * kBV;
+    uint16_t* vt = reinterpret_cast<uint16_t*>(smem + L::v) + buf * kC * BV;
     const float g0 = gnext0, g1 = gnext1;
 
     cp_async_wait_all();
     __syncthreads();  // chunk ci landed; every warp is done with chunk ci - 1 (and its buffer)
     if (ci + 1 < chunks) {
-      issue_chunk<DK, GATE>(p, w, smem, buf ^ 1, t0 + kC);
+      issue_chunk<DK, GATE, BV>(p, w, smem, buf ^ 1, t0 + kC);
       fetch_gates(t0 + kC);
     }
     if (p.feature_map != kMapIdentity) {
@@ -393,9 +399,9 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
     }
 
     // ---- output: O = scale (Q ⊙ exp(G_i)) S + A V ----
-    float o[8][4];
+    float o[NT][4];
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
+    for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
       for (int r = 0; r < 4; ++r) o[nt][r] = 0.0f;
     const int rv = (lane & 7) + (((lane >> 3) & 1) << 3), cv = (lane >> 4) * 8;  // B from [k][n] rows (trans)
@@ -412,9 +418,9 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
           }
         }
 #pragma unroll
-        for (int np = 0; np < 4; ++np) {
+        for (int np = 0; np < NP; ++np) {
           uint32_t b[4];
-          ldsm_x4_t(b, s_tile + swz<kBV>(ks * 16 + rv, np * 16 + cv));
+          ldsm_x4_t(b, s_tile + swz<BV>(ks * 16 + rv, np * 16 + cv));
           mma<BF16>(o[2 * np], a, b[0], b[1]);
           mma<BF16>(o[2 * np + 1], a, b[2], b[3]);
         }
@@ -425,7 +431,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
         float f = p.scale;
         if (GATE == kGateDecay || GATE == kGateScalar) f *= exp_neg(float(gs[i0 + gr + half * 8]));
 #pragma unroll
-        for (int nt = 0; nt < 8; ++nt) {
+        for (int nt = 0; nt < NT; ++nt) {
           o[nt][2 * half] *= f;
           o[nt][2 * half + 1] *= f;
         }
@@ -438,9 +444,9 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
                        pack_16bit_pair<BF16>(sc[2 * kk + 1][0], sc[2 * kk + 1][1]),
                        pack_16bit_pair<BF16>(sc[2 * kk + 1][2], sc[2 * kk + 1][3])};
 #pragma unroll
-      for (int np = 0; np < 4; ++np) {
+      for (int np = 0; np < NP; ++np) {
         uint32_t b[4];
-        ldsm_x4_t(b, vt + swz<kBV>(kk * 16 + rv, np * 16 + cv));
+        ldsm_x4_t(b, vt + swz<BV>(kk * 16 + rv, np * 16 + cv));
         mma<BF16>(o[2 * np], a, b[0], b[1]);
         mma<BF16>(o[2 * np + 1], a, b[2], b[3]);
       }
@@ -452,7 +458,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
       if (i >= n) continue;
       const int64_t row = w.b * p.out.stride[0] + w.h * p.out.stride[1] + (t0 + i) * p.out.stride[2];
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < NT; ++nt) {
         const int64_t c = w.c0 + nt * 8 + 2 * tq;
         if (out_pairs) {
           *reinterpret_cast<uint32_t*>(static_cast<uint16_t*>(const_cast<void*>(p.out.data)) + row + c) =
@@ -473,7 +479,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
           const int d = d0 + mt * 16 + gr + half * 8;
           const float f = GATE == kGatePerDim ? exp_neg(gd[(n - 1) * DK + d]) : exp_neg(float(gs[n - 1]));
 #pragma unroll
-          for (int nt = 0; nt < 8; ++nt) {
+          for (int nt = 0; nt < NT; ++nt) {
             st[mt][nt][2 * half] *= f;
             st[mt][nt][2 * half + 1] *= f;
           }
@@ -482,9 +488,9 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
     const int rk = (lane & 7) + ((lane >> 4) << 3), ck = ((lane >> 3) & 1) * 8;  // A = K^T from [k][m] rows (trans)
 #pragma unroll
     for (int ks = 0; ks < kC / 16; ++ks) {
-      uint32_t vb[4][4];
+      uint32_t vb[NP][4];
 #pragma unroll
-      for (int np = 0; np < 4; ++np) ldsm_x4_t(vb[np], vt + swz<kBV>(ks * 16 + rv, np * 16 + cv));
+      for (int np = 0; np < NP; ++np) ldsm_x4_t(vb[np], vt + swz<BV>(ks * 16 + rv, np * 16 + cv));
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
         uint32_t a[4];
@@ -506,7 +512,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
           }
         }
 #pragma unroll
-        for (int np = 0; np < 4; ++np) {
+        for (int np = 0; np < NP; ++np) {
           mma<BF16>(st[mt][2 * np], a, vb[np][0], vb[np][1]);
           mma<BF16>(st[mt][2 * np + 1], a, vb[np][2], vb[np][3]);
         }
@@ -521,7 +527,7 @@ __global__ void __launch_bounds__(kThreads, 1) linear_tc_kernel(const LinearProb
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt)
+      for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int d = d0 + mt * 16 + gr + (r >= 2 ? 8 : 0), c = nt * 8 + 2 * tq + (r & 1);
@@ -538,24 +544,40 @@ bool aligned16(const LinearTensor& t, int esize) {
   return true;
 }
 
-template <int DK, bool BF16, int GATE>
+template <int DK, bool BF16, int GATE, int BV>
 cudaError_t launch_variant(const LinearProblem& p, cudaStream_t stream) {
-  const size_t bytes = Layout<DK, GATE>::total;
-  cudaError_t e = cudaFuncSetAttribute(linear_tc_kernel<DK, BF16, GATE>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  const size_t bytes = Layout<DK, GATE, BV>::total;
+  cudaError_t e = cudaFuncSetAttribute(linear_tc_kernel<DK, BF16, GATE, BV>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
   if (e != cudaSuccess) return e;
-  const int64_t blocks = p.batch * p.heads * (p.dv / kBV);
-  linear_tc_kernel<DK, BF16, GATE><<<unsigned(blocks), kThreads, bytes, stream>>>(p);
+  const int64_t blocks = p.batch * p.heads * (p.dv / BV);
+  linear_tc_kernel<DK, BF16, GATE, BV><<<unsigned(blocks), kThreads, bytes, stream>>>(p);
   return cudaGetLastError();
 }
 
-template <int DK, bool BF16>
+template <int DK, bool BF16, int BV>
 cudaError_t launch_gate(const LinearProblem& p, cudaStream_t stream) {
   switch (p.gate_kind) {
-    case kGateDecay: return launch_variant<DK, BF16, kGateDecay>(p, stream);
-    case kGateScalar: return launch_variant<DK, BF16, kGateScalar>(p, stream);
-    case kGatePerDim: return launch_variant<DK, BF16, kGatePerDim>(p, stream);
-    default: return launch_variant<DK, BF16, kGateNone>(p, stream);
+    case kGateDecay: return launch_variant<DK, BF16, kGateDecay, BV>(p, stream);
+    case kGateScalar: return launch_variant<DK, BF16, kGateScalar, BV>(p, stream);
+    case kGatePerDim: return launch_variant<DK, BF16, kGatePerDim, BV>(p, stream);
+    default: return launch_variant<DK, BF16, kGateNone, BV>(p, stream);
   }
+}
+
+// Value columns per CTA: 64, or 32 when blocks of 64 would leave SMs without a second CTA to
+// switch to (each CTA walks its chunks in order, so one alone per SM waits on every latency;
+// halving the columns doubles the CTAs at the price of computing Q K^T twice as often).
+int value_block(const LinearProblem& p, int multiprocessors) {
+  if (const char* forced = std::getenv("ATTNKIT_LINEAR_TC_BV")) return std::atoi(forced) == 32 ? 32 : 64;
+  // GLA's gate buffers leave room for one CTA per SM whatever the width: more, narrower CTAs
+  // would only add a second wave.
+  if (p.gate_kind == kGatePerDim) return 64;
+  return p.batch * p.heads * (p.dv / 64) < 2 * int64_t(multiprocessors) ? 32 : 64;
+}
+
+template <int DK, bool BF16>
+cudaError_t launch_width(const LinearProblem& p, int multiprocessors, cudaStream_t stream) {
+  return value_block(p, multiprocessors) == 32 ? launch_gate<DK, BF16, 32>(p, stream) : launch_gate<DK, BF16, 64>(p, stream);
 }
 
 }  // namespace
@@ -563,17 +585,17 @@ cudaError_t launch_gate(const LinearProblem& p, cudaStream_t stream) {
 bool linear_attention_tc_supports(const LinearProblem& p, int cc_major) {
   if (cc_major < 8 || !p.causal || p.normalize || p.feature_map == kMapEfficient) return false;
   if (p.q.dtype != kF16 && p.q.dtype != kBF16) return false;
-  if ((p.dk != 64 && p.dk != 128) || p.dv % kBV != 0 || p.seq == 0) return false;
-  if (p.batch * p.heads * (p.dv / kBV) > int64_t(0x7fffffff)) return false;
+  if ((p.dk != 64 && p.dk != 128) || p.dv % 64 != 0 || p.seq == 0) return false;
+  if (p.batch * p.heads * (p.dv / 32) > int64_t(0x7fffffff)) return false;
   if (!aligned16(p.q, 2) || !aligned16(p.k, 2) || !aligned16(p.v, 2)) return false;
   if (p.gate_kind == kGatePerDim && !aligned16(p.gates, p.gates.dtype == kF32 ? 4 : 2)) return false;
   return true;
 }
 
-cudaError_t launch_linear_attention_tc(const LinearProblem& p, cudaStream_t stream) {
+cudaError_t launch_linear_attention_tc(const LinearProblem& p, int multiprocessors, cudaStream_t stream) {
   const bool bf16 = p.q.dtype == kBF16;
-  if (p.dk == 64) return bf16 ? launch_gate<64, true>(p, stream) : launch_gate<64, false>(p, stream);
-  return bf16 ? launch_gate<128, true>(p, stream) : launch_gate<128, false>(p, stream);
+  if (p.dk == 64) return bf16 ? launch_width<64, true>(p, multiprocessors, stream) : launch_width<64, false>(p, multiprocessors, stream);
+  return bf16 ? launch_width<128, true>(p, multiprocessors, stream) : launch_width<128, false>(p, multiprocessors, stream);
 }
 
 }  // namespace cuda
