@@ -799,6 +799,18 @@ attnkit_cuda_status linear_attention_impl(const attnkit_cuda_linear_args* args, 
   if (!log_decay.empty()) p.log_decay_per_head = at_offset<const double>(tables, decay_at);
   if (check_gates) p.bad_gates = at_offset<int>(tables, flag_at);
 
+  // GLA on the tensor cores: the diagonal blocks' scratch, in stream order like the tables.
+  void* scratch = nullptr;
+  const size_t scratch_bytes = linear_attention_scratch_bytes(p, h.traits.cc_major);
+  if (scratch_bytes > 0) {
+    const cudaError_t e = cudaMallocFromPoolAsync(&scratch, scratch_bytes, h.pool, stream);
+    if (e != cudaSuccess) {
+      release_tables(norm_copy, stream);
+      release_tables(tables, stream);
+      return cuda_failure(e, "allocating the scratch of linear attention's diagonal blocks", err, err_len);
+    }
+    p.gla_diag = static_cast<float*>(scratch);
+  }
   const char* kernel = "generic";
   const cudaError_t launched = launch_linear_attention(p, h.traits.cc_major, h.traits.multiprocessors, h.traits.max_shared_per_block_optin, stream, &kernel);
   int32_t bad = 0;
@@ -806,6 +818,7 @@ attnkit_cuda_status linear_attention_impl(const attnkit_cuda_linear_args* args, 
   if (check_gates && launched == cudaSuccess) readback = cudaMemcpyAsync(&bad, p.bad_gates, sizeof bad, cudaMemcpyDeviceToHost, stream);
   release_tables(tables, stream);
   release_tables(norm_copy, stream);
+  release_tables(scratch, stream);
   char what[96];
   std::snprintf(what, sizeof(what), "linear attention (%s kernel)", kernel);
   if (launched == cudaErrorInvalidValue && kernel[0] == 'g') {

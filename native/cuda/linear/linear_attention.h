@@ -8,12 +8,13 @@
 // Two kernels share this problem:
 // - linear_attention_tc.cu: float16 / bfloat16, causal, Dk in {64, 128}, Dv a multiple of 64,
 //   identity / relu / elu1, no decay, a decay, or log gates per step or per key dimension: one
-//   CTA per (b, h, 32 or 64 value columns) carries the state across the chunks, products on mma.sync.
+//   CTA per (b, h, 64 value columns) carries the state across the chunks, products on mma.sync.
 // - linear_attention_generic.cu: everything (float32, any Dk / Dv, non-causal, 'efficient'), in
 //   float32 on the CUDA cores, with the gate cumsums in double as on the CPU.
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace attnkit {
@@ -35,6 +36,13 @@ enum LinearGateKind : int { kGateNone = 0, kGateDecay = 1, kGateScalar = 2, kGat
 constexpr double kLinearLogGateFloor = -1000.0;
 constexpr float kLinearEps = 1e-10f;  // kLinearNormalizeEps
 
+// phi of one value for identity / relu / elu1 (elu(x) + 1 = max(x, 0) + exp(min(x, 0))).
+__device__ __forceinline__ float linear_feature(int map, float x) {
+  if (map == kMapRelu) return fmaxf(x, 0.0f);
+  if (map == kMapElu1) return fmaxf(x, 0.0f) + expf(fminf(x, 0.0f));
+  return x;
+}
+
 struct LinearProblem {
   LinearTensor q, k, v, out;  // [B, H, S, Dk | Dv]
   int64_t batch = 0, heads = 0, seq = 0, dk = 0, dv = 0;
@@ -55,10 +63,14 @@ struct LinearProblem {
   // Device int set to 1 when a log gate is > 0 or NaN (refused on the CPU by validation, which
   // cannot read device memory); null: not reported. Such a gate counts as 0 (no decay).
   int* bad_gates = nullptr;
+  // Scratch of linear_attention_scratch_bytes (device memory the library allocates per call).
+  float* gla_diag = nullptr;
 };
 
 // Whether the tensor-core kernel takes p on a device of compute capability cc_major.
 bool linear_attention_tc_supports(const LinearProblem& p, int cc_major);
+// The scratch it needs (GLA's diagonal blocks), bytes; 0: none.
+size_t linear_attention_tc_scratch_bytes(const LinearProblem& p);
 cudaError_t launch_linear_attention_tc(const LinearProblem& p, int multiprocessors, cudaStream_t stream);
 
 // Every problem. max_shared: the device's opt-in shared memory per block; cudaErrorInvalidValue
@@ -68,6 +80,9 @@ cudaError_t launch_linear_attention_generic(const LinearProblem& p, size_t max_s
 // dst (contiguous [B, H, Dk]) = p.norm_in: a step's normalizer is read by every value-column block
 // while the first one writes it back, so an in-place update reads this copy.
 cudaError_t launch_linear_copy_normalizer(const LinearProblem& p, float* dst, cudaStream_t stream);
+
+// The scratch launch_linear_attention needs for p (p.gla_diag), bytes; 0: none.
+size_t linear_attention_scratch_bytes(const LinearProblem& p, int cc_major);
 
 // The tensor-core kernel when it takes the problem, the generic one otherwise. *kernel names it.
 cudaError_t launch_linear_attention(const LinearProblem& p, int cc_major, int multiprocessors, size_t max_shared,

@@ -52,13 +52,6 @@ __device__ __forceinline__ int64_t at4(const LinearTensor& t, int64_t b, int64_t
   return b * t.stride[0] + h * t.stride[1] + s * t.stride[2] + d * t.stride[3];
 }
 
-// phi for identity / relu / elu1 (elu(x) + 1 = max(x, 0) + exp(min(x, 0))).
-__device__ __forceinline__ float feature(int map, float x) {
-  if (map == kMapRelu) return fmaxf(x, 0.0f);
-  if (map == kMapElu1) return fmaxf(x, 0.0f) + expf(fminf(x, 0.0f));
-  return x;
-}
-
 // One log gate as the recurrence uses it: clamped at the floor; > 0 or NaN is reported and counts as 0.
 __device__ __forceinline__ double gate_value(const LinearProblem& p, int64_t index) {
   const float x = load_element(p.gates.data, p.gates.dtype, index);
@@ -87,7 +80,7 @@ __device__ void load_q(Ctx& c, int64_t t0, int n) {
   for (int e = threadIdx.x; e < n * Dk; e += blockDim.x) {
     const int i = e / Dk, d = e % Dk;
     const float x = load_element(p.q.data, p.q.dtype, at4(p.q, c.b, c.h, t0 + i, d));
-    c.Q[i * Dk + d] = p.feature_map == kMapEfficient ? x : feature(p.feature_map, x) * p.scale;
+    c.Q[i * Dk + d] = p.feature_map == kMapEfficient ? x : linear_feature(p.feature_map, x) * p.scale;
   }
   if (p.feature_map != kMapEfficient) return;
   __syncthreads();
@@ -116,7 +109,7 @@ __device__ void load_k(Ctx& c, int64_t t0, int n) {
   for (int e = threadIdx.x; e < n * Dk; e += blockDim.x) {
     const int j = e / Dk, d = e % Dk;
     const float x = load_element(p.k.data, p.k.dtype, at4(p.k, c.b, c.h, t0 + j, d));
-    c.K[j * Dk + d] = p.feature_map == kMapEfficient ? expf(x - c.em[d]) * c.el[d] : feature(p.feature_map, x);
+    c.K[j * Dk + d] = p.feature_map == kMapEfficient ? expf(x - c.em[d]) * c.el[d] : linear_feature(p.feature_map, x);
   }
 }
 
@@ -374,6 +367,10 @@ cudaError_t launch_linear_attention_generic(const LinearProblem& p, size_t max_s
   if (e != cudaSuccess) return e;
   linear_generic_kernel<<<unsigned(blocks), kThreads, L.total, stream>>>(p, L);
   return cudaGetLastError();
+}
+
+size_t linear_attention_scratch_bytes(const LinearProblem& p, int cc_major) {
+  return linear_attention_tc_supports(p, cc_major) ? linear_attention_tc_scratch_bytes(p) : 0;
 }
 
 cudaError_t launch_linear_attention(const LinearProblem& p, int cc_major, int multiprocessors, size_t max_shared,
