@@ -228,7 +228,7 @@ describe('finding and loading libattnkit_cuda.so (child processes)', () => {
 describe('device tensors end to end (fake CUDA library)', () => {
   function runGpuSuite(env, args = []) {
     const r = spawnSync(process.execPath, [path.join(__dirname, 'gpu', 'run.js'), ...args],
-      { encoding: 'utf8', env: envWith({ ATTNKIT_CUDA_LIB: fakeLib, ...env }), timeout: 110000, cwd: root });
+      { encoding: 'utf8', env: envWith({ ATTNKIT_CUDA_LIB: fakeLib, ...env }), timeout: 230000, cwd: root });
     const summary = (r.stdout.match(/^GPU: (\d+) passed, (\d+) failed, (\d+) skipped/m) || []).slice(1).map(Number);
     if (r.status !== 0 || summary.length !== 3 || summary[1] !== 0) {
       throw new Error(`test/gpu/run.js failed (${r.status} ${r.signal}):\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-3000)}`);
@@ -236,12 +236,13 @@ describe('device tensors end to end (fake CUDA library)', () => {
     return { passed: summary[0], failed: summary[1], skipped: summary[2], stdout: r.stdout };
   }
 
+  // (its linear tests, 65536-step ones among them, take about 45 s of the suite's 90 over the fake library)
   withCc('the GPU suite (every parity case + device tensor tests) passes over the fake library', () => {
     const { names } = require('./gpu/run');
     const r = runGpuSuite({});
     expect(r.passed + r.skipped).toBe(names().length);
     expect(r.skipped).toBeLessThanOrEqual(1); // only the two-device test, with one device
-  });
+  }, 240000);
 
   withCc('with two devices: cross-device copies and device-mix errors', () => {
     const r = runGpuSuite({ FAKE_CUDA_DEVICES: '2' }, ['--filter', 'device:']);

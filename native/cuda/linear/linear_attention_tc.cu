@@ -122,6 +122,11 @@ __device__ void feature_map_tile(uint32_t* tile, int words, int map) {
   }
 }
 
+// GLA's cumulative gates [row][DK + kGPad] floats: a row stride of 8 floats past a multiple of 32
+// banks, so the fragment pattern (8 rows x 4 column pairs) reads them in 2 wavefronts, not 8 (the
+// unpadded stride cost GLA more than all of its exponentials).
+constexpr int kGPad = 8;
+
 // Shared memory, in bytes: two buffers of q, k, v; the state tile; the per-row cumulative gates;
 // GLA's two buffers of diagonal blocks, cumulative gates [row][d] and two buffers of raw gates.
 template <int DK, int GATE, int BV>
@@ -133,7 +138,7 @@ struct Layout {
   static constexpr size_t gs = s + DK * BV * 2;
   static constexpr size_t diag = gs + kC * 8;  // GLA: two buffers of the chunk's diagonal blocks [64][16]
   static constexpr size_t g = diag + (GATE == kGatePerDim ? 2 * kC * 16 * 4 : 0);
-  static constexpr size_t graw = g + (GATE == kGatePerDim ? kC * DK * 4 : 0);
+  static constexpr size_t graw = g + (GATE == kGatePerDim ? kC * (DK + kGPad) * 4 : 0);
   static constexpr size_t total = graw + (GATE == kGatePerDim ? 2 * kC * DK * 4 : 0);
 };
 
@@ -219,6 +224,12 @@ __device__ void scan_scalar_gates(const LinearProblem& p, double* gs, double log
   gs[2 * lane] = sum - b;
 }
 
+// GLA: G[row][d], G[row][d + 1] (d even) in one 8-byte load.
+template <int DK>
+__device__ __forceinline__ float2 gate_pair(const float* gd, int row, int d) {
+  return *reinterpret_cast<const float2*>(gd + row * (DK + kGPad) + d);
+}
+
 // GLA: G[i][d] = cumulative gates from the raw tile (threads over d; float, exponents stay <= 0).
 template <int DK>
 __device__ void scan_dim_gates(const LinearProblem& p, float* g, const unsigned char* raw, int n) {
@@ -230,7 +241,7 @@ __device__ void scan_dim_gates(const LinearProblem& p, float* g, const unsigned 
       float x = 0.0f;
       if (i < n) x = clean_gate(p, load_element(raw + size_t(i) * DK * es, p.gates.dtype, d));
       acc += x;
-      g[i * DK + d] = acc;
+      g[i * (DK + kGPad) + d] = acc;
     }
   }
 }
@@ -345,7 +356,8 @@ __global__ void __launch_bounds__(kThreads, 2) linear_tc_kernel(const LinearProb
 #pragma unroll
         for (int r = 0; r < 4; ++r) {
           const int i = i0 + gr + (r & 1) * 8, d = ks * 16 + 2 * tq + (r >> 1) * 8;
-          a[r] = scaled<BF16>(a[r], exp_neg(gd[i * DK + d] - gd[ref * DK + d]), exp_neg(gd[i * DK + d + 1] - gd[ref * DK + d + 1]));
+          const float2 gi = gate_pair<DK>(gd, i, d), gf = gate_pair<DK>(gd, ref, d);
+          a[r] = scaled<BF16>(a[r], exp_neg(gi.x - gf.x), exp_neg(gi.y - gf.y));
         }
       }
 #pragma unroll
@@ -358,7 +370,8 @@ __global__ void __launch_bounds__(kThreads, 2) linear_tc_kernel(const LinearProb
 #pragma unroll
           for (int r = 0; r < 4; ++r) {
             const int j = np * 16 + gr + (r >> 1) * 8, d = ks * 16 + 2 * tq + (r & 1) * 8;
-            b[r] = scaled<BF16>(b[r], exp_neg(gd[ref * DK + d] - gd[j * DK + d]), exp_neg(gd[ref * DK + d + 1] - gd[j * DK + d + 1]));
+            const float2 gf = gate_pair<DK>(gd, ref, d), gj = gate_pair<DK>(gd, j, d);
+            b[r] = scaled<BF16>(b[r], exp_neg(gf.x - gj.x), exp_neg(gf.y - gj.y));
           }
         }
         mma<BF16>(sc[2 * np], a, b[0], b[1]);
@@ -405,7 +418,8 @@ __global__ void __launch_bounds__(kThreads, 2) linear_tc_kernel(const LinearProb
 #pragma unroll
           for (int r = 0; r < 4; ++r) {
             const int i = i0 + gr + (r & 1) * 8, d = ks * 16 + 2 * tq + (r >> 1) * 8;
-            a[r] = scaled<BF16>(a[r], exp_neg(gd[i * DK + d]), exp_neg(gd[i * DK + d + 1]));
+            const float2 gi = gate_pair<DK>(gd, i, d);
+            a[r] = scaled<BF16>(a[r], exp_neg(gi.x), exp_neg(gi.y));
           }
         }
 #pragma unroll
@@ -468,7 +482,7 @@ __global__ void __launch_bounds__(kThreads, 2) linear_tc_kernel(const LinearProb
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int d = d0 + mt * 16 + gr + half * 8;
-          const float f = GATE == kGatePerDim ? exp_neg(gd[(n - 1) * DK + d]) : exp_neg(float(gs[n - 1]));
+          const float f = GATE == kGatePerDim ? exp_neg(gd[(n - 1) * (DK + kGPad) + d]) : exp_neg(float(gs[n - 1]));
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
             st[mt][nt][2 * half] *= f;
@@ -493,8 +507,9 @@ __global__ void __launch_bounds__(kThreads, 2) linear_tc_kernel(const LinearProb
             const int d = d0 + mt * 16 + gr + (r & 1) * 8, j = ks * 16 + 2 * tq + (r >> 1) * 8;
             float f0, f1;
             if (GATE == kGatePerDim) {
-              f0 = exp_neg(gd[(n - 1) * DK + d] - gd[j * DK + d]);
-              f1 = exp_neg(gd[(n - 1) * DK + d] - gd[(j + 1) * DK + d]);
+              const float last = gd[(n - 1) * (DK + kGPad) + d];
+              f0 = exp_neg(last - gd[j * (DK + kGPad) + d]);
+              f1 = exp_neg(last - gd[(j + 1) * (DK + kGPad) + d]);
             } else {
               f0 = exp_neg(float(gs[n - 1] - gs[j]));
               f1 = exp_neg(float(gs[n - 1] - gs[j + 1]));
