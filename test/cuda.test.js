@@ -291,7 +291,7 @@ describe('finding and loading libattnkit_cuda.so (child processes)', () => {
 describe('device tensors end to end (fake CUDA library)', () => {
   function runGpuSuite(env, args = []) {
     const r = spawnSync(process.execPath, [path.join(__dirname, 'gpu', 'run.js'), ...args],
-      { encoding: 'utf8', env: envWith({ ATTNKIT_CUDA_LIB: fakeLib, ...env }), timeout: 110000, cwd: root });
+      { encoding: 'utf8', env: envWith({ ATTNKIT_CUDA_LIB: fakeLib, ...env }), timeout: 230000, cwd: root });
     const summary = (r.stdout.match(/^GPU: (\d+) passed, (\d+) failed, (\d+) skipped/m) || []).slice(1).map(Number);
     if (r.status !== 0 || summary.length !== 3 || summary[1] !== 0) {
       throw new Error(`test/gpu/run.js failed (${r.status} ${r.signal}):\n${r.stdout.slice(-6000)}\n${r.stderr.slice(-3000)}`);
@@ -299,13 +299,14 @@ describe('device tensors end to end (fake CUDA library)', () => {
     return { passed: summary[0], failed: summary[1], skipped: summary[2], stdout: r.stdout };
   }
 
+  // (its linear tests, 65536-step ones among them, take about 45 s of the suite's 90 over the fake library)
   withCc('the GPU suite (every parity case + device tensor tests) passes over the fake library', () => {
     const { names } = require('./gpu/run');
     const r = runGpuSuite({});
     expect(r.passed + r.skipped).toBe(names().length);
     // only the two-device test (one device here) and the GPU GC loop (real GPUs only)
     expect(r.skipped).toBeLessThanOrEqual(2);
-  });
+  }, 240000);
 
   withCc('with two devices: cross-device copies and device-mix errors', () => {
     const r = runGpuSuite({ FAKE_CUDA_DEVICES: '2' }, ['--filter', 'device:']);
@@ -328,16 +329,27 @@ describe('device tensors end to end (fake CUDA library)', () => {
     }
   });
 
-  withCc('linear attention refuses device tensors (ERR_ATTN_DEVICE, also natively); agent attention runs there', () => {
+  withCc('linear attention on device tensors runs in the library and matches the CPU op; mixed devices are ERR_ATTN_DEVICE', () => {
     const r = probe('linear', { ATTNKIT_CUDA_LIB: fakeLib });
-    for (const e of [r.sync, r.async, r.mixed, r.step, r.bypass]) {
-      expect(e).toMatchObject({ code: 'ERR_ATTN_DEVICE', isAttnError: true });
-      expect(e.message).toMatch(/linear attention runs on the CPU for now/);
-    }
-    expect(r.mixed.message).toMatch(/initialState/);
-    expect(r.step.message).toMatch(/\bstate\b/);
-    expect(r.bypass.message).toMatch(/^q is on cuda:0/);
+    expect(r.devices).toEqual(['cuda:0', 'cuda:0', 'cuda:0', 'cuda:0']);
+    // GLA gates + initial state + normalize + elu1 + scale; per-head decay async; an in-place step
+    for (const [name, diff] of Object.entries(r.diffs)) expect([name, diff]).toEqual([name, expect.any(Number)]);
+    for (const diff of Object.values(r.diffs)) expect(diff).toBeLessThan(2e-5);
+    expect(r.badGate).toMatchObject({ code: 'ERR_ATTN_ARGUMENT', isAttnError: true });
+    expect(r.badGate.message).toMatch(/^linearAttention on cuda:0: logGates must be log forget gates/);
+    for (const e of [r.mixed, r.step, r.bypass]) expect(e).toMatchObject({ code: 'ERR_ATTN_DEVICE', isAttnError: true });
+    expect(r.mixed.message).toMatch(/^initialState is on cuda:0 but q is on cpu/);
+    expect(r.step.message).toMatch(/^state is on cuda:0 but q is on cpu/);
+    expect(r.bypass.message).toMatch(/^k is on cpu but q is on cuda:0/);
     expect(r.agent).toBeNull();
+  });
+
+  withCc('a library from before linear_attention: device linear attention is ERR_ATTN_CUDA_UNAVAILABLE naming the entry', () => {
+    const pointer = 8; // the table through block_sparse_attention_elements, two entries past attention_on_stream
+    const r = probe('linearOld', { ATTNKIT_CUDA_LIB: fakeLib, FAKE_CUDA_TABLE_DELTA: String(2 * pointer) });
+    expect(r.sync).toMatchObject({ code: 'ERR_ATTN_CUDA_UNAVAILABLE', isAttnError: true });
+    expect(r.sync.message).toMatch(/^linearAttention on cuda:0: the CUDA library .* is too old for linearAttention: its table has no linear_attention entry/);
+    expect(r.cpu).toBeNull();
   });
 
   withCc('a full GPU: ERR_ATTN_OOM naming the size, nothing leaked, the process goes on', () => {

@@ -86,3 +86,37 @@ class AttnkitCuda:
 
     def attention(self, q, k, v, out, **options):
         self.prepare(q, k, v, out, **options)()
+
+    def prepare_linear(self, q, k, v, out, gates=None, state_out=None, scale=1.0, stream=None):
+        """A call of causal linear attention out[:] = linear_attention(q, k, v) on [B, H, S, D] torch
+        CUDA tensors (any strides; a [B, T, H, D] tensor transposed to [B, H, T, D] is one), with log
+        gates [B, H, S] (per step) or [B, H, S, Dk] (GLA) or none, and the final state written to
+        state_out (float32 [B, H, Dk, Dv]) when given. stream=None: blocking; else enqueued on it."""
+        a = abi.LinearArgs()
+        a.device = q.device.index or 0
+        a.q = abi.as_cuda_tensor(q, self._dtype(q))
+        a.k = abi.as_cuda_tensor(k, self._dtype(k))
+        a.v = abi.as_cuda_tensor(v, self._dtype(v))
+        a.out = abi.as_cuda_tensor(out, self._dtype(out))
+        a.batch, a.heads, a.seq, a.dk = q.shape
+        a.dv = v.shape[3]
+        a.causal = 1
+        a.scale = scale
+        keep = [a, q, k, v, out]
+        if gates is not None:
+            a.gate_kind = 3 if gates.dim() == 4 else 2
+            a.gates = abi.as_cuda_tensor(gates, self._dtype(gates))
+            keep.append(gates)
+        if state_out is not None:
+            a.state_out = abi.as_cuda_tensor(state_out, abi.F32)
+            keep.append(state_out)
+        args = ctypes.byref(a)
+        extra = (ctypes.c_void_p(abi.stream_handle(stream)), ctypes.c_int32(stream is None))
+        fn, call = self.api.linear_attention, self.call
+
+        def run():
+            status, message = call(fn, args, *extra)
+            if status != abi.OK:
+                raise RuntimeError(f"attnkit linear_attention: {abi.STATUS_NAMES.get(status, status)}: {message}")
+        run.args = keep
+        return run

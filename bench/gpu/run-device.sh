@@ -7,7 +7,9 @@
 #   mkdir -p build/carry && tar -C build -cf - probe Release/libattnkit_cuda.so Release/attnkit.node | xz -T2 > build/carry/bundle.tar.xz
 # (the binaries travel compressed: the device tool carries 64 MiB at most), then call the device
 # tool with carry [".device", "build/carry", "dist", "node_modules/node-gyp-build"] and the
-# command `bash bench/gpu/run-device.sh [quick]`.
+# command `bash bench/gpu/run-device.sh [quick | linear]`. `linear`: only linear attention (its
+# kernel checks, the GPU suite's linear tests and bench/gpu/linear.py against flash-linear-attention,
+# whose source must be carried in build/fla_src; never committed).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 [[ -f build/carry/bundle.tar.xz ]] && tar -C build -xJf build/carry/bundle.tar.xz
@@ -18,6 +20,22 @@ quick=${1:-}
 status=0
 source .device/env.sh || exit 1
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv,noheader | tee "$out/gpu.txt"
+
+linear_bench() {
+  echo "== linear attention vs flash-linear-attention (bench/gpu/linear.py)"
+  PYTHONUNBUFFERED=1 timeout 200 python3 bench/gpu/linear.py --lib $lib --fla build/fla_src --out "$out/linear.json" \
+    2>&1 | grep -v -i warn | tee "$out/linear.log" || status=1
+}
+if [[ $quick == linear ]]; then
+  echo "== kernels_check (linear)"
+  timeout 120 python3 test/gpu/kernels_check.py $lib --linear-only > "$out/kernels_check.log" 2>&1 || status=1
+  grep -v "^ok" "$out/kernels_check.log" | tail -15
+  echo "== node test/gpu/run.js --filter linear"
+  timeout 200 node test/gpu/run.js --filter linear > "$out/node_gpu.log" 2>&1 || status=1
+  grep -E "FAIL|GPU:" "$out/node_gpu.log" | head -30
+  linear_bench
+  exit $status
+fi
 
 echo "== kernels_check"
 timeout 240 python3 test/gpu/kernels_check.py $lib ${quick:+--quick} > "$out/kernels_check.log" 2>&1 || status=1
@@ -50,4 +68,5 @@ fi
 echo "== peers (PyTorch SDPA flash / cuDNN, FlexAttention) and attnkit through the C ABI"
 PYTHONUNBUFFERED=1 timeout 420 python3 bench/gpu/peers.py --lib $lib --out "$out/gpu-latest.json" ${quick:+--quick} \
   2>&1 | grep -v -i warn | tee "$out/peers.log" | tail -12 || status=1
+linear_bench
 exit $status

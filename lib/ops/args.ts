@@ -17,6 +17,11 @@ export function sameDevice(name: string, t: Tensor, refName: string, ref: Tensor
   }
 }
 
+/** Disposes the device tensors a failed call allocated for its outputs. */
+export function disposeAll(ts: Tensor[]): void {
+  for (const t of ts) t.dispose();
+}
+
 export function optionalTensorArg(name: string, t: unknown): Tensor | undefined {
   return t === undefined || t === null ? undefined : tensorArg(name, t);
 }

@@ -5,7 +5,7 @@ import {
   ATTENTION_DESCRIPTOR_LENGTH, ATTENTION_OPTIONS, AttentionOption, AttentionSlot, writeTensorRecord,
 } from '../native/descriptor';
 import {
-  abortedError, float32ArrayArg, startNativeAsync, int32ArrayArg, numberArg, optionalTensorArg, sameDevice, signalArg,
+  abortedError, disposeAll, float32ArrayArg, startNativeAsync, int32ArrayArg, numberArg, optionalTensorArg, sameDevice, signalArg,
   tensorArg,
 } from './args';
 
@@ -160,10 +160,6 @@ export function callSync(q: unknown, k: unknown, v: unknown, opts: AttentionOpti
     disposeAll(owned);
     throw asAttnError(e);
   }
-}
-
-function disposeAll(ts: Tensor[]): void {
-  for (const t of ts) t.dispose();
 }
 
 /**

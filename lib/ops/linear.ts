@@ -2,7 +2,7 @@ import { AttnError, asAttnError } from '../errors';
 import { Tensor, kNative } from '../tensor';
 import { native, LinearArg, LinearArgs } from '../native/binding';
 import { LINEAR_DESCRIPTOR_LENGTH, LINEAR_OPTIONS, LinearOption, LinearSlot, writeTensorRecord } from '../native/descriptor';
-import { abortedError, float32ArrayArg, startNativeAsync, numberArg, optionalTensorArg, signalArg, tensorArg } from './args';
+import { abortedError, disposeAll, float32ArrayArg, startNativeAsync, numberArg, optionalTensorArg, sameDevice, signalArg, tensorArg } from './args';
 
 /**
  * phi, applied to q and k. 'elu1' = elu(x) + 1 (Katharopoulos et al.); 'efficient' = Shen et al.'s
@@ -79,16 +79,8 @@ function describe(v: unknown): string {
   return typeof v === 'object' ? (v as object).constructor?.name ?? 'object' : typeof v;
 }
 
-// No device kernels yet: refused here by name (and again natively, which never reads device memory).
-function requireCpu(op: string, named: [string, Tensor | undefined][]): void {
-  for (const [name, t] of named) {
-    if (t && t.device !== 'cpu') {
-      throw new AttnError('ERR_ATTN_DEVICE', `${op}: ${name} is on ${t.device}, but linear attention runs on the CPU for now; move its tensors with .to('cpu')`);
-    }
-  }
-}
-
-function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unknown, opts: unknown): Marshalled {
+// Device tensors this call allocated (out, state, normalizer): disposed again if the call fails.
+function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unknown, opts: unknown, owned: Tensor[]): Marshalled {
   if (opts !== undefined && (typeof opts !== 'object' || opts === null)) {
     throw new AttnError('ERR_ATTN_ARGUMENT', `${op} options must be an object`);
   }
@@ -99,8 +91,11 @@ function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unkn
   const given = optionalTensorArg('out', o.out);
   const initialState = step ? tensorArg('state', state_) : optionalTensorArg('initialState', o.initialState);
   const initialNormalizer = step ? optionalTensorArg('normalizer', o.normalizer) : optionalTensorArg('initialNormalizer', o.initialNormalizer);
-  requireCpu(op, [['q', q], ['k', k], ['v', v], ['logGates', gates], ['out', given],
-    [step ? 'state' : 'initialState', initialState], [step ? 'normalizer' : 'initialNormalizer', initialNormalizer]]);
+  // Every tensor where q is (checked again natively): the CPU kernel or the CUDA library on q's device.
+  for (const [name, t] of [['k', k], ['v', v], ['logGates', gates], ['out', given],
+    [step ? 'state' : 'initialState', initialState], [step ? 'normalizer' : 'initialNormalizer', initialNormalizer]] as [string, Tensor | undefined][]) {
+    if (t) sameDevice(name, t, 'q', q);
+  }
 
   const fm = o.featureMap ?? 'identity';
   if (typeof fm !== 'string' || !Object.prototype.hasOwnProperty.call(FEATURE_MAP, fm)) {
@@ -125,10 +120,16 @@ function marshal(op: string, q_: unknown, k_: unknown, v_: unknown, state_: unkn
   const [B, H, S, Dk] = ranksOk ? q.shape : [0, 0, 0, 0];
   const Dv = ranksOk ? v.shape[3] : 0;
   // With bad ranks the native side reports the error on q/k/v before it looks at the outputs.
-  const out = given ?? (ranksOk ? Tensor.empty([B, H, S, Dv], { dtype: q.dtype }) : Tensor.from(EMPTY, [0]));
-  const state = step ? initialState : returnState ? Tensor.empty(ranksOk ? [B, H, Dk, Dv] : [0]) : undefined;
+  // New outputs go where q is (native checks that every tensor is there).
+  const device = q.device;
+  const out = given ?? (ranksOk ? Tensor.empty([B, H, S, Dv], { dtype: q.dtype, device }) : Tensor.from(EMPTY, [0]));
+  const state = step ? initialState : returnState ? Tensor.empty(ranksOk ? [B, H, Dk, Dv] : [0], { device }) : undefined;
   const normalizer = step ? (normalize ? initialNormalizer : undefined)
-    : returnState && normalize ? Tensor.empty(ranksOk ? [B, H, Dk] : [0]) : undefined;
+    : returnState && normalize ? Tensor.empty(ranksOk ? [B, H, Dk] : [0], { device }) : undefined;
+  if (device !== 'cpu') {
+    if (!given) owned.push(out);
+    if (!step) for (const t of [state, normalizer]) if (t) owned.push(t);
+  }
 
   const d = descriptor;
   writeTensorRecord(d, LinearSlot.Q, q, 'q');
@@ -170,24 +171,28 @@ function result(m: Marshalled): Tensor | LinearAttentionResult {
 }
 
 function callSync(op: string, q: unknown, k: unknown, v: unknown, state: unknown, opts: unknown): Tensor | LinearAttentionResult {
+  const owned: Tensor[] = [];
   try {
-    const m = marshal(op, q, k, v, state, opts);
+    const m = marshal(op, q, k, v, state, opts, owned);
     if (m.signal?.aborted) throw abortedError(op);
     native().linearAttentionSync(...m.args);
     return result(m);
   } catch (e) {
+    disposeAll(owned);
     throw asAttnError(e);
   }
 }
 
 function callAsync(op: string, q: unknown, k: unknown, v: unknown, state: unknown, opts: unknown): Promise<Tensor | LinearAttentionResult> {
+  const owned: Tensor[] = [];
   try {
-    const m = marshal(op, q, k, v, state, opts);
+    const m = marshal(op, q, k, v, state, opts, owned);
     // linearAttention polls the abort flag between chunks; a step reads it once, before it starts.
     const slots = { lastData: LinearArg.LastData, abortFlag: LinearArg.AbortFlag, resizable: LinearArg.Resizable };
     return startNativeAsync(m.args, slots, m.signal, op, () => native().linearAttentionAsync(...m.args))
-      .then(() => result(m), (e: unknown) => { throw asAttnError(e); });
+      .then(() => result(m), (e: unknown) => { disposeAll(owned); throw asAttnError(e); });
   } catch (e) {
+    disposeAll(owned);
     return Promise.reject(asAttnError(e));
   }
 }

@@ -420,4 +420,34 @@ void cuda_merge_states(const MergeRequest& r, int device) {
   call("mergeAttentionStates on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.merge_states(&a, err, len); });
 }
 
+void cuda_linear_attention(const LinearParams& p, int device, const char* op) {
+  const attnkit_cuda_api& api = cuda_api();
+  if (!(ATTNKIT_CUDA_API_HAS(&api, linear_attention) && api.linear_attention)) fail_library_too_old(device, op, "linear_attention");
+  if (p.batch == 0 || p.heads == 0) return;
+  attnkit_cuda_linear_args a{};
+  a.device = device;
+  a.q = to_cuda(p.q);
+  a.k = to_cuda(p.k);
+  a.v = to_cuda(p.v);
+  a.out = to_cuda(p.out);
+  a.batch = p.batch;
+  a.heads = p.heads;
+  a.seq = p.seq;
+  a.dk = p.dk;
+  a.dv = p.dv;
+  a.causal = p.causal ? 1 : 0;
+  a.feature_map = static_cast<int32_t>(p.feature_map);
+  a.normalize = p.normalize ? 1 : 0;
+  a.scale = p.scale;
+  a.gate_kind = static_cast<int32_t>(p.gate_kind);
+  a.decay = p.decay;
+  a.decay_per_head = p.decay_per_head;
+  if (p.gate_kind == GateKind::Scalar || p.gate_kind == GateKind::PerDim) a.gates = to_cuda(p.gates);
+  if (p.has_initial_state) a.initial_state = to_cuda(p.initial_state);
+  if (p.has_initial_normalizer) a.initial_normalizer = to_cuda(p.initial_normalizer);
+  if (p.has_state_out) a.state_out = to_cuda(p.state_out);
+  if (p.has_normalizer_out) a.normalizer_out = to_cuda(p.normalizer_out);
+  call(std::string(op) + " on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.linear_attention(&a, nullptr, 1, err, len); });
+}
+
 }  // namespace attnkit

@@ -69,6 +69,10 @@ void cuda_copy_on_device(int device, void* dst, const void* src, size_t bytes);
 void cuda_attention(const AttentionParams& p, int device);
 // Validated merge request (every tensor on `device`, lses contiguous) -> the library.
 void cuda_merge_states(const MergeRequest& r, int device);
+// Validated linear-attention params (every tensor on `device`) -> attnkit_cuda_linear_args -> the
+// library's linear_attention, blocking. A library without that entry: ERR_ATTN_CUDA_UNAVAILABLE
+// naming it (op: linearAttention or linearAttentionStep).
+void cuda_linear_attention(const LinearParams& p, int device, const char* op);
 // Validated top-k gating request (every tensor on `device`) -> the library's topk_block_select.
 void cuda_topk_select(const TopkSelectRequest& r, int device);
 

@@ -298,15 +298,6 @@ AttentionParams validate_attention(const AttentionRequest& r) {
 
 namespace {
 
-// Linear attention has no device kernels yet. Checked before anything else: a device pointer must
-// never be read as host memory.
-void require_cpu(const char* name, const TensorView& t) {
-  if (t.device >= 0) {
-    fail(ErrorCode::Device, std::string(name) + " is on " + device_name(t.device) +
-                                ": linear attention runs on the CPU for now; move its tensors with .to('cpu')");
-  }
-}
-
 bool has_shape(const TensorView& t, std::initializer_list<int64_t> dims) {
   if (t.rank != static_cast<int>(dims.size())) return false;
   int i = 0;
@@ -347,7 +338,10 @@ bool gate_ok(const void* base, DType dt, int64_t idx) {
   }
 }
 
+// Host gates only: device gates are checked by the CUDA library, which reads them anyway (its
+// blocking call reports a bad one with the same message).
 void check_gate_values(const TensorView& g) {
+  if (g.device >= 0) return;
   const int64_t n3 = g.rank == 4 ? g.shape[3] : 1, s3 = g.rank == 4 ? g.strides[3] : 0;
   for (int64_t b = 0; b < g.shape[0]; ++b)
     for (int64_t h = 0; h < g.shape[1]; ++h)
@@ -366,15 +360,16 @@ LinearParams validate_linear(const LinearRequest& r) {
   const char* op = r.step ? "linearAttentionStep" : "linearAttention";
   const char* state_name = r.step ? "state" : "initialState";
   const char* norm_name = r.step ? "normalizer" : "initialNormalizer";
-  require_cpu("q", r.q);
-  require_cpu("k", r.k);
-  require_cpu("v", r.v);
-  require_cpu("out", r.out);
-  if (r.has_gates) require_cpu("logGates", r.gates);
-  if (r.has_initial_state) require_cpu(state_name, r.initial_state);
-  if (r.has_initial_normalizer) require_cpu(norm_name, r.initial_normalizer);
-  if (r.has_state_out) require_cpu("state", r.state_out);
-  if (r.has_normalizer_out) require_cpu("normalizer", r.normalizer_out);
+  // Every tensor where q is: the CPU kernel, or the CUDA library on q's device.
+  const int dev = r.q.device;
+  require_device("k", r.k.device, "q", dev);
+  require_device("v", r.v.device, "q", dev);
+  require_device("out", r.out.device, "q", dev);
+  if (r.has_gates) require_device("logGates", r.gates.device, "q", dev);
+  if (r.has_initial_state) require_device(state_name, r.initial_state.device, "q", dev);
+  if (r.has_initial_normalizer) require_device(norm_name, r.initial_normalizer.device, "q", dev);
+  if (r.has_state_out) require_device("state", r.state_out.device, "q", dev);
+  if (r.has_normalizer_out) require_device("normalizer", r.normalizer_out.device, "q", dev);
 
   const TensorView &q = r.q, &k = r.k, &v = r.v;
   if (q.rank != 4) shape_fail(std::string("q must have rank 4 [B, H, ") + (r.step ? "T" : "S") + ", Dk], got shape " + shape_str(q));

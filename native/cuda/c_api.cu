@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdarg>
 #include <cstdio>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -23,6 +24,7 @@
 
 #include "attnkit/attnkit_cuda.h"
 #include "fused/fused_attention.h"
+#include "linear/linear_attention.h"
 #include "merge/merge_states.h"
 #include "sparse/topk_select.h"
 
@@ -675,6 +677,165 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
   return finish_call(where, h, launched, what, err, err_len);
 }
 
+// ---- linear attention ---------------------------------------------------------------------------
+
+LinearTensor linear_tensor(const attnkit_cuda_tensor& t) {
+  LinearTensor l;
+  l.data = t.data;
+  l.dtype = t.dtype;
+  for (int i = 0; i < 4 && i < t.rank; ++i) l.stride[i] = t.strides[i];
+  return l;
+}
+
+// What native/core validated, re-checked only as far as the kernels' own safety needs (ranks,
+// dtypes, extents that keep their int math in range, the pointers an option implies).
+attnkit_cuda_status check_linear_args(const attnkit_cuda_linear_args& a, char* err, size_t err_len) {
+  if (!is_float_dtype(a.q.dtype) || a.k.dtype != a.q.dtype || a.v.dtype != a.q.dtype || !is_float_dtype(a.out.dtype))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: q, k, v must share a float dtype and out be float (got %d %d %d %d)",
+                a.q.dtype, a.k.dtype, a.v.dtype, a.out.dtype);
+  if (a.q.rank != 4 || a.k.rank != 4 || a.v.rank != 4 || a.out.rank != 4)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: q, k, v and out must have rank 4");
+  if (a.batch < 0 || a.heads < 0 || a.seq < 0 || a.dk < 1 || a.dv < 1 || a.batch > kMaxExtent || a.heads > kMaxExtent ||
+      a.seq > kMaxSequence || a.dk > kMaxExtent || a.dv > kMaxExtent || a.batch * a.heads > kMaxExtent)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: extents out of range (B %lld, H %lld, S %lld, Dk %lld, Dv %lld)",
+                (long long)a.batch, (long long)a.heads, (long long)a.seq, (long long)a.dk, (long long)a.dv);
+  if (a.feature_map < 0 || a.feature_map > 3 || a.gate_kind < 0 || a.gate_kind > 3)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: unknown feature map %d or gate kind %d", a.feature_map, a.gate_kind);
+  if (a.gate_kind >= 2 && (a.gates.data == nullptr || !is_float_dtype(a.gates.dtype) || a.gates.rank != (a.gate_kind == 3 ? 4 : 3)))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: log gates of kind %d need a float tensor of rank %d", a.gate_kind,
+                a.gate_kind == 3 ? 4 : 3);
+  if (a.gate_kind == 1 && a.decay_per_head == nullptr && !(a.decay > 0.0 && a.decay <= 1.0))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: decay must be in (0, 1], got %g", a.decay);
+  const attnkit_cuda_tensor* states[] = {&a.initial_state, &a.initial_normalizer, &a.state_out, &a.normalizer_out};
+  for (const attnkit_cuda_tensor* t : states)
+    if (t->data != nullptr && t->dtype != ATTNKIT_CUDA_FLOAT32)
+      return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: states and normalizers must be float32");
+  return ATTNKIT_CUDA_OK;
+}
+
+attnkit_cuda_status linear_attention_impl(const attnkit_cuda_linear_args* args, const CallStream& where, char* err,
+                                          size_t err_len) {
+  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
+  const attnkit_cuda_linear_args& a = *args;
+  attnkit_cuda_status s = check_linear_args(a, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  if (a.batch == 0 || a.heads == 0) return ATTNKIT_CUDA_OK;
+
+  LinearProblem p;
+  p.q = linear_tensor(a.q);
+  p.k = linear_tensor(a.k);
+  p.v = linear_tensor(a.v);
+  p.out = linear_tensor(a.out);
+  p.batch = a.batch;
+  p.heads = a.heads;
+  p.seq = a.seq;
+  p.dk = a.dk;
+  p.dv = a.dv;
+  p.causal = a.causal ? 1 : 0;
+  p.feature_map = a.feature_map;
+  p.normalize = a.normalize ? 1 : 0;
+  p.gate_kind = a.gate_kind;
+  p.scale = a.scale;
+  p.gates = linear_tensor(a.gates);
+  if (a.initial_state.data) {
+    p.state_in = static_cast<const float*>(a.initial_state.data);
+    copy_strides(a.initial_state, p.state_in_stride);
+  }
+  if (a.state_out.data) {
+    p.state_out = static_cast<float*>(a.state_out.data);
+    copy_strides(a.state_out, p.state_out_stride);
+  }
+  if (a.normalize && a.initial_normalizer.data) {
+    p.norm_in = static_cast<const float*>(a.initial_normalizer.data);
+    for (int i = 0; i < 3; ++i) p.norm_in_stride[i] = a.initial_normalizer.strides[i];
+  }
+  if (a.normalize && a.normalizer_out.data) {
+    p.norm_out = static_cast<float*>(a.normalizer_out.data);
+    for (int i = 0; i < 3; ++i) p.norm_out_stride[i] = a.normalizer_out.strides[i];
+  }
+  if (a.gate_kind == 1 && !a.decay_per_head) p.log_decay = std::log(a.decay);
+
+  DeviceHandle h;
+  s = enter_device(a.device, &h, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  cudaStream_t stream = nullptr;
+  s = call_stream(where, h, &stream, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+
+  // One upload: the per-head log decays (double, as the CPU takes them), the bad-gate flag (a
+  // blocking call reads it back), and room for the initial normalizer when a step updates it in
+  // place (every value-column block reads it while the first one writes it).
+  TablePack pack;
+  std::string log_decay;  // doubles [H] (a std::string for the reason TablePack gives)
+  if (a.gate_kind == 1 && a.decay_per_head) {
+    log_decay.resize(size_t(a.heads) * sizeof(double));
+    for (int64_t i = 0; i < a.heads; ++i) {
+      const double x = std::log(double(a.decay_per_head[i]));
+      std::memcpy(&log_decay[size_t(i) * sizeof(double)], &x, sizeof x);
+    }
+  }
+  const size_t decay_at = log_decay.empty() ? 0 : pack.add(log_decay.data(), log_decay.size());
+  const bool check_gates = where.blocking && a.gate_kind >= 2;
+  const int32_t zero = 0;
+  const size_t flag_at = check_gates ? pack.add(&zero, sizeof zero) : 0;
+  void* tables = nullptr;
+  s = upload_tables(h, stream, pack, &tables, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  void* norm_copy = nullptr;
+  if (p.norm_in && p.norm_in == p.norm_out) {
+    const cudaError_t e = cudaMallocFromPoolAsync(&norm_copy, size_t(a.batch * a.heads * a.dk) * sizeof(float), h.pool, stream);
+    if (e != cudaSuccess) {
+      release_tables(tables, stream);
+      return cuda_failure(e, "allocating the copy of the normalizer updated in place", err, err_len);
+    }
+    const cudaError_t copied = launch_linear_copy_normalizer(p, static_cast<float*>(norm_copy), stream);
+    if (copied != cudaSuccess) {
+      release_tables(norm_copy, stream);
+      release_tables(tables, stream);
+      return cuda_failure(copied, "copying the normalizer updated in place", err, err_len);
+    }
+    p.norm_in = static_cast<const float*>(norm_copy);
+    for (int i = 0; i < 3; ++i) p.norm_in_stride[i] = i == 0 ? a.heads * a.dk : i == 1 ? a.dk : 1;
+  }
+  if (!log_decay.empty()) p.log_decay_per_head = at_offset<const double>(tables, decay_at);
+  if (check_gates) p.bad_gates = at_offset<int>(tables, flag_at);
+
+  // GLA on the tensor cores: the diagonal blocks' scratch, in stream order like the tables.
+  void* scratch = nullptr;
+  const size_t scratch_bytes = linear_attention_scratch_bytes(p, h.traits.cc_major);
+  if (scratch_bytes > 0) {
+    const cudaError_t e = cudaMallocFromPoolAsync(&scratch, scratch_bytes, h.pool, stream);
+    if (e != cudaSuccess) {
+      release_tables(norm_copy, stream);
+      release_tables(tables, stream);
+      return cuda_failure(e, "allocating the scratch of linear attention's diagonal blocks", err, err_len);
+    }
+    p.gla_diag = static_cast<float*>(scratch);
+  }
+  const char* kernel = "generic";
+  const cudaError_t launched = launch_linear_attention(p, h.traits.cc_major, h.traits.multiprocessors, h.traits.max_shared_per_block_optin, stream, &kernel);
+  int32_t bad = 0;
+  cudaError_t readback = cudaSuccess;
+  if (check_gates && launched == cudaSuccess) readback = cudaMemcpyAsync(&bad, p.bad_gates, sizeof bad, cudaMemcpyDeviceToHost, stream);
+  release_tables(tables, stream);
+  release_tables(norm_copy, stream);
+  release_tables(scratch, stream);
+  char what[96];
+  std::snprintf(what, sizeof(what), "linear attention (%s kernel)", kernel);
+  if (launched == cudaErrorInvalidValue && kernel[0] == 'g') {
+    finish_call(where, h, cudaSuccess, what, err, err_len);
+    cudaGetLastError();
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "linear attention: key dim Dk %lld needs more shared memory than the device has",
+                (long long)a.dk);
+  }
+  s = finish_call(where, h, launched != cudaSuccess ? launched : readback, what, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  if (bad)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT,
+                "logGates must be log forget gates (<= 0, -Infinity allowed; not NaN), got a value > 0 or NaN");
+  return ATTNKIT_CUDA_OK;
+}
+
 // ---- attention-state merge --------------------------------------------------------------------
 
 attnkit_cuda_status merge_states_impl(const attnkit_cuda_merge_args* args, char* err, size_t err_len) {
@@ -836,6 +997,11 @@ attnkit_cuda_status api_block_sparse_attention_elements(const attnkit_cuda_atten
 attnkit_cuda_status api_merge_states(const attnkit_cuda_merge_args* args, char* err, size_t err_len) {
   ATTNKIT_GUARDED(merge_states_impl(args, err, err_len))
 }
+attnkit_cuda_status api_linear_attention(const attnkit_cuda_linear_args* args, void* stream, int32_t blocking, char* err,
+                                         size_t err_len) {
+  ATTNKIT_GUARDED(linear_attention_impl(args, blocking ? kBlocking : CallStream{false, static_cast<cudaStream_t>(stream)}, err,
+                                        err_len))
+}
 
 attnkit_cuda_status api_topk_block_select(const attnkit_cuda_topk_args* args, char* err, size_t err_len) {
   ATTNKIT_GUARDED(topk_block_select_impl(args, err, err_len))
@@ -869,7 +1035,7 @@ extern "C" __attribute__((visibility("default"))) const attnkit_cuda_api* attnki
         api_free,                 api_memset_zero,          api_copy_to_device,
         api_copy_to_host,         api_copy_on_device,       api_attention,
         api_merge_states,         api_attention_on_stream,  api_block_sparse_attention,
-        api_block_sparse_attention_elements, api_topk_block_select,
+        api_block_sparse_attention_elements, api_linear_attention, api_topk_block_select,
     };
     return &api;
   } catch (...) {

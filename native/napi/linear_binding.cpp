@@ -1,11 +1,12 @@
 // linearAttention() and linearAttentionStep() bindings: arguments -> validated LinearParams -> the
-// CPU kernel (there is no device kernel yet: validation refuses device tensors), synchronously or
-// on a libuv worker that waits for attnkit's pool.
+// CPU kernel or, for tensors on a CUDA device, the CUDA library; synchronously or on a libuv
+// worker that waits for attnkit's pool (or the GPU).
 #include <napi.h>
 
 #include <atomic>
 #include <string>
 
+#include "../core/cuda_backend.h"
 #include "../core/validate.h"
 #include "../cpu/linear/linear_attention.h"
 #include "bindings.h"
@@ -72,6 +73,15 @@ LinearParams linear_params_from(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// Where the call runs: the device of q (validation put every tensor there).
+void run_linear(const LinearParams& p, const char* op) {
+  if (p.q.device >= 0) {
+    cuda_linear_attention(p, p.q.device, op);
+  } else {
+    linear_attention_cpu(p);
+  }
+}
+
 const char* op_name(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const double* d = descriptor_arg(env, info[aDesc], desc::kLinearLength);
@@ -82,15 +92,21 @@ class LinearWorker : public PromiseWorker {
  public:
   LinearWorker(Napi::Env env, const Napi::CallbackInfo& info, const LinearParams& p, const char* op,
                const std::atomic<int32_t>* start_flag)
-      : PromiseWorker(env, "attnkit.linearAttention", info, ErrorCode::Argument), params_(p), op_(op), start_flag_(start_flag) {}
+      : PromiseWorker(env, "attnkit.linearAttention", info, ErrorCode::Argument), params_(p), op_(op), start_flag_(start_flag) {
+    // Device memory of this call stays allocated until it settles, even if disposed meanwhile.
+    for (int i = aQ; i <= aNormOut; ++i) mark_busy(env, info[i], &busy());
+  }
 
  private:
   void work() override {
-    if (start_flag_ && start_flag_->load() != 0) {
+    // A step, and any GPU call, is not interrupted once it runs; an abort that lands before it
+    // starts counts (the CPU kernel polls its flag between chunks itself).
+    const std::atomic<int32_t>* flag = start_flag_ ? start_flag_ : params_.q.device >= 0 ? params_.abort_flag : nullptr;
+    if (flag && flag->load() != 0) {
       throw AttnException(ErrorCode::Aborted, std::string(op_) + " was aborted by its AbortSignal");
     }
     try {
-      linear_attention_cpu(params_);
+      run_linear(params_, op_);
     } catch (const std::bad_alloc&) {
       throw AttnException(ErrorCode::OutOfMemory, std::string(op_) + ": out of memory for scratch buffers");
     }
@@ -103,7 +119,7 @@ class LinearWorker : public PromiseWorker {
 
 Napi::Value linear_sync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    linear_attention_cpu(linear_params_from(info));
+    run_linear(linear_params_from(info), op_name(info));
     return info.Env().Undefined();
   });
 }
@@ -115,7 +131,7 @@ Napi::Value linear_async(const Napi::CallbackInfo& info) {
     const bool step = std::string(op) == "linearAttentionStep";
     refuse_resizable(info[aResizable], names_for(step).arg, aDecay + 1, "the Sync form");
     const double macs = static_cast<double>(p.batch) * p.heads * p.seq * static_cast<double>(p.dk) * static_cast<double>(p.dv) * 3.0;
-    if (macs <= kInlineAsyncMacs) return settled_promise(info.Env(), [&] { linear_attention_cpu(p); });
+    if (p.q.device < 0 && macs <= kInlineAsyncMacs) return settled_promise(info.Env(), [&] { linear_attention_cpu(p); });
     // (a step's flag is not in p: a running step always finishes, see linear_params_from)
     const std::atomic<int32_t>* start_flag = step ? abort_flag_arg(info.Env(), info[aAbort]) : nullptr;
     auto* w = new LinearWorker(info.Env(), info, p, op, start_flag);

@@ -54,6 +54,24 @@ class MergeArgs(ctypes.Structure):
                 ("lses", ctypes.POINTER(ctypes.c_void_p)), ("out", CudaTensor), ("lse", ctypes.c_void_p)]
 
 
+class LinearArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32),
+                ("q", CudaTensor), ("k", CudaTensor), ("v", CudaTensor), ("out", CudaTensor),
+                ("batch", ctypes.c_int64), ("heads", ctypes.c_int64), ("seq", ctypes.c_int64),
+                ("dk", ctypes.c_int64), ("dv", ctypes.c_int64),
+                ("causal", ctypes.c_int32), ("feature_map", ctypes.c_int32), ("normalize", ctypes.c_int32),
+                ("scale", ctypes.c_float), ("gate_kind", ctypes.c_int32), ("decay", ctypes.c_double),
+                ("decay_per_head", ctypes.POINTER(ctypes.c_float)), ("gates", CudaTensor),
+                ("initial_state", CudaTensor), ("initial_normalizer", CudaTensor),
+                ("state_out", CudaTensor), ("normalizer_out", CudaTensor)]
+
+
+class TopkArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32), ("q", CudaTensor), ("k", CudaTensor),
+                ("block_size", ctypes.c_int64), ("topk", ctypes.c_int64), ("causal", ctypes.c_int32),
+                ("states", ctypes.c_void_p), ("indices", ctypes.c_void_p)]
+
+
 STATUS = ctypes.c_int
 ERR = ctypes.c_char_p
 SIZE = ctypes.c_size_t
@@ -81,6 +99,9 @@ class Api(ctypes.Structure):
         ("block_sparse_attention_elements", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ctypes.POINTER(BlockMask),
                                                               ctypes.POINTER(ElementMask), ctypes.c_void_p, ctypes.c_int32,
                                                               ERR, SIZE)),
+        # (args, stream, blocking)
+        ("linear_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(LinearArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
+        ("topk_block_select", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(TopkArgs), ERR, SIZE)),
     ]
 
 

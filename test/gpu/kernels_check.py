@@ -5,8 +5,10 @@ Loads the library with ctypes, mirrors the structs of native/include/attnkit/att
 compares every entry point against float64 references written here (explicit masks and loops in
 torch float64, never SDPA): fused attention over random cases (each option alone and combined,
 every dtype, GQA, Sq != Sk, many head dims, strided views, another out dtype, varlen, fully masked
-rows, lse), mergeAttentionStates, devices, memory, the OOM path and argument errors, and
-attention_on_stream against attention (bit for bit) on a torch stream.
+rows, lse), mergeAttentionStates, devices, memory, the OOM path and argument errors,
+attention_on_stream against attention (bit for bit) on a torch stream, and linear_attention (the
+tensor-core and the generic kernel: gates, decay, feature maps, normalize, states, [B, T, H, D]
+views) against a float64 recurrence, blocking and on a stream, with its argument errors.
 
 Error measure: max|out - ref| / max|ref| with tolerances fp32 1e-5, fp16 2e-3, bf16 1.6e-2 (the
 coarser of input and out dtype). Outputs are poisoned with NaN first, and every element around a
@@ -44,6 +46,7 @@ from attnkit_abi import (  # noqa: E402
     DeviceInfo,
     AttentionArgs,
     MergeArgs,
+    LinearArgs,
     Api,
     load_api,
     Call,
@@ -620,6 +623,136 @@ def check_stream_entry(api, results, device):
         same = status == OK and same_bits(t.out, want_out) and same_bits(t.lse, want_lse)
         results.check(name, same, "status %d %s%s" % (status, message, "" if same else " outputs differ"))
 
+# ---- linear attention ---------------------------------------------------------------------------
+
+
+def reference_linear(q, k, v, gates, decay, causal, fmap, normalize, scale, s0, z0):
+    """The recurrence token by token in float64: S_t = a_t S_{t-1} + phi(k_t)^T v_t."""
+    torch = TORCH
+    phi = {0: lambda x: x, 1: lambda x: torch.where(x > 0, x + 1, torch.exp(x)), 2: torch.relu}[fmap]
+    q, k, v = phi(q.double()) * scale, phi(k.double()), v.double()
+    B, H, S, Dk = q.shape
+    st = s0.double().clone() if s0 is not None else torch.zeros(B, H, Dk, v.shape[3], dtype=torch.float64, device=q.device)
+    z = z0.double().clone() if z0 is not None else torch.zeros(B, H, Dk, dtype=torch.float64, device=q.device)
+    outs = []
+    for t in range(S):
+        if gates is not None:
+            g = gates[:, :, t].double().clamp_min(-1000)
+            a = torch.exp(g).reshape(B, H, -1, 1)
+        else:
+            a = torch.full((B, H, 1, 1), float(decay or 1.0), dtype=torch.float64, device=q.device)
+        st = a * st + k[:, :, t, :, None] * v[:, :, t, None, :]
+        z = a[..., 0] * z + k[:, :, t]
+        if causal:
+            o = torch.einsum("bhd,bhde->bhe", q[:, :, t], st)
+            outs.append(o / ((q[:, :, t] * z).sum(-1, keepdim=True) + 1e-10) if normalize else o)
+    if causal:
+        out = torch.stack(outs, 2)
+    else:
+        out = torch.einsum("bhsd,bhde->bhse", q, st)
+        if normalize:
+            out = out / (torch.einsum("bhsd,bhd->bhs", q, z)[..., None] + 1e-10)
+    return out, st, z
+
+
+def linear_call(api, torch, c, device):
+    """Builds one linear_attention case: [B, T, H, D] memory viewed as [B, H, T, D]."""
+    B, H, S, Dk, Dv, dt = c["B"], c["H"], c["S"], c["Dk"], c["Dv"], c["dtype"]
+    tdt = torch_dtype(dt)
+    dev = "cuda:%d" % device
+    gen = torch.Generator(device=dev).manual_seed(c["seed"])
+    bthd = lambda d, pos=False: torch.randn(B, S, H, d, device=dev, generator=gen).abs().add(0.05) if pos else torch.randn(B, S, H, d, device=dev, generator=gen)
+    pos = c["normalize"] and c["fmap"] == 0
+    q, k, v = [bthd(d, pos).to(tdt).transpose(1, 2) for d in (Dk, Dk, Dv)]
+    gates = None
+    if c["gates"] == 2:
+        gates = -torch.rand(B, S, H, device=dev, generator=gen).transpose(1, 2) * c.get("gate_scale", 1.0)
+    elif c["gates"] == 3:
+        gates = -torch.rand(B, S, H, Dk, device=dev, generator=gen).transpose(1, 2) * c.get("gate_scale", 1.0)
+    s0 = torch.randn(B, H, Dk, Dv, device=dev, generator=gen) if c["state"] else None
+    z0 = torch.rand(B, H, Dk, device=dev, generator=gen) + 0.5 if c["state"] and c["normalize"] else None
+    out = torch.full((B, S, H, Dv), float("nan"), device=dev, dtype=tdt).transpose(1, 2)
+    st = torch.full((B, H, Dk, Dv), float("nan"), device=dev)
+    zo = torch.full((B, H, Dk), float("nan"), device=dev) if c["normalize"] else None
+    a = LinearArgs()
+    a.device = device
+    a.q, a.k, a.v, a.out = [as_cuda_tensor(t, dt) for t in (q, k, v, out)]
+    a.batch, a.heads, a.seq, a.dk, a.dv = B, H, S, Dk, Dv
+    a.causal, a.feature_map, a.normalize, a.scale = int(c["causal"]), c["fmap"], int(c["normalize"]), c["scale"]
+    if gates is not None:
+        a.gate_kind, a.gates = c["gates"], as_cuda_tensor(gates, F32)
+    elif c.get("decay"):
+        a.gate_kind, a.decay = 1, c["decay"]
+    if s0 is not None:
+        a.initial_state = as_cuda_tensor(s0, F32)
+    if z0 is not None:
+        a.initial_normalizer = as_cuda_tensor(z0, F32)
+    a.state_out = as_cuda_tensor(st, F32)
+    if zo is not None:
+        a.normalizer_out = as_cuda_tensor(zo, F32)
+    ref = reference_linear(q, k, v, gates, c.get("decay"), c["causal"], c["fmap"], c["normalize"], c["scale"], s0, z0)
+    return types.SimpleNamespace(args=a, out=out, st=st, zo=zo, ref=ref, keep=(q, k, v, gates, s0, z0))
+
+
+def rel_err(a, b):
+    a, b = a.double(), b.double()
+    if not bool(TORCH.isfinite(a).all()):
+        return float("inf")
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def check_linear(api, results, device):
+    torch = TORCH
+    call = Call()
+    base = dict(B=2, H=3, S=150, Dk=64, Dv=128, dtype=BF16, causal=True, fmap=0, normalize=False, scale=0.5, gates=2, state=False)
+    cases = [
+        ("linear tc bf16 scalar gates", dict()),
+        ("linear tc bf16 GLA elu1 state", dict(gates=3, fmap=1, state=True, S=70)),
+        ("linear tc f16 Dk128 decay relu", dict(dtype=F16, Dk=128, Dv=64, gates=0, decay=0.9, fmap=2)),
+        ("linear tc f16 strong GLA", dict(dtype=F16, gates=3, gate_scale=8.0, S=200)),
+        ("linear generic f32 GLA normalize elu1 state", dict(dtype=F32, Dk=20, Dv=33, gates=3, normalize=True, fmap=1, state=True)),
+        ("linear generic f32 non-causal scalar", dict(dtype=F32, Dk=48, Dv=40, causal=False)),
+        ("linear generic bf16 non-causal decay normalize", dict(Dk=32, Dv=64, causal=False, gates=0, decay=0.8, normalize=True, fmap=1)),
+    ]
+    for n, (name, kw) in enumerate(cases):
+        c = dict(base, seed=100 + n, **kw)
+        try:
+            t = linear_call(api, torch, c, device)
+            status, message = call(api.linear_attention, ctypes.byref(t.args), None, 1)
+            tol = TOLERANCE[c["dtype"]]
+            ok = status == OK
+            detail = "status %d %s" % (status, message)
+            if ok:
+                eo, es = rel_err(t.out, t.ref[0]), rel_err(t.st, t.ref[1])
+                ez = rel_err(t.zo, t.ref[2]) if t.zo is not None else 0.0
+                ok = eo <= tol and es <= tol and ez <= tol
+                detail = "out %.2e state %.2e normalizer %.2e (tol %.1e)" % (eo, es, ez, tol)
+            results.check(name, ok, detail)
+            # the same call enqueued on a torch stream: bit for bit
+            want = (t.out.clone(), t.st.clone())
+            t.out.fill_(float("nan"))
+            s = torch.cuda.Stream(device=device)
+            with torch.cuda.stream(s):
+                status, message = call(api.linear_attention, ctypes.byref(t.args), ctypes.c_void_p(s.cuda_stream), 0)
+            s.synchronize()
+            results.check(name + " on a stream", status == OK and same_bits(t.out, want[0]) and same_bits(t.st, want[1]),
+                          "status %d %s" % (status, message))
+        except Exception as e:  # noqa: BLE001
+            results.check(name, False, "exception: %r" % (e,))
+    # argument errors the library re-checks, and a bad gate value a blocking call reports
+    t = linear_call(api, torch, dict(base, seed=7, S=20), device)
+    for what, change in (("rank 3 q", lambda a: setattr(a.q, "rank", 3)), ("gate kind 2 without gates", lambda a: setattr(a.gates, "data", None)),
+                         ("feature map 9", lambda a: setattr(a, "feature_map", 9))):
+        a = LinearArgs.from_buffer_copy(t.args)
+        change(a)
+        status, message = call(api.linear_attention, ctypes.byref(a), None, 1)
+        results.check("linear argument error: " + what, status == ARGUMENT, "status %d %s" % (status, message))
+    t.keep[3][0, 0, 5] = 0.5
+    status, message = call(api.linear_attention, ctypes.byref(t.args), None, 1)
+    results.check("linear gate > 0 is ARGUMENT", status == ARGUMENT and "log forget gates" in message, "status %d %s" % (status, message))
+    status, message = call(api.linear_attention, None, None, 1)
+    results.check("linear NULL args", status == ARGUMENT, "status %d %s" % (status, message))
+
 
 def main():
     default_lib = os.environ.get("ATTNKIT_CUDA_LIB", "build/Release/libattnkit_cuda.so")
@@ -631,6 +764,7 @@ def main():
     parser.add_argument("--device", type=int, default=0, help="CUDA device index (default 0)")
     parser.add_argument("--seed", type=int, default=1234, help="random seed (default 1234)")
     parser.add_argument("--filter", default="", help="run only attention cases whose name contains this text")
+    parser.add_argument("--linear-only", action="store_true", help="only devices and linear_attention")
     parser.add_argument("-v", "--verbose", action="store_true", help="print passing cases too")
     args = parser.parse_args()
 
@@ -653,6 +787,10 @@ def main():
         print("kernels_check: %d passed, %d failed" % (results.passed, max(results.failed, 1)))
         return 1
     torch.cuda.set_device(args.device)
+    check_linear(api, results, args.device)
+    if args.linear_only:
+        print("kernels_check: %d passed, %d failed" % (results.passed, results.failed))
+        return 1 if results.failed else 0
     check_memory(api, results, args.device)
     check_argument_errors(api, results, args.device)
     cases = [c for c in attention_cases(args.quick, rng) if args.filter in c["name"]]

@@ -1017,6 +1017,187 @@ test('block-sparse: a CUDA library from before block_sparse_attention is ERR_ATT
 });
 
 // ---------------------------------------------------------------------------------------------
+// linearAttention(Sync) / linearAttentionStep(Sync) on the device
+// ---------------------------------------------------------------------------------------------
+// The CPU suite's linear cases (test/helpers/linear-cases.js, the same table and inputs) on the
+// device, plus cases for the tensor-core kernel (float16 / bfloat16, causal, Dk 64 or 128, Dv a
+// multiple of 64, no normalize), against the float64 recurrence; into poisoned device outputs,
+// sync and async (bitwise equal: the same kernel). Out is held to the dtype's tolerance. The
+// returned state is held to float32's, except from 16-bit inputs: the tensor-core kernel forms
+// K^T V from 16-bit operands (a gated key rounded to 16 bits), as flash-linear-attention does.
+const { linearAttention, linearAttentionSync, linearAttentionStepSync } = attnkit;
+const { linearAttentionReference } = require(path.join(root, 'dist', 'reference'));
+const LC = require('../helpers/linear-cases');
+
+const linearGpuCases = [];
+const lg = (name, c) => linearGpuCases.push({ name: `linear tc: ${name}`, ...c });
+for (const dtype of ['bfloat16', 'float16']) {
+  for (const Dk of [64, 128]) {
+    for (const g of LC.GATES) lg(`${dtype} Dk${Dk} ${LC.gateName(g)}`, { dtype, B: 2, H: 2, S: 200, Dk, Dv: 128, o: { ...g, returnState: true } });
+  }
+  lg(`${dtype} elu1 GLA initialState bshd`, { dtype, layout: 'bshd', B: 1, H: 3, S: 130, Dk: 64, Dv: 64, o: { gates: 'perDim', featureMap: 'elu1', initialState: true, returnState: true } });
+  lg(`${dtype} relu per-head decay scale initialState`, { dtype, B: 2, H: 2, S: 77, Dk: 128, Dv: 64, o: { decay: 'perHead', featureMap: 'relu', scale: true, initialState: true, returnState: true } });
+  lg(`${dtype} strong scalar gates (down to -8)`, { dtype, B: 1, H: 2, S: 300, Dk: 64, Dv: 64, o: { gates: 'scalar', gateScale: 8, returnState: true } });
+  lg(`${dtype} strong GLA gates (down to -8)`, { dtype, B: 1, H: 2, S: 300, Dk: 128, Dv: 64, o: { gates: 'perDim', gateScale: 8, returnState: true } });
+  lg(`${dtype} GLA gates ${dtype} out float32 contiguous`, { dtype, outDtype: 'float32', out: 'contig', B: 1, H: 2, S: 100, Dk: 64, Dv: 192, o: { gates: 'perDim', gateDtype: dtype } });
+  lg(`${dtype} S=64 exactly, library-allocated out`, { dtype, out: 'none', B: 1, H: 1, S: 64, Dk: 64, Dv: 64, o: { gates: 'scalar' } });
+  lg(`${dtype} S=1`, { dtype, B: 1, H: 2, S: 1, Dk: 128, Dv: 64, o: { gates: 'perDim', initialState: true, returnState: true } });
+  lg(`${dtype} padded layout (generic kernel: rows not 16-byte aligned)`, { dtype, layout: 'padded', B: 1, H: 2, S: 90, Dk: 64, Dv: 64, o: { gates: 'scalar', returnState: true } });
+}
+
+function linearOnDevice(opts) {
+  return { ...opts, logGates: toDev(opts.logGates), initialState: toDev(opts.initialState), initialNormalizer: toDev(opts.initialNormalizer) };
+}
+
+async function runLinearCase(c) {
+  const { s, q, k, v, opts, ref, outMode, outDtype, tol } = LC.prepare(c);
+  const outShape = [s.B, s.H, s.S, s.Dv];
+  const dtype = c.dtype || 'float32';
+  const stateTol = dtype === 'float32' ? TOL.float32 : tol;
+  const qd = toDev(q.t), kd = toDev(k.t), vd = toDev(v.t);
+  const devOpts = linearOnDevice(opts);
+  const detail = (a, b) => () => `${worst(a, b)}\n  case: ${LC.describeCase(c, s)}`;
+  let first;
+  try {
+    for (const mode of ['sync', 'async']) {
+      const out = toDev(outMode === 'none' ? undefined : outMode === 'contig' ? R.poisonedOut(outShape, outDtype) : R.stridedOut(outShape, outDtype));
+      const call = { ...devOpts, out };
+      const res = mode === 'sync' ? linearAttentionSync(qd, kd, vd, call) : await linearAttention(qd, kd, vd, call);
+      const o = opts.returnState ? res.out : res;
+      try {
+        if (out) assert.strictEqual(o, out, 'the given out is returned');
+        assert.strictEqual(o.device, DEV);
+        assert.strictEqual(o.dtype, outDtype);
+        assert.deepStrictEqual([...o.shape], outShape);
+        const got = o.toFloat32Array();
+        const state = opts.returnState ? res.state.toFloat32Array() : undefined;
+        const z = opts.returnState && opts.normalize ? res.normalizer.toFloat32Array() : undefined;
+        if (opts.returnState) assert.strictEqual(res.state.device, DEV);
+        if (!first) {
+          first = { mode, got, state };
+          check(`${mode} out (${dtype} -> ${outDtype})`, relErr(got, ref.out), tol, detail(got, ref.out));
+          if (state) check(`${mode} state`, relErr(state, ref.state), stateTol, detail(state, ref.state));
+          if (z) check(`${mode} normalizer`, relErr(z, ref.normalizer), stateTol, detail(z, ref.normalizer));
+        } else {
+          bitsEqual(got, first.got);
+          if (state) bitsEqual(state, first.state);
+        }
+      } finally {
+        disposeAll(o, opts.returnState ? res.state : undefined, opts.returnState ? res.normalizer : undefined);
+      }
+    }
+  } finally {
+    disposeAll(qd, kd, vd, devOpts.logGates, devOpts.initialState, devOpts.initialNormalizer);
+  }
+}
+
+for (const c of LC.cases) test(`linear: ${c.name}`, () => runLinearCase(c));
+for (const c of linearGpuCases) test(c.name, () => runLinearCase(c));
+
+// Inputs for the forms that must agree: values of `dtype`, GLA / per-step gates, on the device.
+function linearProblem(label, { B = 2, H = 2, S = 150, Dk = 64, Dv = 64, dtype = 'float32', gates = 'perDim', normalize = false, featureMap = 'identity', gateLow = -0.5 } = {}) {
+  const r = R.rng(`gpu linear ${label}`);
+  const T = (shape, positive) => LC.input(r, shape, dtype, 'bhsd', positive).t;
+  const q = T([B, H, S, Dk], normalize), k = T([B, H, S, Dk], normalize), v = T([B, H, S, Dv]);
+  const gshape = gates === 'perDim' ? [B, H, S, Dk] : [B, H, S];
+  const logGates = gates ? Tensor.from(Float32Array.from({ length: numel(gshape) }, () => r.uniform(gateLow, 0)), gshape) : undefined;
+  return { B, H, S, Dk, Dv, dtype, q, k, v, logGates, opts: { featureMap, normalize, logGates } };
+}
+const seqSlice = (t, t0, t1) => (t ? t.slice(2, t0, t1) : undefined);
+
+for (const [label, shape] of [
+  ['bfloat16 GLA (tensor cores)', { dtype: 'bfloat16' }], ['float16 per-step gates (tensor cores)', { dtype: 'float16', gates: 'scalar', Dk: 128 }],
+  ['float32 GLA normalize elu1 (generic)', { Dk: 24, Dv: 40, normalize: true, featureMap: 'elu1' }],
+]) {
+  test(`linear: state handed across two device calls == one call, ${label}`, async () => {
+    const p = linearProblem(`two calls ${label}`, shape);
+    const tol = tolFor(p.dtype, p.dtype), stateTol = p.dtype === 'float32' ? TOL.float32 : tol;
+    const ref = linearAttentionReference(p.q, p.k, p.v, p.opts);
+    const dev = [p.q, p.k, p.v].map(toDev), g = toDev(p.logGates);
+    const cut = 77;  // inside a chunk of either kernel
+    const part = (t0, t1, init) => linearAttentionSync(seqSlice(dev[0], t0, t1), seqSlice(dev[1], t0, t1), seqSlice(dev[2], t0, t1), {
+      ...p.opts, logGates: seqSlice(g, t0, t1), returnState: true, initialState: init && init.state, initialNormalizer: init && init.normalizer,
+    });
+    const one = part(0, p.S), a = part(0, cut), b = part(cut, p.S, a);
+    try {
+      const ha = a.out.toFloat32Array(), hb = b.out.toFloat32Array(), both = new Float32Array(ref.out.length);
+      const rows = (x, n, at) => {
+        for (let bh = 0; bh < p.B * p.H; bh++) both.set(x.subarray(bh * n * p.Dv, (bh + 1) * n * p.Dv), (bh * p.S + at) * p.Dv);
+      };
+      rows(ha, cut, 0);
+      rows(hb, p.S - cut, cut);
+      check('two calls vs float64', relErr(both, ref.out), tol, () => worst(both, ref.out));
+      check('one call vs float64', relErr(one.out.toFloat32Array(), ref.out), tol);
+      check('state after two calls', relErr(b.state.toFloat32Array(), ref.state), stateTol);
+      if (p.opts.normalize) check('normalizer after two calls', relErr(b.normalizer.toFloat32Array(), ref.normalizer), stateTol);
+    } finally {
+      for (const x of [one, a, b]) disposeAll(x.out, x.state, x.normalizer);
+      disposeAll(...dev, g);
+    }
+  });
+
+  test(`linear: linearAttention (chunked) == linearAttentionStep token by token on the device, ${label}`, async () => {
+    const p = linearProblem(`steps ${label}`, { ...shape, S: 70 });
+    const tol = tolFor(p.dtype, p.dtype), stateTol = p.dtype === 'float32' ? TOL.float32 : tol;
+    const ref = linearAttentionReference(p.q, p.k, p.v, p.opts);
+    const dev = [p.q, p.k, p.v].map(toDev), g = toDev(p.logGates);
+    const state = Tensor.zeros([p.B, p.H, p.Dk, p.Dv], { device: DEV });
+    const z = p.opts.normalize ? Tensor.zeros([p.B, p.H, p.Dk], { device: DEV }) : undefined;
+    const outs = [];
+    try {
+      for (let t = 0; t < p.S; t++) {
+        outs.push(linearAttentionStepSync(seqSlice(dev[0], t, t + 1), seqSlice(dev[1], t, t + 1), seqSlice(dev[2], t, t + 1), state,
+          { ...p.opts, logGates: seqSlice(g, t, t + 1), normalizer: z }));
+      }
+      const stepped = new Float32Array(ref.out.length);
+      outs.forEach((o, t) => {
+        const h = o.toFloat32Array();
+        for (let bh = 0; bh < p.B * p.H; bh++) stepped.set(h.subarray(bh * p.Dv, (bh + 1) * p.Dv), (bh * p.S + t) * p.Dv);
+      });
+      check('steps vs float64', relErr(stepped, ref.out), tol, () => worst(stepped, ref.out));
+      check('stepped state vs float64', relErr(state.toFloat32Array(), ref.state), stateTol);
+      if (z) check('stepped normalizer vs float64', relErr(z.toFloat32Array(), ref.normalizer), stateTol);
+    } finally {
+      disposeAll(...outs, state, z, ...dev, g);
+    }
+  });
+}
+
+// The issue's stability requirement: log gates of -20 per step over 65536 steps stay finite.
+for (const [label, shape] of [
+  ['bfloat16 GLA Dk 64 (tensor cores)', { dtype: 'bfloat16', gates: 'perDim' }], ['bfloat16 per-step Dk 128 (tensor cores)', { dtype: 'bfloat16', gates: 'scalar', Dk: 128 }],
+  ['float32 GLA normalize (generic)', { Dk: 16, Dv: 16, normalize: true, featureMap: 'elu1' }],
+]) {
+  test(`linear: log gates down to -20 per step over 65536 steps stay finite and exact, ${label}`, () => {
+    const p = linearProblem(`strong ${label}`, { B: 1, H: 1, S: 65536, gateLow: -20, ...shape });
+    const ref = linearAttentionReference(p.q, p.k, p.v, p.opts);
+    const dev = [p.q, p.k, p.v].map(toDev), g = toDev(p.logGates);
+    const res = linearAttentionSync(...dev, { ...p.opts, logGates: g, returnState: true });
+    try {
+      const out = res.out.toFloat32Array(), st = res.state.toFloat32Array();
+      assert.ok(out.every(Number.isFinite) && st.every(Number.isFinite), 'every output and state element finite');
+      check('out vs float64', relErr(out, ref.out), tolFor(p.dtype, p.dtype), () => worst(out, ref.out));
+    } finally {
+      disposeAll(res.out, res.state, res.normalizer, ...dev, g);
+    }
+  });
+}
+
+test('linear: a device log gate > 0 is ERR_ATTN_ARGUMENT; mixed devices are ERR_ATTN_DEVICE naming the argument', async () => {
+  const p = linearProblem('bad', { B: 1, H: 1, S: 20, Dk: 64, Dv: 64, dtype: 'bfloat16', gates: 'scalar' });
+  const dev = [p.q, p.k, p.v].map(toDev);
+  const bad = Tensor.from(Float32Array.from({ length: 20 }, (_, i) => (i === 13 ? 0.25 : -0.1)), [1, 1, 20]).toSync(DEV);
+  try {
+    expectCode(() => linearAttentionSync(...dev, { logGates: bad }), 'ERR_ATTN_ARGUMENT', /logGates must be log forget gates/);
+    await expectRejects(() => linearAttention(...dev, { logGates: bad }), 'ERR_ATTN_ARGUMENT', /logGates must be log forget gates/);
+    expectCode(() => linearAttentionSync(dev[0], p.k, dev[2]), 'ERR_ATTN_DEVICE', /^k is on cpu but q is on cuda/);
+    expectCode(() => linearAttentionSync(...dev, { logGates: p.logGates }), 'ERR_ATTN_DEVICE', /^logGates is on cpu/);
+  } finally {
+    disposeAll(...dev, bad);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
 // runner
 // ---------------------------------------------------------------------------------------------
 function selected() { return tests.filter((t) => !FILTER || t.name.includes(FILTER)); }

@@ -132,6 +132,31 @@ typedef struct attnkit_cuda_merge_args {
   float* lse;
 } attnkit_cuda_merge_args;
 
+/* Linear attention (linearAttention / linearAttentionStep), the contract of the CPU op (API.md):
+ * q, k [B, H, S, Dk], v and out [B, H, S, Dv], any strides, float dtypes (q, k, v alike). Per
+ * (b, h): S_t = a_t S_{t-1} + phi(k_t)^T v_t, out_t = scale phi(q_t) S_t (causal) or
+ * scale phi(q_t) S_end (non-causal), divided by scale phi(q_t) . z_t + 1e-10 with normalize.
+ * Optional tensors have data NULL when absent. A step passes one state as initial_state and
+ * state_out (the same view; likewise the normalizer): it is updated in place. */
+typedef struct attnkit_cuda_linear_args {
+  int32_t device;
+  attnkit_cuda_tensor q, k, v, out;
+  int64_t batch, heads, seq, dk, dv;
+  int32_t causal;
+  int32_t feature_map; /* 0 identity, 1 elu(x) + 1, 2 relu, 3 efficient (non-causal, no state) */
+  int32_t normalize;
+  float scale;
+  /* 0 none; 1 decay: lambda in (0, 1], `decay` for every head or decay_per_head (host [H]);
+   * 2 log gates [B, H, S]; 3 log gates [B, H, S, Dk] (GLA). Gates: device, float dtypes, <= 0
+   * (-inf allowed); a gate > 0 or NaN is reported by a blocking call (ATTNKIT_CUDA_ARGUMENT). */
+  int32_t gate_kind;
+  double decay;
+  const float* decay_per_head;
+  attnkit_cuda_tensor gates;
+  /* float32 [B, H, Dk, Dv] / [B, H, Dk] in device memory. */
+  attnkit_cuda_tensor initial_state, initial_normalizer, state_out, normalizer_out;
+} attnkit_cuda_linear_args;
+
 /* MoBA's block gating for topkBlockAttention (topk_block_select): query block qb of head hq
  * scores key block kb by mean(Q rows of qb) . mean(K rows of kb) (k's head hq / (Hq / Hkv)), in
  * float64; it keeps the topk best, ties to the lower index; with causal (seq_q == seq_k) only
@@ -203,6 +228,13 @@ typedef struct attnkit_cuda_api {
                                                          const attnkit_cuda_block_mask* blocks,
                                                          const attnkit_cuda_element_mask* elements, void* stream,
                                                          int32_t blocking, char* err, size_t err_len);
+
+  /* Linear attention and its recurrent step (one entry: a step is a short causal call whose state
+   * is updated in place). blocking != 0: on the library's stream for args->device, then a wait;
+   * 0: enqueued on `stream` (NULL: the legacy default stream) without waiting, and gate values
+   * are then not checked. The per-head decay table is consumed before the call returns. */
+  attnkit_cuda_status (*linear_attention)(const attnkit_cuda_linear_args* args, void* stream, int32_t blocking,
+                                          char* err, size_t err_len);
 
   /* MoBA's block gating (see attnkit_cuda_topk_args), on the library's stream for args->device,
    * then a wait. */
