@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "attnkit/attnkit_cuda.h"
+#include "decode/decode_attention.h"
 #include "fused/fused_attention.h"
 #include "merge/merge_states.h"
 
@@ -724,6 +725,146 @@ attnkit_cuda_status merge_states_impl(const attnkit_cuda_merge_args* args, char*
   return finish_call(kBlocking, h, launched, "mergeAttentionStates kernel", err, err_len);
 }
 
+// ---- decode attention over a paged KV cache ------------------------------------------------------
+
+// The stream of a call with a `blocking` flag: the library's (then a wait) or the caller's.
+CallStream stream_choice(void* stream, int32_t blocking) {
+  return blocking ? kBlocking : CallStream{false, static_cast<cudaStream_t>(stream)};
+}
+
+attnkit_cuda_status decode_impl(const attnkit_cuda_decode_args* args, const CallStream& where, char* err,
+                                size_t err_len) {
+  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
+  const attnkit_cuda_decode_args& a = *args;
+  if (!is_float_dtype(a.q.dtype) || !is_float_dtype(a.out.dtype) || a.q.rank != 4 || a.out.rank != 4)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "decode q and out must be 4-d float tensors (dtypes %d, %d)",
+                a.q.dtype, a.out.dtype);
+  if (a.batch < 0 || a.batch > kMaxExtent || a.heads_q < 0 || a.heads_q > kMaxExtent || a.seq_q < 0 ||
+      a.seq_q > kMaxSequence || a.pool_pages < 0 || a.table_width < 0 || a.page_size < 1 || a.page_size > kMaxExtent ||
+      a.max_length < 0 || a.max_length > INT32_MAX || a.splits < 0 || a.sinks < 0)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT,
+                "decode extents out of range (B %lld, Hq %lld, Sq %lld, pages %lld, width %lld, P %lld, max length %lld)",
+                (long long)a.batch, (long long)a.heads_q, (long long)a.seq_q, (long long)a.pool_pages,
+                (long long)a.table_width, (long long)a.page_size, (long long)a.max_length);
+  if (a.batch == 0 || a.heads_q == 0 || a.seq_q == 0) return ATTNKIT_CUDA_OK;
+  DecodeProblem p;
+  std::memset(&p, 0, sizeof(p));
+  p.q = a.q.data;
+  copy_strides(a.q, p.q_stride);
+  p.out = a.out.data;
+  copy_strides(a.out, p.out_stride);
+  p.dtype = a.q.dtype;
+  p.out_dtype = a.out.dtype;
+  p.k_pool = a.k_pool;
+  p.v_pool = a.v_pool;
+  p.pool_pages = a.pool_pages;
+  p.page_table = a.page_table;
+  p.table_width = a.table_width;
+  p.lengths = a.lengths;
+  p.batch = int(a.batch);
+  p.heads_q = int(a.heads_q);
+  p.heads_kv = int(a.heads_kv);
+  p.seq_q = int(a.seq_q);
+  p.head_dim = int(a.head_dim);
+  p.page_size = int(a.page_size);
+  p.scale = a.scale;
+  p.softcap = a.softcap > 0.0f ? a.softcap : 0.0f;
+  p.window_left = a.window_left < 0 ? -1 : a.window_left;
+  p.window_right = a.window_right < 0 ? -1 : a.window_right;
+  p.sinks = a.sinks;
+  p.lse = a.lse;
+  const char* why = "";
+  if (a.heads_kv < 1 || a.heads_kv > kMaxExtent || a.head_dim < 0 || a.head_dim > kMaxExtent || !decode_supports(p, &why))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "decode: %s (dtype %d, Hq %lld, Hkv %lld, D %lld)", why, a.q.dtype,
+                (long long)a.heads_q, (long long)a.heads_kv, (long long)a.head_dim);
+  // An empty pool holds no key: a table width of 0 clamps every length to 0 in the kernel, which
+  // then reads no page (so the pool pointers may be NULL) and writes empty rows.
+  if (a.pool_pages == 0) p.table_width = 0;
+  if (a.page_table == nullptr || a.lengths == nullptr || (a.pool_pages > 0 && (a.k_pool == nullptr || a.v_pool == nullptr)))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "decode needs device page_table, lengths and pools");
+
+  DeviceHandle h;
+  attnkit_cuda_status s = enter_device(a.device, &h, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  cudaStream_t stream = nullptr;
+  s = call_stream(where, h, &stream, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+
+  const DecodePlan plan = plan_decode(p, a.max_length, a.splits, h.traits);
+  // One allocation from the pool for the per-head tables and the split partials.
+  TablePack pack;
+  const size_t head_bytes = size_t(a.heads_q) * sizeof(float);
+  const size_t slopes_at = a.alibi_slopes ? pack.add(a.alibi_slopes, head_bytes) : 0;
+  const size_t sinks_at = a.sink_logits ? pack.add(a.sink_logits, head_bytes) : 0;
+  void* tables = nullptr;
+  s = upload_tables(h, stream, pack, &tables, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  if (a.alibi_slopes) p.alibi_slopes = at_offset<float>(tables, slopes_at);
+  if (a.sink_logits) p.sink_logits = at_offset<float>(tables, sinks_at);
+  void* scratch = nullptr;
+  if (plan.scratch_bytes > 0) {
+    const cudaError_t e = cudaMallocFromPoolAsync(&scratch, plan.scratch_bytes, h.pool, stream);
+    if (e != cudaSuccess) {
+      release_tables(tables, stream);
+      return cuda_failure(e, "allocating the split-KV partials of decodeAttention", err, err_len);
+    }
+  }
+  const cudaError_t launched = launch_decode_attention(p, plan, scratch, h.traits, stream);
+  release_tables(scratch, stream);
+  release_tables(tables, stream);
+  return finish_call(where, h, launched, "decodeAttention kernel", err, err_len);
+}
+
+attnkit_cuda_status append_impl(const attnkit_cuda_append_args* args, const CallStream& where, char* err,
+                                size_t err_len) {
+  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
+  const attnkit_cuda_append_args& a = *args;
+  if (!is_float_dtype(a.k.dtype) || a.v.dtype != a.k.dtype || a.k.rank != 4 || a.v.rank != 4 ||
+      a.k.shape[2] != a.v.shape[2])
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "kv_append k and v must be 4-d float tensors of one dtype and length");
+  if (a.batch < 0 || a.batch > kMaxExtent || a.heads_kv < 1 || a.heads_kv > kMaxExtent || a.head_dim < 1 ||
+      a.head_dim > kMaxExtent || a.page_size < 1 || a.page_size > kMaxExtent || a.pool_pages < 0 || a.table_width < 0)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "kv_append extents out of range");
+  const int64_t tokens = a.k.shape[2];
+  if (a.batch == 0 || tokens == 0) return ATTNKIT_CUDA_OK;
+  if (a.counts == nullptr || a.starts == nullptr || a.page_table == nullptr || a.k_pool == nullptr || a.v_pool == nullptr)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "kv_append needs counts, starts, a page table and pools");
+  DeviceHandle h;
+  attnkit_cuda_status s = enter_device(a.device, &h, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  cudaStream_t stream = nullptr;
+  s = call_stream(where, h, &stream, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  TablePack pack;
+  const size_t counts_at = pack.add(a.counts, size_t(a.batch) * sizeof(int32_t));
+  const size_t starts_at = pack.add(a.starts, size_t(a.batch) * sizeof(int32_t));
+  void* tables = nullptr;
+  s = upload_tables(h, stream, pack, &tables, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  AppendProblem p;
+  std::memset(&p, 0, sizeof(p));
+  p.k = a.k.data;
+  p.v = a.v.data;
+  copy_strides(a.k, p.k_stride);
+  copy_strides(a.v, p.v_stride);
+  p.tokens = tokens;
+  p.elem_bytes = a.k.dtype == ATTNKIT_CUDA_FLOAT32 ? 4 : 2;
+  p.k_pool = a.k_pool;
+  p.v_pool = a.v_pool;
+  p.pool_pages = a.pool_pages;
+  p.page_table = a.page_table;
+  p.table_width = a.table_width;
+  p.counts = at_offset<int32_t>(tables, counts_at);
+  p.starts = at_offset<int32_t>(tables, starts_at);
+  p.batch = int(a.batch);
+  p.heads_kv = int(a.heads_kv);
+  p.head_dim = int(a.head_dim);
+  p.page_size = int(a.page_size);
+  const cudaError_t launched = launch_kv_append(p, h.traits.multiprocessors, stream);
+  release_tables(tables, stream);
+  return finish_call(where, h, launched, "KVCache append kernel", err, err_len);
+}
+
 // ---- the shells in the table: nothing may throw across the C boundary ---------------------------
 
 #define ATTNKIT_GUARDED(call)                                                                              \
@@ -791,6 +932,15 @@ attnkit_cuda_status api_merge_states(const attnkit_cuda_merge_args* args, char* 
   ATTNKIT_GUARDED(merge_states_impl(args, err, err_len))
 }
 
+attnkit_cuda_status api_decode_attention(const attnkit_cuda_decode_args* args, void* stream, int32_t blocking, char* err,
+                                         size_t err_len) {
+  ATTNKIT_GUARDED(decode_impl(args, stream_choice(stream, blocking), err, err_len))
+}
+attnkit_cuda_status api_kv_append(const attnkit_cuda_append_args* args, void* stream, int32_t blocking, char* err,
+                                  size_t err_len) {
+  ATTNKIT_GUARDED(append_impl(args, stream_choice(stream, blocking), err, err_len))
+}
+
 #define ATTNKIT_STR2(...) #__VA_ARGS__
 #define ATTNKIT_STR(...) ATTNKIT_STR2(__VA_ARGS__)
 #ifdef __CUDA_ARCH_LIST__
@@ -819,7 +969,7 @@ extern "C" __attribute__((visibility("default"))) const attnkit_cuda_api* attnki
         api_free,                 api_memset_zero,          api_copy_to_device,
         api_copy_to_host,         api_copy_on_device,       api_attention,
         api_merge_states,         api_attention_on_stream,  api_block_sparse_attention,
-        api_block_sparse_attention_elements,
+        api_block_sparse_attention_elements, api_decode_attention, api_kv_append,
     };
     return &api;
   } catch (...) {

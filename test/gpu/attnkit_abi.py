@@ -54,6 +54,28 @@ class MergeArgs(ctypes.Structure):
                 ("lses", ctypes.POINTER(ctypes.c_void_p)), ("out", CudaTensor), ("lse", ctypes.c_void_p)]
 
 
+class DecodeArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32), ("q", CudaTensor), ("out", CudaTensor),
+                ("k_pool", ctypes.c_void_p), ("v_pool", ctypes.c_void_p), ("pool_pages", ctypes.c_int64),
+                ("page_table", ctypes.c_void_p), ("table_width", ctypes.c_int64), ("lengths", ctypes.c_void_p),
+                ("max_length", ctypes.c_int64),
+                ("batch", ctypes.c_int64), ("heads_q", ctypes.c_int64), ("heads_kv", ctypes.c_int64),
+                ("seq_q", ctypes.c_int64), ("head_dim", ctypes.c_int64), ("page_size", ctypes.c_int64),
+                ("scale", ctypes.c_float), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
+                ("sinks", ctypes.c_int64), ("softcap", ctypes.c_float),
+                ("alibi_slopes", ctypes.POINTER(ctypes.c_float)), ("sink_logits", ctypes.POINTER(ctypes.c_float)),
+                ("lse", ctypes.c_void_p), ("splits", ctypes.c_int64)]
+
+
+class AppendArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32), ("k", CudaTensor), ("v", CudaTensor),
+                ("k_pool", ctypes.c_void_p), ("v_pool", ctypes.c_void_p), ("pool_pages", ctypes.c_int64),
+                ("page_table", ctypes.c_void_p), ("table_width", ctypes.c_int64),
+                ("counts", ctypes.POINTER(ctypes.c_int32)), ("starts", ctypes.POINTER(ctypes.c_int32)),
+                ("batch", ctypes.c_int64), ("heads_kv", ctypes.c_int64), ("head_dim", ctypes.c_int64),
+                ("page_size", ctypes.c_int64)]
+
+
 STATUS = ctypes.c_int
 ERR = ctypes.c_char_p
 SIZE = ctypes.c_size_t
@@ -81,6 +103,10 @@ class Api(ctypes.Structure):
         ("block_sparse_attention_elements", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AttentionArgs), ctypes.POINTER(BlockMask),
                                                               ctypes.POINTER(ElementMask), ctypes.c_void_p, ctypes.c_int32,
                                                               ERR, SIZE)),
+        # (args, stream, blocking)
+        ("decode_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(DecodeArgs), ctypes.c_void_p, ctypes.c_int32,
+                                               ERR, SIZE)),
+        ("kv_append", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AppendArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
     ]
 
 

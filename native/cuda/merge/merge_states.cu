@@ -13,6 +13,19 @@ namespace {
 constexpr int kWarpsPerBlock = 4;
 constexpr int kThreads = kWarpsPerBlock * 32;
 
+// Part `part`'s lse of row `row` (contiguous [B, H, S]), from the table or the stacked buffer.
+__device__ __forceinline__ float part_lse(const MergeProblem& p, int part, int64_t row) {
+  return p.parts ? p.parts[part].lse[row] : p.stacked_lse[part * p.stacked_lse_stride + row];
+}
+
+// Part `part`'s output element d of row (b, h, s) = `row`.
+__device__ __forceinline__ float part_out(const MergeProblem& p, int part, int64_t row, int64_t b, int64_t h, int64_t s,
+                                          int64_t d) {
+  if (!p.parts) return p.stacked_out[part * p.stacked_out_stride + row * p.head_dim_v + d];
+  const MergePart& q = p.parts[part];
+  return load_element(q.out, q.dtype, b * q.stride[0] + h * q.stride[1] + s * q.stride[2] + d * q.stride[3]);
+}
+
 __global__ void __launch_bounds__(kThreads) merge_states_kernel(const MergeProblem p) {
   const float neg_inf = -__int_as_float(0x7f800000);
   const int lane = threadIdx.x % 32;
@@ -24,23 +37,21 @@ __global__ void __launch_bounds__(kThreads) merge_states_kernel(const MergeProbl
     // The lse arrays are contiguous [B, H, S]: the row index is the element index.
     float m = neg_inf;
     for (int part = 0; part < p.num_parts; ++part) {
-      const float x = p.parts[part].lse[row];
+      const float x = part_lse(p, part, row);
       if (x > m) m = x;
     }
     float sum = 0.0f;
     if (m != neg_inf)
-      for (int part = 0; part < p.num_parts; ++part) sum += expf(p.parts[part].lse[row] - m);
+      for (int part = 0; part < p.num_parts; ++part) sum += expf(part_lse(p, part, row) - m);
 
     const int64_t out_at = b * p.out_stride[0] + h * p.out_stride[1] + s * p.out_stride[2];
     for (int64_t d = lane; d < p.head_dim_v; d += 32) {
       float acc = 0.0f;
       if (sum > 0.0f) {
         for (int part = 0; part < p.num_parts; ++part) {
-          const MergePart& q = p.parts[part];
-          const float w = expf(q.lse[row] - m) / sum;
+          const float w = expf(part_lse(p, part, row) - m) / sum;
           if (w == 0.0f) continue;
-          const int64_t at = b * q.stride[0] + h * q.stride[1] + s * q.stride[2] + d * q.stride[3];
-          acc += w * load_element(q.out, q.dtype, at);
+          acc += w * part_out(p, part, row, b, h, s, d);
         }
       }
       store_element(p.out, p.out_dtype, out_at + d * p.out_stride[3], acc);
