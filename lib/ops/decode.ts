@@ -7,9 +7,14 @@
 // that pass), and in HND a page holds each head's P rows as one contiguous P*D block, so a page is
 // one streaming read per head instead of P reads strided by Hkv*D.
 //
-// Memory: the pools are ordinary JS typed arrays (Float32Array, or Uint16Array for float16 and
-// bfloat16) owned by the cache object; the page tables, free list and lengths are TS data. The GC
-// frees them; dispose() drops them at once and makes every later use an ERR_ATTN_DISPOSED.
+// Memory: on the CPU the pools are ordinary JS typed arrays (Float32Array, or Uint16Array for
+// float16 and bfloat16) owned by the cache object; the page tables, free list and lengths are TS
+// data. The GC frees them; dispose() drops them at once and makes every later use an
+// ERR_ATTN_DISPOSED. A cache on a GPU (device 'cuda' / 'cuda:N') keeps its pools in device memory
+// (device tensors) together with device copies of the page table and lengths, which the GPU
+// kernels read (native/cuda/decode); the TS page table stays the one the cache decides with and
+// validation reads, and each append uploads the entries it changed. Eviction and accumulateScores
+// are CPU-only for now: a device cache refuses them with ERR_ATTN_DEVICE.
 //
 // decodeAttention: the new queries q [B, Hq, Sq_new, D] are the last Sq_new positions of each
 // sequence (bottom-right aligned, causal among themselves). The native kernel (native/cpu/decode)
@@ -25,10 +30,14 @@
 // attention matrix); scores live beside their rows and move with them on compaction.
 import { AttnError, asAttnError } from '../errors';
 import { FloatDType, TypedArray, arrayTypeOf, isFloatDType } from '../dtype';
-import { Tensor } from '../tensor';
+import { Tensor, kNative } from '../tensor';
 import type { AttentionOptions, AttentionWithLse } from './attention';
-import { native, DecodeArg, DecodeArgs } from '../native/binding';
-import { DECODE_DESCRIPTOR_LENGTH, DECODE_OPTIONS, DecodeOption, DecodeSlot, writeTensorRecord } from '../native/descriptor';
+import { native, DecodeArg, DecodeArgs, DeviceHandle } from '../native/binding';
+import {
+  DECODE_DESCRIPTOR_LENGTH, DECODE_OPTIONS, DecodeOption, DecodeSlot, KV_APPEND_DESCRIPTOR_LENGTH, KvAppendSlot,
+  writeTensorRecord,
+} from '../native/descriptor';
+import { parseDevice, requireCudaDevice } from '../device';
 import {
   abortedError, float32ArrayArg, startNativeAsync, int32ArrayArg, numberArg, signalArg, tensorArg,
 } from './args';
@@ -43,7 +52,7 @@ export interface KVCacheOptions {
   maxPages: number;
   /** Default 'float32'. */
   dtype?: FloatDType;
-  /** Only 'cpu' for now. */
+  /** 'cpu' (default), 'cuda' or 'cuda:N': where the pools live and decodeAttention runs. */
   device?: string;
 }
 
@@ -81,10 +90,15 @@ export class KVCache {
   readonly pageSize: number;
   readonly maxPages: number;
   readonly dtype: FloatDType;
-  readonly device = 'cpu';
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: string;
 
-  #k: TypedArray | null;
-  #v: TypedArray | null;
+  #disposed = false;
+  /** CPU pools. */
+  #k: TypedArray | null = null;
+  #v: TypedArray | null = null;
+  /** Device pools and the device copies of #table and #len (a cache on a GPU). */
+  #dev: { k: Tensor; v: Tensor; table: Tensor; lengths: Tensor } | null = null;
   /** Stack of free page ids; #free[0..#freeTop) are free. */
   #free: Int32Array;
   #freeTop: number;
@@ -100,10 +114,7 @@ export class KVCache {
 
   constructor(opts: KVCacheOptions) {
     if (typeof opts !== 'object' || opts === null) throw new AttnError('ERR_ATTN_ARGUMENT', 'KVCache options must be an object');
-    const device = opts.device ?? 'cpu';
-    if (device !== 'cpu') {
-      throw new AttnError('ERR_ATTN_DEVICE', `KVCache: device must be 'cpu' for now, got ${String(device)}; the GPU cache comes later`);
-    }
+    const where = parseDevice(opts.device, 'KVCache');
     const dtype = opts.dtype ?? 'float32';
     if (typeof dtype !== 'string' || !isFloatDType(dtype as FloatDType)) {
       throw new AttnError('ERR_ATTN_DTYPE', `KVCache: dtype must be 'float32', 'float16' or 'bfloat16', got ${String(dtype)}`);
@@ -115,12 +126,30 @@ export class KVCache {
     this.maxPages = intOption('maxPages', opts.maxPages, 1);
     this.dtype = dtype;
     const elems = this.maxPages * this.kvHeads * this.pageSize * this.headDim;
-    const Ctor = arrayTypeOf(dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
-    try {
-      this.#k = new Ctor(elems);
-      this.#v = new Ctor(elems);
-    } catch (e) {
-      throw new AttnError('ERR_ATTN_OOM', `KVCache: could not allocate 2 x ${elems} ${dtype} elements (maxPages ${this.maxPages} x kvHeads ${this.kvHeads} x pageSize ${this.pageSize} x headDim ${this.headDim})`, { cause: e });
+    if (where.kind === 'cuda') {
+      requireCudaDevice(where.index, 'KVCache');
+      this.device = `cuda:${where.index}`;
+      const shape = [this.maxPages, this.kvHeads, this.pageSize, this.headDim], device = this.device;
+      const made: Tensor[] = [];
+      try {
+        // Zero-filled so a pool never holds stale device memory; ERR_ATTN_OOM when the GPU is full.
+        for (const [dims, dt] of [[shape, dtype], [shape, dtype], [[this.batch, this.maxPages], 'int32'], [[this.batch], 'int32']] as const) {
+          made.push(Tensor.zeros([...dims], { dtype: dt, device }));
+        }
+      } catch (e) {
+        for (const t of made) t.dispose();
+        throw e;
+      }
+      this.#dev = { k: made[0], v: made[1], table: made[2], lengths: made[3] };
+    } else {
+      this.device = 'cpu';
+      const Ctor = arrayTypeOf(dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
+      try {
+        this.#k = new Ctor(elems);
+        this.#v = new Ctor(elems);
+      } catch (e) {
+        throw new AttnError('ERR_ATTN_OOM', `KVCache: could not allocate 2 x ${elems} ${dtype} elements (maxPages ${this.maxPages} x kvHeads ${this.kvHeads} x pageSize ${this.pageSize} x headDim ${this.headDim})`, { cause: e });
+      }
     }
     this.#free = new Int32Array(this.maxPages);
     // Lowest page ids are handed out first.
@@ -131,7 +160,7 @@ export class KVCache {
     this.#table = new Int32Array(this.batch * this.maxPages);
   }
 
-  get disposed(): boolean { return this.#k === null; }
+  get disposed(): boolean { return this.#disposed; }
   get pagesFree(): number { this.#live('pagesFree'); return this.#freeTop; }
   get pagesUsed(): number { this.#live('pagesUsed'); return this.maxPages - this.#freeTop; }
 
@@ -151,6 +180,9 @@ export class KVCache {
   }
 
   dispose(): void {
+    if (this.#dev) for (const t of Object.values(this.#dev)) t.dispose();
+    this.#disposed = true;
+    this.#dev = null;
     this.#k = null;
     this.#v = null;
     this.#scores = null;
@@ -166,6 +198,9 @@ export class KVCache {
    */
   append(k_: Tensor, v_: Tensor, opts?: AppendOptions): void {
     this.#live('append');
+    // A device cache's append writes the device table and lengths that an async decode still
+    // running on the GPU may read: refused until it settles.
+    if (this.#dev) this.#idle('append');
     const k = this.#rowsArg('k', k_), v = this.#rowsArg('v', v_);
     const T = k.shape[2];
     if (v.shape[2] !== T) throw new AttnError('ERR_ATTN_SHAPE', `KVCache.append: v has ${v.shape[2]} tokens but k has ${T}`);
@@ -187,21 +222,75 @@ export class KVCache {
     if (need > this.#freeTop) {
       throw new AttnError('ERR_ATTN_CACHE_FULL', `KVCache.append: needs ${need} free pages but the pool has ${this.#freeTop} of ${this.maxPages} (pageSize ${P}); nothing was appended. Evict or reset sequences, or make a larger cache`);
     }
+    if (this.#dev) {
+      this.#appendOnDevice(k, v, lengths);
+      return;
+    }
     for (let b = 0; b < this.batch; b++) {
       const n = lengths ? lengths[b] : T;
+      this.#grow(b, n);
       const pages = this.#pages[b];
-      while (pages.length * P < this.#len[b] + n) {
-        const page = this.#free[--this.#freeTop];
-        this.#table[b * this.maxPages + pages.length] = page;
-        pages.push(page);
-        this.#scores?.fill(0, page * this.kvHeads * P, (page + 1) * this.kvHeads * P);
-      }
       for (let t = 0; t < n; t++) {
         const pos = this.#len[b] + t;
         this.#writeRow(this.#k!, k, b, t, pages[(pos / P) | 0], pos % P);
         this.#writeRow(this.#v!, v, b, t, pages[(pos / P) | 0], pos % P);
       }
       this.#len[b] += n;
+    }
+  }
+
+  /** Takes pages from the pool until sequence b holds room for n more tokens (the caller checked there are enough). */
+  #grow(b: number, n: number): void {
+    const P = this.pageSize, pages = this.#pages[b];
+    while (pages.length * P < this.#len[b] + n) {
+      const page = this.#free[--this.#freeTop];
+      this.#table[b * this.maxPages + pages.length] = page;
+      pages.push(page);
+      this.#scores?.fill(0, page * this.kvHeads * P, (page + 1) * this.kvHeads * P);
+    }
+  }
+
+  /**
+   * append on a device cache: the new pages' table entries go to the device copy, the rows are
+   * scattered into their pages by one kernel (host rows are copied to the device first), then the
+   * lengths are uploaded. If the kernel fails, the pages taken are returned and nothing changed.
+   */
+  #appendOnDevice(k: Tensor, v: Tensor, lengths: Int32Array | null): void {
+    const dev = this.#dev!, B = this.batch, W = this.maxPages;
+    const starts = this.#len.slice(), counts = new Int32Array(B), had = this.#pages.map((p) => p.length);
+    for (let b = 0; b < B; b++) counts[b] = lengths ? lengths[b] : k.shape[2];
+    const temps: Tensor[] = [];
+    try {
+      for (let b = 0; b < B; b++) {
+        this.#grow(b, counts[b]);
+        const added = this.#pages[b].length - had[b];
+        if (added > 0) {
+          const at = (b * W + had[b]) * 4;
+          native().cudaCopyToDevice(dev.table[kNative]() as DeviceHandle, at, this.#table, at, added * 4);
+        }
+      }
+      const onDevice = (t: Tensor): Tensor => {
+        if (t.device !== 'cpu') return t;
+        const d = t.toSync(this.device);
+        temps.push(d);
+        return d;
+      };
+      const kd = onDevice(k), vd = onDevice(v);
+      const desc = new Float64Array(KV_APPEND_DESCRIPTOR_LENGTH);
+      writeTensorRecord(desc, KvAppendSlot.K, kd, 'k');
+      writeTensorRecord(desc, KvAppendSlot.V, vd, 'v');
+      writeTensorRecord(desc, KvAppendSlot.KPool, dev.k, 'cache.k');
+      writeTensorRecord(desc, KvAppendSlot.VPool, dev.v, 'cache.v');
+      native().kvAppendSync(dev.k[kNative]() as DeviceHandle, dev.v[kNative]() as DeviceHandle, dev.table[kNative]() as DeviceHandle,
+        kd[kNative]() as DeviceHandle, vd[kNative]() as DeviceHandle, this.#table, counts, starts, desc);
+      for (let b = 0; b < B; b++) this.#len[b] += counts[b];
+      native().cudaCopyToDevice(dev.lengths[kNative]() as DeviceHandle, 0, this.#len, 0, B * 4);
+    } catch (e) {
+      this.#len.set(starts);
+      for (let b = 0; b < B; b++) this.#release(b, had[b]);
+      throw e;
+    } finally {
+      for (const t of temps) t.dispose();
     }
   }
 
@@ -214,6 +303,7 @@ export class KVCache {
    */
   evict(policy: EvictionPolicy, opts?: { batch?: number }): void {
     this.#live('evict');
+    if (this.#dev) throw new AttnError('ERR_ATTN_DEVICE', `KVCache.evict: eviction policies run on CPU caches only for now; this cache is on ${this.device}`);
     this.#idle('evict');
     if (typeof policy !== 'object' || policy === null) throw new AttnError('ERR_ATTN_ARGUMENT', 'KVCache.evict: policy must be an object');
     const count = (name: string, v: unknown): number => {
@@ -259,41 +349,60 @@ export class KVCache {
     return out;
   }
 
-  /** @internal What the kernel reads: pools as [maxPages, kvHeads, pageSize, headDim] tensors, the page table, lengths. */
-  nativeState(withScores: boolean): { k: Tensor; v: Tensor; table: Int32Array; lengths: Int32Array; scores: Float32Array | null } {
+  /**
+   * @internal What the kernel reads: pools as [maxPages, kvHeads, pageSize, headDim] tensors, the
+   * page table and lengths (host mirror), and for a device cache their device copies.
+   */
+  nativeState(withScores: boolean): {
+    k: Tensor; v: Tensor; table: Int32Array; lengths: Int32Array; scores: Float32Array | null;
+    deviceTable: DeviceHandle | null; deviceLengths: DeviceHandle | null;
+  } {
+    if (this.#dev) {
+      const d = this.#dev;
+      return {
+        k: d.k, v: d.v, table: this.#table, lengths: this.#len, scores: null,
+        deviceTable: d.table[kNative]() as DeviceHandle, deviceLengths: d.lengths[kNative]() as DeviceHandle,
+      };
+    }
     const shape = [this.maxPages, this.kvHeads, this.pageSize, this.headDim];
     if (withScores && !this.#scores) this.#scores = new Float32Array(this.maxPages * this.kvHeads * this.pageSize);
     return {
       k: Tensor.from(this.#k!, shape, { dtype: this.dtype }), v: Tensor.from(this.#v!, shape, { dtype: this.dtype }),
-      table: this.#table, lengths: this.#len, scores: withScores ? this.#scores : null,
+      table: this.#table, lengths: this.#len, scores: withScores ? this.#scores : null, deviceTable: null, deviceLengths: null,
     };
   }
 
   /** @internal */
   track(delta: number): void { this.#inFlight += delta; }
 
-  /** Copies of sequence b's keys and values as contiguous tensors [1, kvHeads, length(b), headDim]. */
+  /**
+   * Copies of sequence b's keys and values as contiguous tensors [1, kvHeads, length(b), headDim],
+   * on the cache's device (a device cache gathers them through a host copy of its pools: a
+   * debugging and testing aid, not a fast path).
+   */
   contents(b: number): { k: Tensor; v: Tensor } {
     this.#live('contents');
     const s = this.#seq('contents', b);
     const n = this.#len[s];
     const Ctor = arrayTypeOf(this.dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
     const k = new Ctor(this.kvHeads * n * this.headDim), v = new Ctor(this.kvHeads * n * this.headDim);
-    this.#gatherInto(s, k, v);
+    const pools = this.#dev ? { k: this.#dev.k.toSync('cpu').data, v: this.#dev.v.toSync('cpu').data } : { k: this.#k!, v: this.#v! };
+    this.#gatherInto(s, k, v, pools.k, pools.v);
     const shape = [1, this.kvHeads, n, this.headDim];
-    return { k: Tensor.from(k, shape, { dtype: this.dtype }), v: Tensor.from(v, shape, { dtype: this.dtype }) };
+    const kt = Tensor.from(k, shape, { dtype: this.dtype }), vt = Tensor.from(v, shape, { dtype: this.dtype });
+    return this.#dev ? { k: kt.toSync(this.device), v: vt.toSync(this.device) } : { k: kt, v: vt };
   }
 
-  /** Sequence b's rows into k, v laid out [kvHeads, length(b), headDim]. */
-  #gatherInto(b: number, k: TypedArray, v: TypedArray): void {
+  /** Sequence b's rows from pools kPool, vPool into k, v laid out [kvHeads, length(b), headDim]. */
+  #gatherInto(b: number, k: TypedArray, v: TypedArray, kPool: TypedArray, vPool: TypedArray): void {
     const n = this.#len[b], P = this.pageSize, D = this.headDim, H = this.kvHeads;
     const pages = this.#pages[b];
     for (let i = 0; i * P < n; i++) {
       const rows = Math.min(P, n - i * P);
       for (let h = 0; h < H; h++) {
         const src = ((pages[i] * H + h) * P) * D, dst = (h * n + i * P) * D;
-        k.set(this.#k!.subarray(src, src + rows * D), dst);
-        v.set(this.#v!.subarray(src, src + rows * D), dst);
+        k.set(kPool.subarray(src, src + rows * D), dst);
+        v.set(vPool.subarray(src, src + rows * D), dst);
       }
     }
   }
@@ -340,7 +449,7 @@ export class KVCache {
   }
 
   #live(what: string): void {
-    if (this.#k === null) throw new AttnError('ERR_ATTN_DISPOSED', `KVCache.${what}: the cache was disposed`);
+    if (this.#disposed) throw new AttnError('ERR_ATTN_DISPOSED', `KVCache.${what}: the cache was disposed`);
   }
 
   #seq(what: string, b: unknown): number {
@@ -352,7 +461,10 @@ export class KVCache {
 
   #rowsArg(name: string, t_: unknown): Tensor {
     const t = tensorArg(name, t_);
-    if (t.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `KVCache.append: ${name} is on ${t.device} but the cache is on cpu`);
+    // A device cache takes rows from the host too (copied over first); a CPU cache only host rows.
+    if (t.device !== this.device && !(this.#dev && t.device === 'cpu')) {
+      throw new AttnError('ERR_ATTN_DEVICE', `KVCache.append: ${name} is on ${t.device} but the cache is on ${this.device}`);
+    }
     if (t.dtype !== this.dtype) throw new AttnError('ERR_ATTN_DTYPE', `KVCache.append: ${name} must have the cache's dtype ${this.dtype}, got ${t.dtype}`);
     const s = t.shape;
     if (s.length !== 4 || s[0] !== this.batch || s[1] !== this.kvHeads || s[3] !== this.headDim) {
@@ -384,7 +496,11 @@ function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | und
   if (!(cache instanceof KVCache)) throw new AttnError('ERR_ATTN_ARGUMENT', 'decodeAttention: cache must be a KVCache');
   if (cache.disposed) throw new AttnError('ERR_ATTN_DISPOSED', 'decodeAttention: the cache was disposed');
   const q = tensorArg('q', q_);
-  if (q.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: q is on ${q.device} but the cache is on cpu`);
+  if (q.device !== cache.device) throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: q is on ${q.device} but the cache is on ${cache.device}`);
+  const onDevice = cache.device !== 'cpu';
+  if (onDevice && o.accumulateScores) {
+    throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: accumulateScores runs on CPU caches only for now; this cache is on ${cache.device}`);
+  }
   if (q.dtype !== cache.dtype) throw new AttnError('ERR_ATTN_DTYPE', `decodeAttention: q must have the cache's dtype ${cache.dtype}, got ${q.dtype}`);
   const s = q.shape;
   if (s.length !== 4 || s[0] !== cache.batch || s[3] !== cache.headDim || s[1] % cache.kvHeads !== 0 || s[1] === 0) {
@@ -394,14 +510,14 @@ function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | und
   let out: Tensor;
   if (o.out !== undefined && o.out !== null) {
     out = tensorArg('out', o.out);
-    if (out.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: out is on ${out.device} but the cache is on cpu`);
+    if (out.device !== cache.device) throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: out is on ${out.device} but the cache is on ${cache.device}`);
     if (out.shape.length !== 4 || out.shape.some((n, i) => n !== s[i])) {
       throw new AttnError('ERR_ATTN_SHAPE', `decodeAttention: out must have shape [${s.join(', ')}], got [${out.shape.join(', ')}]`);
     }
   } else {
-    out = Tensor.empty([...s], { dtype: q.dtype });
+    out = Tensor.empty([...s], { dtype: q.dtype, device: cache.device });
   }
-  const lse = o.returnLse ? Tensor.empty([s[0], s[1], s[2]], { dtype: 'float32' }) : undefined;
+  const lse = o.returnLse ? Tensor.empty([s[0], s[1], s[2]], { dtype: 'float32', device: cache.device }) : undefined;
   const st = cache.nativeState(o.accumulateScores === true);
   const d = new Float64Array(DECODE_DESCRIPTOR_LENGTH);
   writeTensorRecord(d, DecodeSlot.Q, q, 'q');
@@ -423,8 +539,9 @@ function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | und
   // runs; eviction and reset are refused until it settles).
   const table = snapshot ? st.table.slice() : st.table, lengths = snapshot ? st.lengths.slice() : st.lengths;
   const args: DecodeArgs = [
-    q.data, out.data, st.k.data, st.v.data, table, lengths, float32ArrayArg('alibiSlopes', o.alibiSlopes),
-    float32ArrayArg('sinkLogits', o.sinkLogits), lse ? (lse.data as Float32Array) : null, st.scores, d, null, -1,
+    q[kNative](), out[kNative](), st.k[kNative](), st.v[kNative](), table, lengths, float32ArrayArg('alibiSlopes', o.alibiSlopes),
+    float32ArrayArg('sinkLogits', o.sinkLogits), lse ? (lse[kNative]() as Float32Array | DeviceHandle) : null, st.scores, d, null, -1,
+    st.deviceTable, st.deviceLengths,
   ];
   return { args, out, lse, signal };
 }

@@ -1,5 +1,6 @@
 #include "validate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <sstream>
@@ -487,9 +488,9 @@ LinearParams validate_linear(const LinearRequest& r) {
 
 DecodeParams validate_decode(const DecodeRequest& r) {
   const TensorView &q = r.q, &o = r.out, &kp = r.k_pool, &vp = r.v_pool;
-  for (const TensorView* t : {&q, &o, &kp, &vp}) {
-    if (t->device >= 0) fail(ErrorCode::Device, "decodeAttention runs on the CPU for now; a tensor is on " + device_name(t->device));
-  }
+  require_device("out", o.device, "q", q.device);
+  require_device("cache.k", kp.device, "q", q.device);
+  require_device("cache.v", vp.device, "q", q.device);
   if (q.rank != 4) shape_fail("q must have rank 4 [B, Hq, Sq, D], got shape " + shape_str(q));
   if (kp.rank != 4 || vp.rank != 4 || !is_row_major(kp) || !is_row_major(vp)) shape_fail("the cache's pools must be contiguous [pages, kvHeads, pageSize, headDim]");
   if (!is_float(q.dtype)) fail(ErrorCode::DType, std::string("q must be float32, float16 or bfloat16, got ") + dtype_name(q.dtype));
@@ -518,10 +519,24 @@ DecodeParams validate_decode(const DecodeRequest& r) {
   }
   p.page_table = r.page_table.data;
   p.lengths = r.lengths.data;
+  for (int64_t b = 0; b < p.batch; ++b) p.max_length = std::max<int64_t>(p.max_length, r.lengths.data[b]);
   score_options(r, &p);
   if (r.lse) {
     if (static_cast<int64_t>(r.lse_length) != p.batch * p.heads_q * p.seq_q) arg_fail("internal: decode lse must be [B, Hq, Sq]");
+    require_device("lse", r.lse_device, "q", q.device);
     p.lse = r.lse;
+  }
+  if (q.device >= 0) {
+    // The device copies of the table and lengths: as large as the host mirror says, on q's device.
+    const CallerBuffer &dt = r.device_table, &dl = r.device_lengths;
+    if (!dt.base || dt.device != q.device || dt.array_dtype != DType::Int32 || dt.length < r.page_table.length ||
+        !dl.base || dl.device != q.device || dl.array_dtype != DType::Int32 || dl.length < r.lengths.length)
+      arg_fail("internal: a device decode needs int32 device copies of the page table and lengths on " + device_name(q.device));
+    p.device_page_table = static_cast<const int32_t*>(dt.base);
+    p.device_lengths = static_cast<const int32_t*>(dl.base);
+    if (r.scores.present) fail(ErrorCode::Device, "decodeAttention: accumulateScores is not available for a cache on " + device_name(q.device) + " yet (H2O scores are kept on CPU caches only)");
+  } else if (r.device_table.base || r.device_lengths.base) {
+    arg_fail("internal: a CPU decode takes no device tables");
   }
   if (r.scores.present) {
     if (static_cast<int64_t>(r.scores.length) != p.pool_pages * p.heads_kv * p.page_size) arg_fail("internal: decode scores must be [pages, kvHeads, pageSize]");
@@ -529,6 +544,47 @@ DecodeParams validate_decode(const DecodeRequest& r) {
   }
   if (!(r.splits >= 0) || r.splits != std::floor(r.splits) || r.splits > 65536) arg_fail("splits must be an integer in [0, 65536] (0: chosen by attnkit), got " + std::to_string(r.splits));
   p.splits = static_cast<int64_t>(r.splits);
+  return p;
+}
+
+KvAppendParams validate_kv_append(const KvAppendRequest& r) {
+  const TensorView &k = r.k, &v = r.v, &kp = r.k_pool, &vp = r.v_pool;
+  if (kp.device < 0) fail(ErrorCode::Device, "internal: kv append is for device caches");
+  require_device("k", k.device, "cache.k", kp.device);
+  require_device("v", v.device, "cache.k", kp.device);
+  require_device("cache.v", vp.device, "cache.k", kp.device);
+  if (kp.rank != 4 || vp.rank != 4 || !is_row_major(kp) || !is_row_major(vp)) shape_fail("the cache's pools must be contiguous [pages, kvHeads, pageSize, headDim]");
+  for (int i = 0; i < 4; ++i) if (vp.shape[i] != kp.shape[i]) shape_fail("the cache's K and V pools must have one shape");
+  if (k.dtype != kp.dtype || v.dtype != kp.dtype || vp.dtype != kp.dtype) fail(ErrorCode::DType, std::string("k and v must have the cache's dtype ") + dtype_name(kp.dtype));
+  KvAppendParams p;
+  p.k = k; p.v = v; p.k_pool = kp; p.v_pool = vp;
+  p.pool_pages = kp.shape[0]; p.heads_kv = kp.shape[1]; p.page_size = kp.shape[2]; p.head_dim = kp.shape[3];
+  if (k.rank != 4 || v.rank != 4) shape_fail("k and v must have rank 4 [B, kvHeads, T, headDim]");
+  p.batch = k.shape[0];
+  if (!has_shape(k, {p.batch, p.heads_kv, k.shape[2], p.head_dim}) || !has_shape(v, {p.batch, p.heads_kv, k.shape[2], p.head_dim}))
+    shape_fail("k and v must have shape [B, kvHeads=" + std::to_string(p.heads_kv) + ", T, headDim=" + std::to_string(p.head_dim) + "], got " + shape_str(k) + " and " + shape_str(v));
+  if (!r.counts.present || !r.starts.present || static_cast<int64_t>(r.counts.length) != p.batch || static_cast<int64_t>(r.starts.length) != p.batch)
+    arg_fail("internal: kv append counts and starts must have one entry per sequence");
+  if (!r.table.present || p.batch == 0 || r.table.length % static_cast<size_t>(p.batch) != 0) arg_fail("internal: kv append page table must be [B, width]");
+  p.table_width = static_cast<int64_t>(r.table.length) / p.batch;
+  const int64_t T = k.shape[2];
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const int64_t n = r.counts.data[b], s0 = r.starts.data[b];
+    if (n < 0 || n > T || s0 < 0) arg_fail("internal: kv append count or start of sequence " + std::to_string(b) + " out of range");
+    if (n == 0) continue;
+    const int64_t first = s0 / p.page_size, last = (s0 + n - 1) / p.page_size;
+    if (last >= p.table_width) arg_fail("internal: kv append of sequence " + std::to_string(b) + " reaches past its page table");
+    for (int64_t i = first; i <= last; ++i) {
+      const int32_t page = r.table.data[b * p.table_width + i];
+      if (page < 0 || page >= p.pool_pages) arg_fail("internal: kv append page table entry out of range");
+    }
+  }
+  const CallerBuffer& dt = r.device_table;
+  if (!dt.base || dt.device != kp.device || dt.array_dtype != DType::Int32 || dt.length < r.table.length)
+    arg_fail("internal: kv append needs the int32 device copy of the page table on " + device_name(kp.device));
+  p.counts = r.counts.data;
+  p.starts = r.starts.data;
+  p.device_page_table = static_cast<const int32_t*>(dt.base);
   return p;
 }
 

@@ -107,9 +107,21 @@ struct DecodeRequest {
   double sinks = 0;
   double softcap = 0;
   double splits = 0;
+  int lse_device = -1;
+  // A device cache's copies of page_table and lengths (device int32 buffers; base nullptr: none).
+  CallerBuffer device_table, device_lengths;
 };
 
 DecodeParams validate_decode(const DecodeRequest& req);
+
+// KVCache.append on a device cache (lib/ops/decode.ts): k, v [B, Hkv, T, D] any strides on the
+// pools' device; table: the host mirror of the device table [B, width]; counts / starts [B].
+struct KvAppendRequest {
+  TensorView k, v, k_pool, v_pool;
+  Int32Array table, counts, starts;
+  CallerBuffer device_table;
+};
+KvAppendParams validate_kv_append(const KvAppendRequest& req);
 
 struct MergeRequest {
   int64_t num_parts = 0;

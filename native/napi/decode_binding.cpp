@@ -1,14 +1,18 @@
 // decodeAttention() bindings: arguments -> validated DecodeParams -> the CPU decode kernel
-// (native/cpu/decode), synchronously or on a libuv worker that waits for attnkit's pool.
+// (native/cpu/decode) or, for a cache on a GPU, the CUDA library's decode_attention, synchronously
+// or on a libuv worker that waits for attnkit's pool or the GPU. Also KVCache.append's device
+// scatter (kvAppendSync).
 #include <napi.h>
 
 #include <atomic>
 #include <string>
 
+#include "../core/cuda_backend.h"
 #include "../core/validate.h"
 #include "../cpu/decode/decode_attention.h"
 #include "bindings.h"
 #include "descriptor.h"
+#include "device_storage.h"
 #include "js_errors.h"
 #include "promise_worker.h"
 #include "tensor_args.h"
@@ -17,14 +21,20 @@ namespace attnkit {
 namespace {
 
 // decodeAttention(q, out, kPool, vPool, pageTable, lengths, alibiSlopes, sinkLogits, lse, scores,
-// descriptor, abortFlag, resizableArg). pageTable: Int32Array [B, width]; lengths: Int32Array [B];
-// lse: Float32Array [B, Hq, Sq] or null; scores: Float32Array [pages, Hkv, P] or null.
-enum { aQ = 0, aOut, aKPool, aVPool, aTable, aLengths, aAlibi, aSinkLogits, aLse, aScores, aDesc, aAbort, aResizable, aCount };
+// descriptor, abortFlag, resizableArg, deviceTable, deviceLengths). pageTable: Int32Array [B, width];
+// lengths: Int32Array [B]; lse: [B, Hq, Sq] float32 (a Float32Array, or a device handle for a
+// device cache) or null; scores: Float32Array [pages, Hkv, P] or null. q, out and the pools are
+// TypedArrays or device handles; a device cache also passes the device copies of pageTable and
+// lengths (deviceTable, deviceLengths: int32 device handles; null for a CPU cache).
+enum {
+  aQ = 0, aOut, aKPool, aVPool, aTable, aLengths, aAlibi, aSinkLogits, aLse, aScores, aDesc, aAbort, aResizable,
+  aDeviceTable, aDeviceLengths, aCount
+};
 const char* const kNames[] = {"q", "out", "cache.k", "cache.v", "pageTable", "lengths", "alibiSlopes", "sinkLogits", "lse", "scores"};
 
 DecodeParams decode_params_from(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: decode binding needs 13 arguments");
+  if (info.Length() < aCount) throw_attn_error(env, ErrorCode::Argument, "internal: decode binding needs 15 arguments");
   const double* d = descriptor_arg(env, info[aDesc], desc::kDecodeLength);
   const double* opt = d + desc::kDecodeOptions;
   DecodeRequest r;
@@ -36,9 +46,12 @@ DecodeParams decode_params_from(const Napi::CallbackInfo& info) {
   r.lengths = int32_array_arg(env, info[aLengths], "lengths");
   r.alibi_slopes = float_array_arg(env, info[aAlibi], "alibiSlopes");
   r.sink_logits = float_array_arg(env, info[aSinkLogits], "sinkLogits");
-  const FloatArray lse = float_array_arg(env, info[aLse], "lse");
-  r.lse = const_cast<float*>(lse.data);
+  const LseArg lse = lse_arg(env, info[aLse]);
+  r.lse = lse.data;
   r.lse_length = lse.length;
+  r.lse_device = lse.device;
+  r.device_table = device_array_arg(env, info[aDeviceTable], "deviceTable", DType::Int32);
+  r.device_lengths = device_array_arg(env, info[aDeviceLengths], "deviceLengths", DType::Int32);
   r.scores = float_array_arg(env, info[aScores], "scores");
   r.has_scale = opt[desc::kDecHasScale] != 0;
   r.scale = opt[desc::kDecScale];
@@ -53,15 +66,31 @@ DecodeParams decode_params_from(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// Where the call runs: the device of q (validation put every tensor there).
+void run_decode(const DecodeParams& p) {
+  if (p.q.device >= 0) {
+    cuda_decode_attention(p, p.q.device);
+  } else {
+    decode_attention_cpu(p);
+  }
+}
+
 class DecodeWorker : public PromiseWorker {
  public:
   DecodeWorker(Napi::Env env, const Napi::CallbackInfo& info, const DecodeParams& p)
-      : PromiseWorker(env, "attnkit.decodeAttention", info, ErrorCode::Argument), params_(p) {}
+      : PromiseWorker(env, "attnkit.decodeAttention", info, ErrorCode::Argument), params_(p) {
+    // Device memory of this call stays allocated until it settles, even if disposed meanwhile.
+    for (int i : {aQ, aOut, aKPool, aVPool, aLse, aDeviceTable, aDeviceLengths}) mark_busy(env, info[i], &busy());
+  }
 
  private:
   void work() override {
+    if (params_.q.device >= 0 && params_.abort_flag && params_.abort_flag->load() != 0) {
+      // A GPU call is not interrupted once it runs; an abort that lands before it starts counts.
+      throw AttnException(ErrorCode::Aborted, "decodeAttention was aborted by its AbortSignal");
+    }
     try {
-      decode_attention_cpu(params_);
+      run_decode(params_);
     } catch (const std::bad_alloc&) {
       throw AttnException(ErrorCode::OutOfMemory, "decodeAttention: out of memory for scratch buffers");
     }
@@ -71,7 +100,7 @@ class DecodeWorker : public PromiseWorker {
 
 Napi::Value decode_sync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
-    decode_attention_cpu(decode_params_from(info));
+    run_decode(decode_params_from(info));
     return info.Env().Undefined();
   });
 }
@@ -87,9 +116,33 @@ Napi::Value decode_async(const Napi::CallbackInfo& info) {
   });
 }
 
+// kvAppendSync(kPool, vPool, deviceTable, k, v, table, counts, starts, descriptor): KVCache.append
+// on a device cache. table: the Int32Array mirror of deviceTable [B, width]; counts, starts:
+// Int32Array [B]; the descriptor holds the records of k, v, kPool, vPool.
+Napi::Value kv_append_sync(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&] {
+    Napi::Env env = info.Env();
+    if (info.Length() < 9) throw_attn_error(env, ErrorCode::Argument, "internal: kv append binding needs 9 arguments");
+    const double* d = descriptor_arg(env, info[8], desc::kKvAppendLength);
+    KvAppendRequest r;
+    r.k_pool = tensor_slot(env, info[0], "cache.k", d, desc::kAppKPool);
+    r.v_pool = tensor_slot(env, info[1], "cache.v", d, desc::kAppVPool);
+    r.device_table = device_array_arg(env, info[2], "deviceTable", DType::Int32);
+    r.k = tensor_slot(env, info[3], "k", d, desc::kAppK);
+    r.v = tensor_slot(env, info[4], "v", d, desc::kAppV);
+    r.table = int32_array_arg(env, info[5], "pageTable");
+    r.counts = int32_array_arg(env, info[6], "counts");
+    r.starts = int32_array_arg(env, info[7], "starts");
+    const KvAppendParams p = validate_kv_append(r);
+    cuda_kv_append(p, p.k_pool.device);
+    return env.Undefined();
+  });
+}
+
 }  // namespace
 
 void register_decode_bindings(Napi::Env env, Napi::Object exports) {
+  exports.Set("kvAppendSync", Napi::Function::New(env, kv_append_sync, "kvAppendSync"));
   exports.Set("decodeAttentionSync", Napi::Function::New(env, decode_sync, "decodeAttentionSync"));
   exports.Set("decodeAttentionAsync", Napi::Function::New(env, decode_async, "decodeAttentionAsync"));
 }

@@ -41,5 +41,9 @@ enum DecodeOption {
 };
 constexpr int kDecodeLength = kDecodeOptions + kDecodeOptionCount;
 
+// KVCache.append on a device cache: tensor records only.
+enum KvAppendSlot { kAppK = 0, kAppV, kAppKPool, kAppVPool, kKvAppendSlots };
+constexpr int kKvAppendLength = kKvAppendSlots * kTensorRecord;
+
 }  // namespace desc
 }  // namespace attnkit

@@ -6,7 +6,8 @@
 // OOM, device-mix and disposed errors, merge on device), and blockSparseAttention(Sync) on the
 // device against the float64 blockSparseAttentionReference (block sizes that divide the lengths
 // and that do not, every dtype, options, varlen, strided views of q / k / v and of the block
-// states) with its device-mix, disposed and older-library errors.
+// states) with its device-mix, disposed and older-library errors; decodeAttention(Sync) over a
+// KVCache on the device against the float64 decodeAttentionReference (issue 6).
 //
 //   node test/gpu/run.js [--filter <substring>] [--device cuda:N] [--list]
 //
@@ -23,10 +24,11 @@ const attnkit = require(root);
 const {
   Tensor, AttnError, attention, attentionSync, blockSparseAttention, blockSparseAttentionSync, BlockMask, mergeAttentionStates,
   neighborhoodAttention, neighborhoodAttentionSync, clearNeighborhoodCache, topkBlockAttention, topkBlockAttentionSync,
-  backendInfo, toFloat16, toBFloat16,
+  backendInfo, toFloat16, toBFloat16, KVCache, decodeAttention, decodeAttentionSync,
 } = attnkit;
 const {
   attentionReference, blockSparseAttentionReference, neighborhoodAttentionReference, topkBlockAttentionReference,
+  decodeAttentionReference,
 } = require(path.join(root, 'dist', 'reference'));
 const { native } = require(path.join(root, 'dist', 'native', 'binding'));
 const R = require('../helpers/random');
@@ -980,6 +982,143 @@ test('block-sparse: a CUDA library from before block_sparse_attention is ERR_ATT
   assert.strictEqual(forced.leaked, 0);
   assert.strictEqual(forced.left, 0);
   return undefined;
+});
+
+// ---------------------------------------------------------------------------------------------
+// decodeAttention over a KVCache on the device (issue 6)
+// ---------------------------------------------------------------------------------------------
+// A device cache and a test-side copy of every row appended (host rows for one append, strided
+// device rows for the next), then decodeAttention(Sync) into poisoned outputs against the float64
+// oracle over those rows and against the cache's own contents. Ragged batches, page sizes that do
+// not divide the lengths, every dtype, GQA 1-8, several new queries, every option, split-KV.
+
+/** Appends T random rows (lengths[b] of them to sequence b) to the device cache, from the host or
+ *  (onDevice) from a strided device view; mirrors them in rows. */
+function decodeAppend(r, st, T, lengths, onDevice) {
+  const { batch: B, kvHeads: H, headDim: D, dtype } = st.cfg;
+  const layout = onDevice ? 'bshd' : 'bhsd';
+  const k = R.randomTensor(r, [B, H, T, D], dtype, { layout }), v = R.randomTensor(r, [B, H, T, D], dtype, { layout });
+  const kd = onDevice ? toDev(k.t) : k.t, vd = onDevice ? toDev(v.t) : v.t;
+  try {
+    st.cache.append(kd, vd, lengths ? { lengths: Int32Array.from(lengths) } : undefined);
+  } finally {
+    if (onDevice) disposeAll(kd, vd);
+  }
+  for (let b = 0; b < B; b++) {
+    const n = lengths ? lengths[b] : T;
+    for (let h = 0; h < H; h++) {
+      for (let t = 0; t < n; t++) {
+        const at = ((b * H + h) * T + t) * D;
+        st.rows[b].k[h].push(k.values.slice(at, at + D));
+        st.rows[b].v[h].push(v.values.slice(at, at + D));
+      }
+    }
+  }
+}
+
+function decodeSeqs(st) {
+  return st.rows.map((s) => {
+    const n = s.k[0].length, D = st.cfg.headDim;
+    const k = new Float32Array(st.cfg.kvHeads * n * D), v = new Float32Array(k.length);
+    s.k.forEach((hr, h) => hr.forEach((row, t) => k.set(row, (h * n + t) * D)));
+    s.v.forEach((hr, h) => hr.forEach((row, t) => v.set(row, (h * n + t) * D)));
+    return { k, v, length: n };
+  });
+}
+
+const decodeCases = [];
+const dc = (name, c) => decodeCases.push({ name: `decode: ${name}`, Sq: 1, P: 16, appends: [[40, null], [9, [9, 0, 5]]], opts: {}, ...c });
+for (const dtype of ['float32', 'float16', 'bfloat16']) {
+  for (const [Hq, Hkv] of [[4, 4], [4, 2], [8, 2], [8, 1]]) {
+    dc(`${dtype} GQA ${Hq / Hkv} (Hq ${Hq}, Hkv ${Hkv}), page 7, ragged`, { dtype, B: 3, Hq, Hkv, D: 64, P: 7, opts: { returnLse: true } });
+  }
+  dc(`${dtype} Sq 3 (bottom-right causal), page 16`, { dtype, B: 3, Hq: 4, Hkv: 2, D: 64, Sq: 3, opts: { returnLse: true } });
+  dc(`${dtype} window + sinks, forced splits`, { dtype, B: 3, Hq: 4, Hkv: 1, D: 32, Sq: 2, P: 5, opts: { window: [12, 0], sinks: 3, splits: 3, returnLse: true } });
+  dc(`${dtype} softcap, alibi, sink logits`, { dtype, B: 3, Hq: 4, Hkv: 2, D: 128, opts: { softcap: 4, alibiSlopes: Float32Array.from([0.5, 0.25, 0.1, 0.05]), sinkLogits: Float32Array.from([0.3, -1, 2, 0]), returnLse: true } });
+  dc(`${dtype} long sequence, automatic split-KV`, { dtype, B: 1, Hq: 8, Hkv: 1, D: 128, P: 64, appends: [[2500, null], [3, null]], opts: { returnLse: true } });
+}
+
+async function runDecodeCase(c) {
+  const r = R.rng(c.name);
+  const cfg = { batch: c.B, kvHeads: c.Hkv, headDim: c.D, pageSize: c.P, dtype: c.dtype, device: DEV };
+  let pages = 0;
+  const total = c.appends.reduce((acc, [T]) => acc + T, 0);
+  pages = c.B * (Math.ceil(total / c.P) + 1) + 2;
+  const st = { cfg, cache: new KVCache({ ...cfg, maxPages: pages }), rows: Array.from({ length: c.B }, () => ({ k: Array.from({ length: c.Hkv }, () => []), v: Array.from({ length: c.Hkv }, () => []) })) };
+  try {
+    assert.strictEqual(st.cache.device, DEV);
+    c.appends.forEach(([T, lengths], i) => decodeAppend(r, st, T, lengths, i % 2 === 1));
+    const q = R.randomTensor(r, [c.B, c.Hq, c.Sq, c.D], c.dtype, { layout: c.Sq > 1 ? 'bshd' : 'bhsd' });  // strided q too
+    const qd = toDev(q.t);
+    const ref = decodeAttentionReference(q.t, decodeSeqs(st), c.Hkv, c.opts);
+    const tol = tolFor(c.dtype, c.dtype);
+    try {
+      for (const mode of ['sync', 'async']) {
+        const out = toDev(R.stridedOut([c.B, c.Hq, c.Sq, c.D], c.dtype));
+        const opts = { ...c.opts, out };
+        const res = mode === 'sync' ? decodeAttentionSync(qd, st.cache, opts) : await decodeAttention(qd, st.cache, opts);
+        try {
+          const o = c.opts.returnLse ? res.out : res;
+          assert.strictEqual(o, out, 'the given out is returned');
+          const oh = o.toSync('cpu');
+          check(`${mode} out`, relErr(oh, ref.out), tol, () => worst(oh, ref.out));
+          if (c.opts.returnLse) {
+            assert.strictEqual(res.lse.device, DEV);
+            const lh = res.lse.toSync('cpu');
+            check(`${mode} lse`, lseErr(lh, ref.lse), LSE_TOL * 4, () => worst(lh, ref.lse));
+          }
+        } finally {
+          disposeAll(out, c.opts.returnLse ? res.lse : undefined);
+        }
+      }
+      // The cache's own contents hold exactly the rows appended (the kernel's view of the pages).
+      for (let b = 0; b < c.B; b++) {
+        const { k, v } = st.cache.contents(b);
+        try {
+          assert.strictEqual(k.device, DEV);
+          const seq = decodeSeqs(st)[b];
+          bitsEqual(k.toSync('cpu').toFloat32Array(), seq.k);
+          bitsEqual(v.toSync('cpu').toFloat32Array(), seq.v);
+        } finally {
+          disposeAll(k, v);
+        }
+      }
+    } finally {
+      disposeAll(qd);
+    }
+  } finally {
+    st.cache.dispose();
+  }
+}
+for (const c of decodeCases) test(c.name, () => runDecodeCase(c));
+
+test('decode: device cache errors (options it refuses, devices mixed, pool full, disposed)', async () => {
+  const r = R.rng('decode errors');
+  const cfg = { batch: 2, kvHeads: 2, headDim: 16, pageSize: 4, maxPages: 3, dtype: 'float32', device: DEV };
+  const cache = new KVCache(cfg);
+  const st = { cfg, cache, rows: Array.from({ length: 2 }, () => ({ k: [[], []], v: [[], []] })) };
+  const q = toDev(randomCpu(r, [2, 4, 1, 16]));
+  try {
+    decodeAppend(r, st, 4, null, false);
+    expectCode(() => decodeAttentionSync(q, cache, { accumulateScores: true }), 'ERR_ATTN_DEVICE', /accumulateScores/);
+    await expectRejects(() => decodeAttention(q, cache, { accumulateScores: true }), 'ERR_ATTN_DEVICE', /accumulateScores/);
+    expectCode(() => cache.evict({ kind: 'streaming', sinks: 1, window: 2 }), 'ERR_ATTN_DEVICE', /evict/);
+    expectCode(() => decodeAttentionSync(randomCpu(r, [2, 4, 1, 16]), cache), 'ERR_ATTN_DEVICE', /q is on cpu/);
+    // The pool (3 pages of 4) holds 2 + 1: five more tokens for each sequence need 4 -> refused, nothing changed.
+    const k = randomCpu(r, [2, 2, 5, 16]);
+    expectCode(() => cache.append(k, k), 'ERR_ATTN_CACHE_FULL');
+    assert.strictEqual(cache.length(0), 4);
+    assert.strictEqual(cache.pagesUsed, 2);
+    const out = decodeAttentionSync(q, cache);
+    const ref = decodeAttentionReference(q.toSync('cpu'), decodeSeqs(st), 2, {});
+    check('after a refused append', relErr(out.toSync('cpu'), ref.out), TOL.float32);
+    out.dispose();
+  } finally {
+    q.dispose();
+    cache.dispose();
+  }
+  expectCode(() => decodeAttentionSync(randomCpu(r, [2, 4, 1, 16]), cache), 'ERR_ATTN_DISPOSED');
+  expectCode(() => new KVCache({ ...cfg, device: 'cuda:99' }), 'ERR_ATTN_DEVICE', /does not exist/);
 });
 
 // ---------------------------------------------------------------------------------------------
