@@ -132,11 +132,13 @@ def bench_shape(api, name, B, S, P_list, args, gen, rows, copy_bw):
         run = attnkit_call(api, kv, q, out)
         run()
         torch.cuda.synchronize()
-        if sdpa_ref is None:
-            k, v = kv.contiguous()
-            sdpa_ref = reference(q, k, v)
-            kv0 = (k, v)
-        err = ((out.double() - sdpa_ref).abs().max() / sdpa_ref.abs().max()).item()
+        k, v = kv.contiguous()
+        ref = reference(q, k, v)
+        err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
+        if sdpa_ref is None:  # SDPA runs on the first page size's contents
+            sdpa_ref, kv0 = ref, (k, v)
+        else:
+            del k, v
         splits_list = [0] + ([] if args.quick else ([2] if B * Hkv >= 132 else [66, 132, 264]))
         for splits in splits_list:
             run = attnkit_call(api, kv, q, out, splits=splits)

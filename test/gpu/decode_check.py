@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Correctness of libattnkit_cuda's decode_attention and kv_append entries through the C ABI
-(ctypes), against a float64 reference computed with torch from the cache's contents.
+(ctypes), against a float64 reference computed with torch from the cache's contents. On a GPU,
+float16 / bfloat16 with head dims 64 and 128 run the tensor-core kernel, everything else the
+CUDA-core one (the emulator runs only the latter).
 
 Fresh random pools (junk in every page no sequence uses), shuffled page tables, ragged lengths
 (0, shorter than the new queries, page sizes that do not divide them), every dtype, GQA 1-8,
@@ -255,6 +257,8 @@ def cases(quick, gen):
             lengths=[50, 19], opt={}, strided_out=True)
         add("%s head dim 36 (element copies for 16-bit)" % dn, dtype=dtype, B=1, Hq=2, Hkv=1, Sq=2, D=36, P=5,
             lengths=[23], opt={"lse": True})
+        add("%s G 16 Sq 2 (32 rows: row blocks of every kernel)" % dn, dtype=dtype, B=2, Hq=16, Hkv=1, Sq=2, D=64,
+            P=16, lengths=[70, 129], opt={"lse": True})
         if not quick:
             add("%s head dim 256, G 8 Sq 2 (two row blocks)" % dn, dtype=dtype, B=1, Hq=8, Hkv=1, Sq=2, D=256, P=32,
                 lengths=[130], opt={"lse": True})

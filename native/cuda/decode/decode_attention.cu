@@ -9,7 +9,9 @@
 //   L1) kStages tiles ahead: ~96 KB in flight per CTA, two CTAs per SM for 4-row blocks (enough
 //   bytes in flight to cover the HBM latency on an H100, ~23 KB per SM by Little's law). Each row
 //   of a tile is located through the page table, so pages of any size and order work.
-// - Compute is on CUDA cores in float32 (q rows are few: tensor cores would idle on padding).
+// - Compute is on CUDA cores in float32 here: float32 caches, head dims other than 64 / 128, and
+//   builds without the tensor-core form (decode_attention_sm80.cu takes float16 / bfloat16 with
+//   head dims 64 and 128: on an H100 this kernel's instruction issue, not memory, set its pace).
 //   kLanes lanes share one key (each lane holds kNv 16-byte vectors of it, and the matching slice
 //   of every query row in registers), so a score is a short dot product plus a log2(kLanes)
 //   shuffle reduction; the CTA's kGroups lane groups take interleaved keys of the tile, each keeps
@@ -21,9 +23,9 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "../fused/attention_problem.cuh"
 #include "../merge/merge_states.h"
 #include "async_copy.cuh"
+#include "decode_common.cuh"
 
 namespace attnkit {
 namespace cuda {
@@ -63,81 +65,11 @@ struct Config {
   static constexpr int kStageBudget = RB == 8 ? 160 * 1024 : 96 * 1024;
   static constexpr int kStages = kStageBudget / kStageBytes < 8 ? kStageBudget / kStageBytes : 8;
   // After the last tile the stages are reused for the groups' partial states.
-  static constexpr int kReduceFloats = kGroups * RB * kDPad + 3 * kGroups * RB + 2 * RB;
-  static constexpr int kSmemBytes =
-      kStages * kStageBytes > kReduceFloats * 4 ? kStages * kStageBytes : kReduceFloats * 4;
+  static constexpr int kReduceBytes = CombineSmem<kGroups, RB, kDPad>::kBytes;
+  static constexpr int kSmemBytes = kStages * kStageBytes > kReduceBytes ? kStages * kStageBytes : kReduceBytes;
   static_assert(kStages >= 2, "a tile must fit twice in the stage budget");
   static_assert(kKeys * kGroups == kTile && kLanes * kGroups == kThreads, "lane mapping");
 };
-
-// Launch-wide values the planner computed.
-struct DecodeLaunch {
-  int splits, row_blocks;
-  bool aligned;       // rows are 16-byte aligned: cp.async; else element copies
-  float* part_out;    // splits > 1: [splits][B * Hq * Sq][D] float32
-  float* part_lse;    // splits > 1: [splits][B * Hq * Sq]
-};
-
-__device__ __forceinline__ float neg_inf() { return -__int_as_float(0x7f800000); }
-
-// exp for the online softmax: ex2.approx on the device (relative error ~1e-7 for the arguments
-// here, all <= 0), expf in the emulator.
-__device__ __forceinline__ float fast_exp(float x) {
-#if defined(__CUDA_ARCH__)
-  return __expf(x);
-#else
-  return expf(x);
-#endif
-}
-
-// The keys a CTA's rows can see inside its chunk [j0, j1), as two spans: the sink prefix, which
-// the left window does not cut, and the causal / left-window range. Tiles wholly outside both are
-// never loaded (a 128k cache with a 4k window reads ~4k keys).
-// Positions fit in int: lengths are int32.
-struct KeySpans {
-  int a0, a1;  // span A [a0, a1)
-  int b0, b1;  // span B [b0, b1)
-  int tiles_a, tiles_b;
-};
-
-__device__ __forceinline__ KeySpans key_spans(const DecodeProblem& p, int len, int j0, int j1, int first_pos,
-                                              int last_pos, int tile) {
-  KeySpans s;
-  const int hi = j1 < last_pos + 1 ? j1 : last_pos + 1;  // causal: nothing past the last query
-  int sink_end = 0, lo = j0;
-  if (p.window_left >= 0) {
-    sink_end = p.sinks < len ? int(p.sinks) : len;
-    const int64_t w64 = int64_t(first_pos) - p.window_left;  // the earliest key any row's window reaches
-    const int w = w64 < 0 ? 0 : int(w64);
-    lo = sink_end > w ? sink_end : w;
-    lo = lo > j0 ? lo : j0;
-  }
-  s.a0 = j0;
-  s.a1 = hi < sink_end ? hi : sink_end;
-  if (s.a1 < s.a0) s.a1 = s.a0;
-  s.b0 = lo;
-  s.b1 = hi > lo ? hi : lo;
-  s.tiles_a = (s.a1 - s.a0 + tile - 1) / tile;
-  s.tiles_b = (s.b1 - s.b0 + tile - 1) / tile;
-  return s;
-}
-
-// Tile t of the spans: its first key and key count.
-__device__ __forceinline__ void tile_of(const KeySpans& s, int t, int tile, int* start, int* count) {
-  const bool in_a = t < s.tiles_a;
-  const int begin = in_a ? s.a0 + t * tile : s.b0 + (t - s.tiles_a) * tile;
-  const int end = in_a ? s.a1 : s.b1;
-  *start = begin;
-  *count = end - begin < tile ? end - begin : tile;
-}
-
-// Element offset of key j's row (kv head hkv of sequence b) in a pool, through the page table.
-// The page id is clamped into the pool: a corrupt table can give wrong keys, never a stray read.
-__device__ __forceinline__ int64_t pool_row(const DecodeProblem& p, int b, int hkv, int j) {
-  int64_t page = p.page_table[int64_t(b) * p.table_width + j / p.page_size];
-  page = page < 0 ? 0 : (page >= p.pool_pages ? p.pool_pages - 1 : page);
-  return ((page * p.heads_kv + hkv) * p.page_size + j % p.page_size) * p.head_dim;
-}
 
 // Starts copying the K and V rows of keys [start, start + count) into one stage.
 template <class C>
@@ -197,37 +129,8 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
   using C = Config<DT, NVT, RB>;
   extern __shared__ float4 smem_storage[];
   unsigned char* smem = reinterpret_cast<unsigned char*>(smem_storage);
-
-  // Which CTA: row block fastest (CTAs sharing K / V run side by side and share L2), then split.
-  int x = int(blockIdx.x);
-  const int rb = x % launch.row_blocks;
-  x /= launch.row_blocks;
-  const int split = x % launch.splits;
-  x /= launch.splits;
-  const int hkv = x % p.heads_kv;
-  const int b = x / p.heads_kv;
-
-  const int G = p.heads_q / p.heads_kv, Sq = p.seq_q, D = p.head_dim;
-  const int R = G * Sq, r0 = rb * RB, nrows = R - r0 < RB ? R - r0 : RB;
-  int len = p.lengths[b];
-  const int64_t cap = p.table_width * p.page_size;
-  len = len < 0 ? 0 : (len > cap ? int(cap) : len);
-
-  // Query rows of this block: row r is query head hkv * G + r / Sq, new query r % Sq at position
-  // len - Sq + r % Sq.
-  int first_pos = INT32_MAX, last_pos = INT32_MIN;
-  for (int r = 0; r < nrows; ++r) {
-    const int a = len - Sq + (r0 + r) % Sq;
-    first_pos = a < first_pos ? a : first_pos;
-    last_pos = a > last_pos ? a : last_pos;
-  }
-  const int64_t per_split = (int64_t(len) + launch.splits - 1) / launch.splits;
-  const int chunk = int((per_split + C::kTile - 1) / C::kTile * C::kTile);
-  const int64_t j0_64 = int64_t(split) * chunk;
-  const int j0 = j0_64 < len ? int(j0_64) : len;
-  const int j1 = len - j0 > chunk ? j0 + chunk : len;
-  const KeySpans spans = key_spans(p, len, j0, j1, first_pos, last_pos, C::kTile);
-  const int tiles = spans.tiles_a + spans.tiles_b;
+  const DecodeCta cta = decode_cta<RB, C::kTile>(p, launch);
+  const int b = cta.b, hkv = cta.hkv, Sq = p.seq_q, D = p.head_dim;
 
   const int group = threadIdx.x / C::kLanes, lane = threadIdx.x % C::kLanes;
   constexpr int kSlice = C::kNv * C::kVec;
@@ -237,16 +140,16 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
   int head[RB], pos[RB];
 #pragma unroll
   for (int r = 0; r < RB; ++r) {
-    const int row = r0 + (r < nrows ? r : 0);
-    head[r] = hkv * G + row / Sq;
-    pos[r] = len - Sq + row % Sq;
+    const int row = cta.r0 + (r < cta.nrows ? r : 0);
+    head[r] = hkv * cta.G + row / Sq;
+    pos[r] = cta.len - Sq + row % Sq;
     const int64_t base = int64_t(b) * p.q_stride[0] + int64_t(head[r]) * p.q_stride[1] + int64_t(row % Sq) * p.q_stride[2];
 #pragma unroll
     for (int v = 0; v < C::kNv; ++v)
 #pragma unroll
       for (int e = 0; e < C::kVec; ++e) {
         const int d = (lane + v * C::kLanes) * C::kVec + e;
-        q[r][v * C::kVec + e] = (r < nrows && d < D) ? p.scale * load_element(p.q, DT, base + d * p.q_stride[3]) : 0.0f;
+        q[r][v * C::kVec + e] = (r < cta.nrows && d < D) ? p.scale * load_element(p.q, DT, base + d * p.q_stride[3]) : 0.0f;
       }
   }
 
@@ -267,35 +170,32 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
 #pragma unroll
     for (int e = 0; e < kSlice; ++e) acc[r][e] = 0.0f;
   }
-
-  const bool windowed = p.window_left >= 0 || p.window_right >= 0;
-  const bool modified = p.softcap > 0.0f || p.alibi_slopes != nullptr;
   auto stage_k = [&](int t) { return smem + (t % C::kStages) * C::kStageBytes; };
 
   // Prologue: the first kStages - 1 tiles in flight (an empty commit keeps the group count fixed).
   for (int t = 0; t < C::kStages - 1; ++t) {
-    if (t < tiles) {
+    if (t < cta.tiles) {
       int start, count;
-      tile_of(spans, t, C::kTile, &start, &count);
+      tile_of(cta.spans, t, C::kTile, &start, &count);
       load_tile<C>(p, launch.aligned, b, hkv, start, count, stage_k(t), stage_k(t) + C::kTileBytes);
     }
     cp_async_commit();
   }
 
-  for (int t = 0; t < tiles; ++t) {
+  for (int t = 0; t < cta.tiles; ++t) {
     cp_async_wait<C::kStages - 2>();
     __syncthreads();  // tile t is in shared memory for everyone; tile t - 1's stage is free
     {
       const int next = t + C::kStages - 1;
-      if (next < tiles) {
+      if (next < cta.tiles) {
         int start, count;
-        tile_of(spans, next, C::kTile, &start, &count);
+        tile_of(cta.spans, next, C::kTile, &start, &count);
         load_tile<C>(p, launch.aligned, b, hkv, start, count, stage_k(next), stage_k(next) + C::kTileBytes);
       }
       cp_async_commit();
     }
     int start, count;
-    tile_of(spans, t, C::kTile, &start, &count);
+    tile_of(cta.spans, t, C::kTile, &start, &count);
     const unsigned char* ks = stage_k(t);
     const unsigned char* vs = ks + C::kTileBytes;
 
@@ -321,30 +221,17 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
 #pragma unroll
         for (int r = 0; r < RB; ++r) s[k][r] += __shfl_xor_sync(0xffffffffu, s[k][r], off);
 
-    // Masks and score modifiers. A tile whose keys every row sees, with no modifier, needs only
-    // the bound check of a short last tile (the common decode tile).
-    const bool plain = !windowed && !modified && start + count - 1 <= first_pos;
+    // Masks and score modifiers (q carries the scale already).
+    const bool plain = plain_tile(p, cta, start, count);
 #pragma unroll
     for (int k = 0; k < C::kKeys; ++k) {
       const int row = group + k * C::kGroups;
-      const int j = start + row;
 #pragma unroll
       for (int r = 0; r < RB; ++r) {
-        if (row >= count) {
+        if (row >= count)
           s[k][r] = neg_inf();
-          continue;
-        }
-        if (plain) continue;
-        const int a = pos[r];
-        bool visible = j <= a;
-        if (visible && windowed && j >= p.sinks) {
-          if (p.window_left >= 0 && j < a - p.window_left) visible = false;
-          if (p.window_right >= 0 && j > a + p.window_right) visible = false;
-        }
-        float v = s[k][r];
-        if (p.softcap > 0.0f) v = p.softcap * tanhf(v / p.softcap);
-        if (p.alibi_slopes) v -= p.alibi_slopes[head[r]] * float(a > j ? a - j : j - a);
-        s[k][r] = visible ? v : neg_inf();
+        else if (!plain)
+          s[k][r] = decode_score(p, pos[r], head[r], start + row, s[k][r]);
       }
     }
 
@@ -386,14 +273,10 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
   cp_async_wait<0>();
   __syncthreads();  // every stage is free: reuse shared memory for the groups' states
 
-  // Combine the groups: out_r = sum_g w_g acc_g / sum_g w_g l_g with w_g = exp(m_g - M), M the
-  // largest m_g (and the sink logit, which only the first chunk counts).
-  float* red_acc = reinterpret_cast<float*>(smem);             // [kGroups][RB][kDPad]
-  float* red_m = red_acc + C::kGroups * RB * C::kDPad;         // [kGroups][RB]
-  float* red_l = red_m + C::kGroups * RB;                      // [kGroups][RB]
-  float* red_w = red_l + C::kGroups * RB;                      // [kGroups][RB]
-  float* row_inv = red_w + C::kGroups * RB;                    // [RB]
-  float* row_lse = row_inv + RB;                               // [RB]
+  using Combine = CombineSmem<C::kGroups, RB, C::kDPad>;
+  float* red = reinterpret_cast<float*>(smem);
+  float* red_m = red + C::kGroups * RB * C::kDPad;
+  float* red_l = red_m + C::kGroups * RB;
 #pragma unroll
   for (int r = 0; r < RB; ++r) {
     if (lane == 0) {
@@ -404,55 +287,11 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
     for (int v = 0; v < C::kNv; ++v)
 #pragma unroll
       for (int e = 0; e < C::kVec; ++e)
-        red_acc[(group * RB + r) * C::kDPad + (lane + v * C::kLanes) * C::kVec + e] = acc[r][v * C::kVec + e];
+        red[(group * RB + r) * C::kDPad + (lane + v * C::kLanes) * C::kVec + e] = acc[r][v * C::kVec + e];
   }
+  static_assert(Combine::kBytes <= C::kSmemBytes, "the epilogue reuses the stages");
   __syncthreads();
-  if (int(threadIdx.x) < nrows) {
-    const int r = threadIdx.x;
-    float mx = neg_inf();
-    for (int g = 0; g < C::kGroups; ++g) mx = red_m[g * RB + r] > mx ? red_m[g * RB + r] : mx;
-    const bool sink = split == 0 && p.sink_logits != nullptr;
-    const float sink_logit = sink ? p.sink_logits[hkv * G + (r0 + r) / Sq] : 0.0f;
-    if (sink && sink_logit > mx) mx = sink_logit;
-    float total = 0.0f;
-    for (int g = 0; g < C::kGroups; ++g) {
-      const float mg = red_m[g * RB + r];
-      // expf, not the fast form: once per row, and float32 must match a float64 reference.
-      const float w = mg == neg_inf() ? 0.0f : expf(mg - mx);
-      red_w[g * RB + r] = w;
-      total += w * red_l[g * RB + r];
-    }
-    if (sink) total += expf(sink_logit - mx);
-    row_inv[r] = total > 0.0f ? 1.0f / total : 0.0f;
-    row_lse[r] = total > 0.0f ? mx + logf(total) : neg_inf();
-  }
-  __syncthreads();
-
-  const int64_t rows_total = int64_t(p.batch) * p.heads_q * Sq;
-  for (int idx = threadIdx.x; idx < nrows * D; idx += kThreads) {
-    const int r = idx / D, d = idx % D;
-    float o = 0.0f;
-    for (int g = 0; g < C::kGroups; ++g) o += red_w[g * RB + r] * red_acc[(g * RB + r) * C::kDPad + d];
-    o *= row_inv[r];
-    const int row = r0 + r, h = hkv * G + row / Sq, i = row % Sq;
-    if (launch.splits > 1) {
-      const int64_t grow = (int64_t(b) * p.heads_q + h) * Sq + i;
-      launch.part_out[(split * rows_total + grow) * D + d] = o;
-    } else {
-      store_element(p.out, p.out_dtype,
-                    int64_t(b) * p.out_stride[0] + int64_t(h) * p.out_stride[1] + int64_t(i) * p.out_stride[2] +
-                        int64_t(d) * p.out_stride[3],
-                    o);
-    }
-  }
-  if (int(threadIdx.x) < nrows) {
-    const int row = r0 + threadIdx.x, h = hkv * G + row / Sq, i = row % Sq;
-    const int64_t grow = (int64_t(b) * p.heads_q + h) * Sq + i;
-    if (launch.splits > 1)
-      launch.part_lse[split * rows_total + grow] = row_lse[threadIdx.x];
-    else if (p.lse)
-      p.lse[grow] = row_lse[threadIdx.x];
-  }
+  combine_and_store<C::kGroups, RB, C::kDPad, kThreads>(p, launch, cta, red);
 }
 
 // ---- host side ----------------------------------------------------------------------------------
@@ -495,7 +334,10 @@ cudaError_t launch_for_dtype(const DecodeProblem& p, const DecodePlan& plan, con
 }
 
 // CTAs resident per SM for a plan (the instances' launch bounds; shared memory allows them).
-int ctas_per_sm(const DecodePlan& plan) { return plan.rows_per_block == 8 ? 1 : 2; }
+int ctas_per_sm(const DecodePlan& plan) {
+  if (plan.mma) return kDecodeMmaCtasPerSm;
+  return plan.rows_per_block == 8 ? 1 : 2;
+}
 
 }  // namespace
 
@@ -518,7 +360,8 @@ bool decode_supports(const DecodeProblem& p, const char** why) {
 DecodePlan plan_decode(const DecodeProblem& p, int64_t max_length, int64_t splits, const DeviceTraits& dev) {
   DecodePlan plan;
   const int64_t rows = int64_t(p.heads_q / p.heads_kv) * p.seq_q;
-  plan.rows_per_block = rows <= 4 ? 4 : 8;
+  plan.mma = decode_mma_supports(p, dev);
+  plan.rows_per_block = plan.mma ? kDecodeMmaRows : (rows <= 4 ? 4 : 8);
   plan.row_blocks = int((rows + plan.rows_per_block - 1) / plan.rows_per_block);
   const int64_t pairs = int64_t(p.batch) * p.heads_kv * plan.row_blocks;
   if (splits <= 0) {
@@ -569,7 +412,8 @@ cudaError_t launch_decode_attention(const DecodeProblem& p, const DecodePlan& pl
                       : nullptr;
   const unsigned grid = unsigned(blocks);
   cudaError_t e;
-  switch (p.dtype) {
+  switch (plan.mma ? -1 : p.dtype) {
+    case -1: e = launch_decode_mma(p, launch, grid, stream); break;
     case kF32: e = launch_for_dtype<kF32>(p, plan, launch, grid, stream); break;
     case kF16: e = launch_for_dtype<kF16>(p, plan, launch, grid, stream); break;
     default: e = launch_for_dtype<kBF16>(p, plan, launch, grid, stream); break;

@@ -51,11 +51,28 @@ struct DecodeProblem {
 // How a call is cut into CTAs: query rows of a kv head's group per CTA (row blocks), key chunks
 // per (sequence, kv head) (splits), and the float32 scratch the split partials need.
 struct DecodePlan {
+  bool mma = false;  // the tensor-core kernel
   int rows_per_block = 4;
   int row_blocks = 1;
   int splits = 1;
   size_t scratch_bytes = 0;  // partial outs and lses when splits > 1, else 0
 };
+
+// Launch-wide values of one decode launch (internal to the decode kernels).
+struct DecodeLaunch {
+  int splits, row_blocks;
+  bool aligned;     // rows are 16-byte aligned: cp.async; else element copies
+  float* part_out;  // splits > 1: [splits][B * Hq * Sq][D] float32
+  float* part_lse;  // splits > 1: [splits][B * Hq * Sq]
+};
+
+// The tensor-core form (decode_attention_sm80.cu, mma.sync m16n8k16): float16 / bfloat16, head
+// dims 64 and 128, 16-byte aligned pools, a device of compute capability 8.0 or newer; 16 query
+// rows per CTA. Builds without it (the CPU emulator) answer false.
+bool decode_mma_supports(const DecodeProblem& p, const DeviceTraits& dev);
+constexpr int kDecodeMmaRows = 16;
+constexpr int kDecodeMmaCtasPerSm = 2;
+cudaError_t launch_decode_mma(const DecodeProblem& p, const DecodeLaunch& launch, unsigned blocks, cudaStream_t stream);
 
 // Whether the kernel takes the problem; `why` says what it lacks when not.
 bool decode_supports(const DecodeProblem& p, const char** why);
