@@ -12,7 +12,7 @@
 //
 // Replay a failure: ATTNKIT_SEED=<printed seed> npx jest test/decode.test.js -t '<name>'
 const {
-  Tensor, AttnError, KVCache, decodeAttention, decodeAttentionSync, attentionSync,
+  Tensor, AttnError, KVCache, decodeAttention, decodeAttentionSync, attentionSync, backendInfo,
 } = require('..');
 const { decodeAttentionReference, decodeScoresReference } = require('../dist/reference');
 const { describeEachIsa } = require('./helpers/isa');
@@ -321,7 +321,9 @@ describe('bad input', () => {
   }
 
   const ctorCases = [
-    ['device cuda', { ...cfg, device: 'cuda' }, 'ERR_ATTN_DEVICE', /GPU cache comes later/],
+    ['device tpu', { ...cfg, device: 'tpu' }, 'ERR_ATTN_DEVICE', /device must be 'cpu', 'cuda' or 'cuda:N'/],
+    // Device caches run over the fake CUDA library in test/cuda.test.js (test/gpu/run.js).
+    ...(backendInfo().cuda.available ? [] : [['device cuda without CUDA', { ...cfg, device: 'cuda' }, 'ERR_ATTN_CUDA_UNAVAILABLE', /KVCache: CUDA is unavailable/]]),
     ['dtype int32', { ...cfg, dtype: 'int32' }, 'ERR_ATTN_DTYPE', /dtype/],
     ['pageSize 0', { ...cfg, pageSize: 0 }, 'ERR_ATTN_ARGUMENT', /pageSize/],
     ['maxPages 1.5', { ...cfg, maxPages: 1.5 }, 'ERR_ATTN_ARGUMENT', /maxPages/],

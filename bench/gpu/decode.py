@@ -43,12 +43,14 @@ def time_ms(fn, reps, inner):
 
 
 class PagedKV:
-    def __init__(self, B, Hkv, S, D, P, dtype, gen):
+    def __init__(self, B, Hkv, S, D, P, dtype, gen, shuffled=True):
         pages_per_seq = (S + P - 1) // P
         self.pages = B * pages_per_seq
         self.k = torch.randn(self.pages, Hkv, P, D, dtype=dtype, device="cuda", generator=gen)
         self.v = torch.randn(self.pages, Hkv, P, D, dtype=dtype, device="cuda", generator=gen)
         perm = torch.randperm(self.pages, device="cuda", generator=gen).to(torch.int32)
+        if not shuffled:  # a diagnostic: each sequence's pages in pool order
+            perm = torch.arange(self.pages, device="cuda", dtype=torch.int32)
         self.table = perm.view(B, pages_per_seq).contiguous()
         self.lengths = torch.full((B,), S, dtype=torch.int32, device="cuda")
         self.B, self.Hkv, self.S, self.D, self.P, self.width = B, Hkv, S, D, P, pages_per_seq
@@ -127,7 +129,8 @@ def bench_shape(api, name, B, S, P_list, args, gen, rows, copy_bw):
     sdpa_ref = None
     kv0 = None
     for P in P_list:
-        kv = PagedKV(B, Hkv, S, D, P, torch.bfloat16, gen)
+        P, shuffled = (P, True) if isinstance(P, int) else P
+        kv = PagedKV(B, Hkv, S, D, P, torch.bfloat16, gen, shuffled)
         out = torch.full_like(q, float("nan"))
         run = attnkit_call(api, kv, q, out)
         run()
@@ -139,15 +142,16 @@ def bench_shape(api, name, B, S, P_list, args, gen, rows, copy_bw):
             sdpa_ref, kv0 = ref, (k, v)
         else:
             del k, v
-        splits_list = [0] + ([] if args.quick else ([2] if B * Hkv >= 132 else [66, 132, 264]))
+        splits_list = [0] + ([] if args.quick or not shuffled else ([2] if B * Hkv >= 132 else [16, 66, 264]))
         for splits in splits_list:
             run = attnkit_call(api, kv, q, out, splits=splits)
             med, lo, hi = time_ms(run, reps, inner)
             bw = kv_bytes / (med * 1e-3) / 1e12
-            rows.append({"shape": name, "impl": "attnkit", "page_size": P, "splits": splits or "auto", "ms": med,
+            rows.append({"shape": name, "impl": "attnkit", "page_size": P, "pages": "shuffled" if shuffled else "in order",
+                         "splits": splits or "auto", "ms": med,
                          "ms_min": lo, "ms_max": hi, "TBps": bw, "x_copy": bw / copy_bw, "rel_err": err})
-            print("%-10s attnkit P%-3d splits %-4s %8.3f ms  %5.2f TB/s  %.2fx copy  err %.1e" %
-                  (name, P, splits or "auto", med, bw, bw / copy_bw, err), flush=True)
+            print("%-10s attnkit P%-3d%s splits %-4s %8.3f ms  %5.2f TB/s  %.2fx copy  err %.1e" %
+                  (name, P, " " if shuffled else "c", splits or "auto", med, bw, bw / copy_bw, err), flush=True)
         del kv
         torch.cuda.empty_cache()
     k, v = kv0
@@ -187,8 +191,9 @@ def main():
     rows.append({"shape": "copy", "impl": "torch copy_", "bytes": nbytes, "ms": med, "TBps": copy_bw})
     del src, dst
     torch.cuda.empty_cache()
-    bench_shape(api, "B32x8k", 32, 8192, [16, 64], args, gen, rows, copy_bw)
-    bench_shape(api, "B1x128k", 1, 131072, [16, 64], args, gen, rows, copy_bw)
+    # (64, False): pages in pool order, to tell the kernel's pace from the scattered pages' cost.
+    bench_shape(api, "B32x8k", 32, 8192, [16, 64, (64, False)], args, gen, rows, copy_bw)
+    bench_shape(api, "B1x128k", 1, 131072, [16, 64, (64, False)], args, gen, rows, copy_bw)
     info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "copy_TBps": copy_bw, "rows": rows}
     with open(args.out, "w") as f:
         json.dump(info, f, indent=1)

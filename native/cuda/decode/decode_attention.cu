@@ -135,6 +135,17 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
   const int group = threadIdx.x / C::kLanes, lane = threadIdx.x % C::kLanes;
   constexpr int kSlice = C::kNv * C::kVec;
 
+  auto stage_k = [&](int t) { return smem + (t % C::kStages) * C::kStageBytes; };
+  // Prologue: the first kStages - 1 tiles in flight before anything else (an empty commit keeps the group count fixed).
+  for (int t = 0; t < C::kStages - 1; ++t) {
+    if (t < cta.tiles) {
+      int start, count;
+      tile_of(cta.spans, t, C::kTile, &start, &count);
+      load_tile<C>(p, launch.aligned, b, hkv, start, count, stage_k(t), stage_k(t) + C::kTileBytes);
+    }
+    cp_async_commit();
+  }
+
   // This lane's slice of each row's query, scaled, in float32; zero past D and past the rows.
   float q[RB][kSlice];
   int head[RB], pos[RB];
@@ -169,17 +180,6 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
     l[r] = 0.0f;
 #pragma unroll
     for (int e = 0; e < kSlice; ++e) acc[r][e] = 0.0f;
-  }
-  auto stage_k = [&](int t) { return smem + (t % C::kStages) * C::kStageBytes; };
-
-  // Prologue: the first kStages - 1 tiles in flight (an empty commit keeps the group count fixed).
-  for (int t = 0; t < C::kStages - 1; ++t) {
-    if (t < cta.tiles) {
-      int start, count;
-      tile_of(cta.spans, t, C::kTile, &start, &count);
-      load_tile<C>(p, launch.aligned, b, hkv, start, count, stage_k(t), stage_k(t) + C::kTileBytes);
-    }
-    cp_async_commit();
   }
 
   for (int t = 0; t < cta.tiles; ++t) {

@@ -68,15 +68,6 @@ __device__ __forceinline__ void load_tile_mma(const DecodeProblem& p, int b, int
   }
 }
 
-// The raw 16-bit element of q at (row r of the block, d), or 0 for a padding row.
-__device__ __forceinline__ uint32_t q_bits(const DecodeProblem& p, const DecodeCta& c, int r, int d) {
-  if (r >= c.nrows) return 0;
-  const int row = c.r0 + r, h = c.hkv * c.G + row / p.seq_q, i = row % p.seq_q;
-  const int64_t at = int64_t(c.b) * p.q_stride[0] + int64_t(h) * p.q_stride[1] + int64_t(i) * p.q_stride[2] +
-                     int64_t(d) * p.q_stride[3];
-  return static_cast<const uint16_t*>(p.q)[at];
-}
-
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads, kDecodeMmaCtasPerSm)
     decode_mma_kernel(const __grid_constant__ DecodeProblem p, const DecodeLaunch launch) {
@@ -88,23 +79,44 @@ __global__ void __launch_bounds__(kThreads, kDecodeMmaCtasPerSm)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, c4 = lane % 4;  // fragment row and column pair of this lane
 
+  auto stage = [&](int t) { return smem + (t % C::kStages) * C::kStageBytes; };
+  // The first kStages - 1 tiles go in flight before anything else, Q's loads included.
+  for (int t = 0; t < C::kStages - 1; ++t) {
+    if (t < cta.tiles) {
+      int start, count;
+      tile_of(cta.spans, t, C::kTile, &start, &count);
+      load_tile_mma<D>(p, cta.b, cta.hkv, start, count, stage(t), stage(t) + C::kTileBytes);
+    }
+    cp_async_commit();
+  }
+
+  // This lane's two rows (g and g + 8): position, query head, and where q's row starts (padding
+  // rows take row 0's position and head, and read as zeros; they are never stored).
+  int pos[2], head[2];
+  int64_t qrow[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const bool real = g + 8 * h < cta.nrows;
+    const int row = cta.r0 + (real ? g + 8 * h : 0);
+    pos[h] = cta.len - p.seq_q + row % p.seq_q;
+    head[h] = cta.hkv * cta.G + row / p.seq_q;
+    qrow[h] = real ? int64_t(cta.b) * p.q_stride[0] + int64_t(head[h]) * p.q_stride[1] + int64_t(row % p.seq_q) * p.q_stride[2]
+                   : -1;
+  }
+  const uint16_t* q16 = static_cast<const uint16_t*>(p.q);
+  auto qpair = [&](int h, int d) -> uint32_t {  // elements d, d + 1 of row h as one A register
+    if (qrow[h] < 0) return 0u;
+    return uint32_t(q16[qrow[h] + int64_t(d) * p.q_stride[3]]) | (uint32_t(q16[qrow[h] + int64_t(d + 1) * p.q_stride[3]]) << 16);
+  };
   // Q as A fragments (rows g and g + 8, columns 2 * c4 (+ 1) and + 8), unscaled 16-bit values.
   uint32_t qa[C::kDSteps][4];
 #pragma unroll
   for (int ks = 0; ks < C::kDSteps; ++ks) {
     const int d0 = ks * 16 + 2 * c4;
-    qa[ks][0] = q_bits(p, cta, g, d0) | (q_bits(p, cta, g, d0 + 1) << 16);
-    qa[ks][1] = q_bits(p, cta, g + 8, d0) | (q_bits(p, cta, g + 8, d0 + 1) << 16);
-    qa[ks][2] = q_bits(p, cta, g, d0 + 8) | (q_bits(p, cta, g, d0 + 9) << 16);
-    qa[ks][3] = q_bits(p, cta, g + 8, d0 + 8) | (q_bits(p, cta, g + 8, d0 + 9) << 16);
-  }
-  // Position and query head of this lane's two rows (padding rows take row 0's: never stored).
-  int pos[2], head[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = g + 8 * h < cta.nrows ? g + 8 * h : 0;
-    pos[h] = cta.len - p.seq_q + (cta.r0 + r) % p.seq_q;
-    head[h] = cta.hkv * cta.G + (cta.r0 + r) / p.seq_q;
+    qa[ks][0] = qpair(0, d0);
+    qa[ks][1] = qpair(1, d0);
+    qa[ks][2] = qpair(0, d0 + 8);
+    qa[ks][3] = qpair(1, d0 + 8);
   }
 
   float O[C::kDTiles][4];
@@ -114,19 +126,9 @@ __global__ void __launch_bounds__(kThreads, kDecodeMmaCtasPerSm)
     for (int e = 0; e < 4; ++e) O[dt][e] = 0.0f;
   float m[2] = {neg_inf(), neg_inf()}, l[2] = {0.0f, 0.0f};  // l: this lane's partial sums
 
-  auto stage = [&](int t) { return smem + (t % C::kStages) * C::kStageBytes; };
   // ldmatrix row addresses of this lane inside a stage (see fused_attention_sm80.cu for the maps).
   const uint32_t k_lane_off = 2u * ((warp * 16 + lane % 8 + (lane / 16) * 8) * C::kPitch + ((lane / 8) % 2) * 8);
   const uint32_t v_lane_off = 2u * ((warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * C::kPitch + (lane / 16) * 8);
-
-  for (int t = 0; t < C::kStages - 1; ++t) {
-    if (t < cta.tiles) {
-      int start, count;
-      tile_of(cta.spans, t, C::kTile, &start, &count);
-      load_tile_mma<D>(p, cta.b, cta.hkv, start, count, stage(t), stage(t) + C::kTileBytes);
-    }
-    cp_async_commit();
-  }
 
   for (int t = 0; t < cta.tiles; ++t) {
     cp_async_wait<C::kStages - 2>();
