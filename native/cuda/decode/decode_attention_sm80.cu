@@ -14,7 +14,8 @@
 //   dimension); P stays in registers, packed to 16 bits as the A fragment of P V (FlashAttention-2),
 //   V by ldmatrix.trans. Accumulators float32; P rounded to the input's 16-bit type as FA2 does.
 // - Memory: rows pitched D + 8 elements (an odd number of 16-byte units: conflict-free ldmatrix),
-//   3 stages of K and V in flight per CTA by cp.async, two CTAs per SM (~210 KB of shared memory).
+//   3 stages of K and V per CTA filled by cp.async (2 in flight while one is used), two CTAs per
+//   SM (~210 KB of shared memory).
 #include "../fused/mma_sm80.cuh"
 #include "async_copy.cuh"
 #include "decode_common.cuh"
@@ -33,7 +34,8 @@ struct MmaConfig {
   static constexpr int kRowBytes = 2 * kPitch;
   static constexpr int kTileBytes = kTile * kRowBytes;
   static constexpr int kStageBytes = 2 * kTileBytes;  // K then V
-  static constexpr int kStages = D <= 64 ? 6 : 3;
+  // Stages to fill ~105 KB (two CTAs per SM) or ~210 KB (one, ATTNKIT_DECODE_MMA_DEEP).
+  static constexpr int kStages = (D <= 64 ? 6 : 3) * (kDecodeMmaCtasPerSm == 1 ? 2 : 1) - (kDecodeMmaCtasPerSm == 1 && D <= 64 ? 1 : 0);
   static constexpr int kDSteps = D / 16;  // k16 steps of Q K^T
   static constexpr int kDTiles = D / 8;   // n8 tiles of the output
   static constexpr int kPieces = D / 8;   // 16-byte pieces per row
