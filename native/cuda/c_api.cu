@@ -273,6 +273,14 @@ attnkit_cuda_status call_stream(const CallStream& where, const DeviceHandle& h, 
   return ATTNKIT_CUDA_OK;
 }
 
+// How every entry with a CallStream begins: enter_device, then the stream the call enqueues on.
+attnkit_cuda_status enter_call(int device, const CallStream& where, DeviceHandle* h, cudaStream_t* stream, char* err,
+                               size_t err_len) {
+  const attnkit_cuda_status s = enter_device(device, h, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  return call_stream(where, *h, stream, err, err_len);
+}
+
 // The end of a call whose kernel launch returned `launched`: a blocking call waits for its stream,
 // also after a failed launch, so that nothing of the call is still in flight when it returns.
 attnkit_cuda_status finish_call(const CallStream& where, const DeviceHandle& h, cudaError_t launched, const char* what,
@@ -636,10 +644,8 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
   }
 
   DeviceHandle h;
-  s = enter_device(a.device, &h, err, err_len);
-  if (s != ATTNKIT_CUDA_OK) return s;
   cudaStream_t stream = nullptr;
-  s = call_stream(where, h, &stream, err, err_len);
+  s = enter_call(a.device, where, &h, &stream, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
 
   // The small host tables go to the device in one upload.
@@ -784,10 +790,8 @@ attnkit_cuda_status decode_impl(const attnkit_cuda_decode_args* args, const Call
     return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "decode needs device page_table, lengths and pools");
 
   DeviceHandle h;
-  attnkit_cuda_status s = enter_device(a.device, &h, err, err_len);
-  if (s != ATTNKIT_CUDA_OK) return s;
   cudaStream_t stream = nullptr;
-  s = call_stream(where, h, &stream, err, err_len);
+  attnkit_cuda_status s = enter_call(a.device, where, &h, &stream, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
 
   const DecodePlan plan = plan_decode(p, a.max_length, a.splits, h.traits);
@@ -830,10 +834,8 @@ attnkit_cuda_status append_impl(const attnkit_cuda_append_args* args, const Call
   if (a.counts == nullptr || a.starts == nullptr || a.page_table == nullptr || a.k_pool == nullptr || a.v_pool == nullptr)
     return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "kv_append needs counts, starts, a page table and pools");
   DeviceHandle h;
-  attnkit_cuda_status s = enter_device(a.device, &h, err, err_len);
-  if (s != ATTNKIT_CUDA_OK) return s;
   cudaStream_t stream = nullptr;
-  s = call_stream(where, h, &stream, err, err_len);
+  attnkit_cuda_status s = enter_call(a.device, where, &h, &stream, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
   TablePack pack;
   const size_t counts_at = pack.add(a.counts, size_t(a.batch) * sizeof(int32_t));

@@ -34,6 +34,7 @@ const { native } = require(path.join(root, 'dist', 'native', 'binding'));
 const R = require('../helpers/random');
 const { TOL, tolFor, relErr, lseErr, worst } = require('../helpers/compare');
 const { cases, prepareCase, buildInputs, buildOptions, DTYPES: BLOCK_DTYPES } = require('../helpers/parity-cases');
+const { makeCache, appendRandom, seqsOf } = require('../helpers/decode-rows');
 
 const LSE_TOL = TOL.float32;
 
@@ -992,38 +993,9 @@ test('block-sparse: a CUDA library from before block_sparse_attention is ERR_ATT
 // oracle over those rows and against the cache's own contents. Ragged batches, page sizes that do
 // not divide the lengths, every dtype, GQA 1-8, several new queries, every option, split-KV.
 
-/** Appends T random rows (lengths[b] of them to sequence b) to the device cache, from the host or
- *  (onDevice) from a strided device view; mirrors them in rows. */
+/** decode-rows' appendRandom into a device cache: host rows, or (onDevice) a strided device view. */
 function decodeAppend(r, st, T, lengths, onDevice) {
-  const { batch: B, kvHeads: H, headDim: D, dtype } = st.cfg;
-  const layout = onDevice ? 'bshd' : 'bhsd';
-  const k = R.randomTensor(r, [B, H, T, D], dtype, { layout }), v = R.randomTensor(r, [B, H, T, D], dtype, { layout });
-  const kd = onDevice ? toDev(k.t) : k.t, vd = onDevice ? toDev(v.t) : v.t;
-  try {
-    st.cache.append(kd, vd, lengths ? { lengths: Int32Array.from(lengths) } : undefined);
-  } finally {
-    if (onDevice) disposeAll(kd, vd);
-  }
-  for (let b = 0; b < B; b++) {
-    const n = lengths ? lengths[b] : T;
-    for (let h = 0; h < H; h++) {
-      for (let t = 0; t < n; t++) {
-        const at = ((b * H + h) * T + t) * D;
-        st.rows[b].k[h].push(k.values.slice(at, at + D));
-        st.rows[b].v[h].push(v.values.slice(at, at + D));
-      }
-    }
-  }
-}
-
-function decodeSeqs(st) {
-  return st.rows.map((s) => {
-    const n = s.k[0].length, D = st.cfg.headDim;
-    const k = new Float32Array(st.cfg.kvHeads * n * D), v = new Float32Array(k.length);
-    s.k.forEach((hr, h) => hr.forEach((row, t) => k.set(row, (h * n + t) * D)));
-    s.v.forEach((hr, h) => hr.forEach((row, t) => v.set(row, (h * n + t) * D)));
-    return { k, v, length: n };
-  });
+  appendRandom(r, st, T, lengths, onDevice ? 'bshd' : 'bhsd', onDevice ? { place: toDev, release: (t) => t.dispose() } : {});
 }
 
 const decodeCases = [];
@@ -1044,13 +1016,13 @@ async function runDecodeCase(c) {
   let pages = 0;
   const total = c.appends.reduce((acc, [T]) => acc + T, 0);
   pages = c.B * (Math.ceil(total / c.P) + 1) + 2;
-  const st = { cfg, cache: new KVCache({ ...cfg, maxPages: pages }), rows: Array.from({ length: c.B }, () => ({ k: Array.from({ length: c.Hkv }, () => []), v: Array.from({ length: c.Hkv }, () => []) })) };
+  const st = makeCache({ ...cfg, maxPages: pages });
   try {
     assert.strictEqual(st.cache.device, DEV);
     c.appends.forEach(([T, lengths], i) => decodeAppend(r, st, T, lengths, i % 2 === 1));
     const q = R.randomTensor(r, [c.B, c.Hq, c.Sq, c.D], c.dtype, { layout: c.Sq > 1 ? 'bshd' : 'bhsd' });  // strided q too
     const qd = toDev(q.t);
-    const ref = decodeAttentionReference(q.t, decodeSeqs(st), c.Hkv, c.opts);
+    const ref = decodeAttentionReference(q.t, seqsOf(st), c.Hkv, c.opts);
     const tol = tolFor(c.dtype, c.dtype);
     try {
       for (const mode of ['sync', 'async']) {
@@ -1076,7 +1048,7 @@ async function runDecodeCase(c) {
         const { k, v } = st.cache.contents(b);
         try {
           assert.strictEqual(k.device, DEV);
-          const seq = decodeSeqs(st)[b];
+          const seq = seqsOf(st)[b];
           bitsEqual(k.toSync('cpu').toFloat32Array(), seq.k);
           bitsEqual(v.toSync('cpu').toFloat32Array(), seq.v);
         } finally {
@@ -1095,8 +1067,7 @@ for (const c of decodeCases) test(c.name, () => runDecodeCase(c));
 test('decode: device cache errors (options it refuses, devices mixed, pool full, disposed)', async () => {
   const r = R.rng('decode errors');
   const cfg = { batch: 2, kvHeads: 2, headDim: 16, pageSize: 4, maxPages: 3, dtype: 'float32', device: DEV };
-  const cache = new KVCache(cfg);
-  const st = { cfg, cache, rows: Array.from({ length: 2 }, () => ({ k: [[], []], v: [[], []] })) };
+  const st = makeCache(cfg), cache = st.cache;
   const q = toDev(randomCpu(r, [2, 4, 1, 16]));
   try {
     decodeAppend(r, st, 4, null, false);
@@ -1110,7 +1081,7 @@ test('decode: device cache errors (options it refuses, devices mixed, pool full,
     assert.strictEqual(cache.length(0), 4);
     assert.strictEqual(cache.pagesUsed, 2);
     const out = decodeAttentionSync(q, cache);
-    const ref = decodeAttentionReference(q.toSync('cpu'), decodeSeqs(st), 2, {});
+    const ref = decodeAttentionReference(q.toSync('cpu'), seqsOf(st), 2, {});
     check('after a refused append', relErr(out.toSync('cpu'), ref.out), TOL.float32);
     out.dispose();
   } finally {

@@ -137,14 +137,10 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
 
   auto stage_k = [&](int t) { return smem + (t % C::kStages) * C::kStageBytes; };
   // Prologue: the first kStages - 1 tiles in flight before anything else (an empty commit keeps the group count fixed).
-  for (int t = 0; t < C::kStages - 1; ++t) {
-    if (t < cta.tiles) {
-      int start, count;
-      tile_of(cta.spans, t, C::kTile, &start, &count);
-      load_tile<C>(p, launch.aligned, b, hkv, start, count, stage_k(t), stage_k(t) + C::kTileBytes);
-    }
-    cp_async_commit();
-  }
+  auto load = [&](int start, int count, int t) {
+    load_tile<C>(p, launch.aligned, b, hkv, start, count, stage_k(t), stage_k(t) + C::kTileBytes);
+  };
+  for (int t = 0; t < C::kStages - 1; ++t) issue_tile(cta, t, C::kTile, load);
 
   // This lane's slice of each row's query, scaled, in float32; zero past D and past the rows.
   float q[RB][kSlice];
@@ -185,15 +181,7 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
   for (int t = 0; t < cta.tiles; ++t) {
     cp_async_wait<C::kStages - 2>();
     __syncthreads();  // tile t is in shared memory for everyone; tile t - 1's stage is free
-    {
-      const int next = t + C::kStages - 1;
-      if (next < cta.tiles) {
-        int start, count;
-        tile_of(cta.spans, next, C::kTile, &start, &count);
-        load_tile<C>(p, launch.aligned, b, hkv, start, count, stage_k(next), stage_k(next) + C::kTileBytes);
-      }
-      cp_async_commit();
-    }
+    issue_tile(cta, t + C::kStages - 1, C::kTile, load);
     int start, count;
     tile_of(cta.spans, t, C::kTile, &start, &count);
     const unsigned char* ks = stage_k(t);

@@ -71,13 +71,9 @@ struct DecodeLaunch {
 // rows per CTA. Builds without it (the CPU emulator) answer false.
 bool decode_mma_supports(const DecodeProblem& p, const DeviceTraits& dev);
 constexpr int kDecodeMmaRows = 16;
-// ATTNKIT_DECODE_MMA_DEEP (a build variant for A/B timing): one CTA per SM with twice the stages
-// (~5 tiles in flight per SM instead of 2 x 2).
-#if defined(ATTNKIT_DECODE_MMA_DEEP)
-constexpr int kDecodeMmaCtasPerSm = 1;
-#else
+// Two CTAs per SM: each CTA's tile loop (barrier, loads issued, QK, softmax, PV) is serial, and one
+// CTA per SM with twice the stages ran at 0.58x copy bandwidth where two ran at 0.94x (H100).
 constexpr int kDecodeMmaCtasPerSm = 2;
-#endif
 cudaError_t launch_decode_mma(const DecodeProblem& p, const DecodeLaunch& launch, unsigned blocks, cudaStream_t stream);
 
 // Whether the kernel takes the problem; `why` says what it lacks when not.

@@ -34,8 +34,7 @@ struct MmaConfig {
   static constexpr int kRowBytes = 2 * kPitch;
   static constexpr int kTileBytes = kTile * kRowBytes;
   static constexpr int kStageBytes = 2 * kTileBytes;  // K then V
-  // Stages to fill ~105 KB (two CTAs per SM) or ~210 KB (one, ATTNKIT_DECODE_MMA_DEEP).
-  static constexpr int kStages = (D <= 64 ? 6 : 3) * (kDecodeMmaCtasPerSm == 1 ? 2 : 1) - (kDecodeMmaCtasPerSm == 1 && D <= 64 ? 1 : 0);
+  static constexpr int kStages = D <= 64 ? 6 : 3;  // ~105 KB: two CTAs per SM
   static constexpr int kDSteps = D / 16;  // k16 steps of Q K^T
   static constexpr int kDTiles = D / 8;   // n8 tiles of the output
   static constexpr int kPieces = D / 8;   // 16-byte pieces per row
@@ -83,14 +82,10 @@ __global__ void __launch_bounds__(kThreads, kDecodeMmaCtasPerSm)
 
   auto stage = [&](int t) { return smem + (t % C::kStages) * C::kStageBytes; };
   // The first kStages - 1 tiles go in flight before anything else, Q's loads included.
-  for (int t = 0; t < C::kStages - 1; ++t) {
-    if (t < cta.tiles) {
-      int start, count;
-      tile_of(cta.spans, t, C::kTile, &start, &count);
-      load_tile_mma<D>(p, cta.b, cta.hkv, start, count, stage(t), stage(t) + C::kTileBytes);
-    }
-    cp_async_commit();
-  }
+  auto load = [&](int start, int count, int t) {
+    load_tile_mma<D>(p, cta.b, cta.hkv, start, count, stage(t), stage(t) + C::kTileBytes);
+  };
+  for (int t = 0; t < C::kStages - 1; ++t) issue_tile(cta, t, C::kTile, load);
 
   // This lane's two rows (g and g + 8): position, query head, and where q's row starts (padding
   // rows take row 0's position and head, and read as zeros; they are never stored).
@@ -135,15 +130,7 @@ __global__ void __launch_bounds__(kThreads, kDecodeMmaCtasPerSm)
   for (int t = 0; t < cta.tiles; ++t) {
     cp_async_wait<C::kStages - 2>();
     __syncthreads();  // tile t is in shared memory for everyone; tile t - 1's stage is free
-    {
-      const int next = t + C::kStages - 1;
-      if (next < cta.tiles) {
-        int start, count;
-        tile_of(cta.spans, next, C::kTile, &start, &count);
-        load_tile_mma<D>(p, cta.b, cta.hkv, start, count, stage(next), stage(next) + C::kTileBytes);
-      }
-      cp_async_commit();
-    }
+    issue_tile(cta, t + C::kStages - 1, C::kTile, load);
     int start, count;
     tile_of(cta.spans, t, C::kTile, &start, &count);
     const uint32_t k_base = smem_address(stage(t)), v_base = k_base + C::kTileBytes;

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../fused/attention_problem.cuh"
+#include "async_copy.cuh"
 #include "decode_attention.h"
 
 namespace attnkit {
@@ -115,6 +116,18 @@ __device__ __forceinline__ DecodeCta decode_cta(const DecodeProblem& p, const De
   c.spans = key_spans(p, c.len, j0, j1, c.first_pos, c.last_pos, Tile);
   c.tiles = c.spans.tiles_a + c.spans.tiles_b;
   return c;
+}
+
+// Issues the copies of tile t (if the CTA has one) through load(start, count, t), then commits a
+// cp.async group either way, so that every thread's group count stays one per tile slot.
+template <class Load>
+__device__ __forceinline__ void issue_tile(const DecodeCta& c, int t, int tile, Load&& load) {
+  if (t < c.tiles) {
+    int start, count;
+    tile_of(c.spans, t, tile, &start, &count);
+    load(start, count, t);
+  }
+  cp_async_commit();
 }
 
 // A tile every row of the block sees whole, with no score modifier: scores need only the scale
