@@ -179,11 +179,8 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
   }
 
   for (int t = 0; t < cta.tiles; ++t) {
-    cp_async_wait<C::kStages - 2>();
-    __syncthreads();  // tile t is in shared memory for everyone; tile t - 1's stage is free
-    issue_tile(cta, t + C::kStages - 1, C::kTile, load);
     int start, count;
-    tile_of(cta.spans, t, C::kTile, &start, &count);
+    next_tile<C::kStages>(cta, t, C::kTile, load, &start, &count);
     const unsigned char* ks = stage_k(t);
     const unsigned char* vs = ks + C::kTileBytes;
 

@@ -128,11 +128,8 @@ __global__ void __launch_bounds__(kThreads, kDecodeMmaCtasPerSm)
   const uint32_t v_lane_off = 2u * ((warp * 16 + lane % 8 + ((lane / 8) % 2) * 8) * C::kPitch + (lane / 16) * 8);
 
   for (int t = 0; t < cta.tiles; ++t) {
-    cp_async_wait<C::kStages - 2>();
-    __syncthreads();  // tile t is in shared memory for everyone; tile t - 1's stage is free
-    issue_tile(cta, t + C::kStages - 1, C::kTile, load);
     int start, count;
-    tile_of(cta.spans, t, C::kTile, &start, &count);
+    next_tile<C::kStages>(cta, t, C::kTile, load, &start, &count);
     const uint32_t k_base = smem_address(stage(t)), v_base = k_base + C::kTileBytes;
 
     // S = Q K^T over this warp's 16 keys: two n8 tiles.

@@ -130,6 +130,17 @@ __device__ __forceinline__ void issue_tile(const DecodeCta& c, int t, int tile, 
   cp_async_commit();
 }
 
+// The top of a CTA's tile loop for tile t: wait until its copies have landed (at most Stages - 2
+// groups still in flight), a barrier (tile t is visible to all; tile t - 1's stage is free), then
+// tile t + Stages - 1 into that stage; returns tile t's first key and count.
+template <int Stages, class Load>
+__device__ __forceinline__ void next_tile(const DecodeCta& c, int t, int tile, Load&& load, int* start, int* count) {
+  cp_async_wait<Stages - 2>();
+  __syncthreads();
+  issue_tile(c, t + Stages - 1, tile, load);
+  tile_of(c.spans, t, tile, start, count);
+}
+
 // A tile every row of the block sees whole, with no score modifier: scores need only the scale
 // (and the bound check of a short tile).
 __device__ __forceinline__ bool plain_tile(const DecodeProblem& p, const DecodeCta& c, int start, int count) {
