@@ -28,6 +28,8 @@ export interface NativeBinding {
   decodeAttentionAsync(...args: DecodeArgs): Promise<void>;
   kvAppendSync(kPool: DeviceHandle, vPool: DeviceHandle, deviceTable: DeviceHandle, k: DeviceHandle, v: DeviceHandle,
     table: Int32Array, counts: Int32Array, starts: Int32Array, desc: Float64Array): void;
+  kvGatherSync(kPool: DeviceHandle, vPool: DeviceHandle, deviceTable: DeviceHandle, k: DeviceHandle, v: DeviceHandle,
+    table: Int32Array, counts: Int32Array, positions: Int32Array, desc: Float64Array): void;
   mergeStates(outs: NativeTensorData[], lses: NativeTensorData[], out: NativeTensorData, lse: NativeTensorData, desc: Float64Array): void;
 
   // CUDA (native/napi/device_binding.cpp). The first call of any of these loads the CUDA library.

@@ -13,8 +13,9 @@
 // ERR_ATTN_DISPOSED. A cache on a GPU (device 'cuda' / 'cuda:N') keeps its pools in device memory
 // (device tensors) together with device copies of the page table and lengths, which the GPU
 // kernels read (native/cuda/decode); the TS page table stays the one the cache decides with and
-// validation reads, and each append uploads the entries it changed. Eviction and accumulateScores
-// are CPU-only for now: a device cache refuses them with ERR_ATTN_DEVICE.
+// validation reads, and each append uploads the entries it changed. Streaming eviction compacts on
+// the device too (the kept rows gathered out, then written back from position 0); H2O eviction and
+// accumulateScores are CPU-only for now: a device cache refuses them with ERR_ATTN_DEVICE.
 //
 // decodeAttention: the new queries q [B, Hq, Sq_new, D] are the last Sq_new positions of each
 // sequence (bottom-right aligned, causal among themselves). The native kernel (native/cpu/decode)
@@ -303,7 +304,6 @@ export class KVCache {
    */
   evict(policy: EvictionPolicy, opts?: { batch?: number }): void {
     this.#live('evict');
-    if (this.#dev) throw new AttnError('ERR_ATTN_DEVICE', `KVCache.evict: eviction policies run on CPU caches only for now; this cache is on ${this.device}`);
     this.#idle('evict');
     if (typeof policy !== 'object' || policy === null) throw new AttnError('ERR_ATTN_ARGUMENT', 'KVCache.evict: policy must be an object');
     const count = (name: string, v: unknown): number => {
@@ -315,6 +315,9 @@ export class KVCache {
       const sinks = count('sinks', policy.sinks ?? 0), window = count('window', policy.window);
       keep = (_b, len) => len <= sinks + window ? null : [...range(0, sinks), ...range(len - window, len)];
     } else if (policy.kind === 'h2o') {
+      if (this.#dev) {
+        throw new AttnError('ERR_ATTN_DEVICE', `KVCache.evict: the 'h2o' policy ranks tokens by accumulated scores, which only CPU caches keep for now (accumulateScores); this cache is on ${this.device}`);
+      }
       const heavy = count('heavy', policy.heavy), recent = count('recent', policy.recent);
       keep = (b, len) => {
         if (len <= heavy + recent) return null;
@@ -327,6 +330,10 @@ export class KVCache {
       throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.kind must be 'streaming' or 'h2o', got ${String((policy as { kind?: unknown }).kind)}`);
     }
     const seqs = opts?.batch === undefined ? range(0, this.batch) : [this.#seq('evict', opts.batch)];
+    if (this.#dev) {
+      this.#compactOnDevice(range(0, this.batch).map((b) => (seqs.includes(b) ? keep(b, this.#len[b]) : null)));
+      return;
+    }
     for (const b of seqs) {
       const kept = keep(b, this.#len[b]);
       if (!kept) continue;
@@ -335,6 +342,49 @@ export class KVCache {
       this.#len[b] = kept.length;
       this.#release(b, Math.ceil(this.#len[b] / this.pageSize));
     }
+  }
+
+  /**
+   * Eviction on a device cache: kept[b] lists the positions sequence b keeps (null: all of them).
+   * The kept rows are gathered into a scratch [B, kvHeads, T, headDim] by one kernel and written
+   * back from position 0 by the append kernel (two launches in stream order, so a row is read
+   * before anything overwrites it), then the pages past the kept rows return to the pool.
+   */
+  #compactOnDevice(kept: (number[] | null)[]): void {
+    const dev = this.#dev!, B = this.batch;
+    if (kept.every((k) => k === null)) return;
+    const T = kept.reduce((n, k) => Math.max(n, k ? k.length : 0), 0);
+    const counts = new Int32Array(B), positions = new Int32Array(B * T), starts = new Int32Array(B);
+    kept.forEach((k, b) => {
+      if (!k) return;
+      counts[b] = k.length;
+      positions.set(k, b * T);
+    });
+    if (T > 0) {
+      const shape = [B, this.kvHeads, T, this.headDim];
+      const k = Tensor.empty(shape, { dtype: this.dtype, device: this.device });
+      const v = Tensor.empty(shape, { dtype: this.dtype, device: this.device });
+      try {
+        const desc = new Float64Array(KV_APPEND_DESCRIPTOR_LENGTH);
+        writeTensorRecord(desc, KvAppendSlot.K, k, 'k');
+        writeTensorRecord(desc, KvAppendSlot.V, v, 'v');
+        writeTensorRecord(desc, KvAppendSlot.KPool, dev.k, 'cache.k');
+        writeTensorRecord(desc, KvAppendSlot.VPool, dev.v, 'cache.v');
+        const args = [dev.k[kNative]() as DeviceHandle, dev.v[kNative]() as DeviceHandle, dev.table[kNative]() as DeviceHandle,
+          k[kNative]() as DeviceHandle, v[kNative]() as DeviceHandle, this.#table, counts] as const;
+        native().kvGatherSync(...args, positions, desc);
+        native().kvAppendSync(...args, starts, desc);
+      } finally {
+        k.dispose();
+        v.dispose();
+      }
+    }
+    kept.forEach((k, b) => {
+      if (!k) return;
+      this.#len[b] = k.length;
+      this.#release(b, Math.ceil(k.length / this.pageSize));
+    });
+    native().cudaCopyToDevice(dev.lengths[kNative]() as DeviceHandle, 0, this.#len, 0, B * 4);
   }
 
   /** Accumulated attention mass of sequence b's tokens, [kvHeads, length(b)] (zeros before any accumulateScores call). */

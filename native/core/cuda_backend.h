@@ -67,8 +67,9 @@ void cuda_merge_states(const MergeRequest& r, int device);
 
 // Validated decode over a device cache (p.device_page_table / device_lengths set) -> the
 // library's decode_attention (blocking); a library older than that entry fails with
-// ERR_ATTN_CUDA_UNAVAILABLE saying so. cuda_kv_append likewise for KVCache.append.
+// ERR_ATTN_CUDA_UNAVAILABLE saying so. cuda_kv_rows likewise: kv_append (KVCache.append) or
+// kv_gather (eviction).
 void cuda_decode_attention(const DecodeParams& p, int device);
-void cuda_kv_append(const KvAppendParams& p, int device);
+void cuda_kv_rows(const KvRowsParams& p, int device);
 
 }  // namespace attnkit

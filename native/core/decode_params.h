@@ -38,14 +38,17 @@ struct DecodeParams {
   const std::atomic<int32_t>* abort_flag = nullptr;
 };
 
-// KVCache.append on a device cache: row t < counts[b] of sequence b of k / v [B, Hkv, T, D] goes
-// to position starts[b] + t through the page table; validated against the host mirror of the
-// table (every position lands in a page of the pool), applied through its device copy.
-struct KvAppendParams {
+// Rows between k / v [B, Hkv, T, D] and a device cache's pools, through the page table: KVCache
+// .append writes row t < counts[b] of sequence b to position starts[b] + t; eviction reads it from
+// position positions[b * T + t] (gather). Validated against the host mirror of the table (every
+// position lands in a page of the pool), applied through its device copy.
+struct KvRowsParams {
   TensorView k, v, k_pool, v_pool;
   int64_t batch = 0, heads_kv = 0, head_dim = 0, page_size = 0, pool_pages = 0, table_width = 0;
-  const int32_t* counts = nullptr;  // host [B]
-  const int32_t* starts = nullptr;  // host [B]
+  bool gather = false;
+  const int32_t* counts = nullptr;     // host [B]
+  const int32_t* starts = nullptr;     // host [B] (append)
+  const int32_t* positions = nullptr;  // host [B, T] (gather)
   const int32_t* device_page_table = nullptr;
 };
 

@@ -547,43 +547,54 @@ DecodeParams validate_decode(const DecodeRequest& r) {
   return p;
 }
 
-KvAppendParams validate_kv_append(const KvAppendRequest& r) {
+KvRowsParams validate_kv_rows(const KvRowsRequest& r) {
   const TensorView &k = r.k, &v = r.v, &kp = r.k_pool, &vp = r.v_pool;
-  if (kp.device < 0) fail(ErrorCode::Device, "internal: kv append is for device caches");
+  if (kp.device < 0) fail(ErrorCode::Device, "internal: kv rows are for device caches");
   require_device("k", k.device, "cache.k", kp.device);
   require_device("v", v.device, "cache.k", kp.device);
   require_device("cache.v", vp.device, "cache.k", kp.device);
   if (kp.rank != 4 || vp.rank != 4 || !is_row_major(kp) || !is_row_major(vp)) shape_fail("the cache's pools must be contiguous [pages, kvHeads, pageSize, headDim]");
   for (int i = 0; i < 4; ++i) if (vp.shape[i] != kp.shape[i]) shape_fail("the cache's K and V pools must have one shape");
   if (k.dtype != kp.dtype || v.dtype != kp.dtype || vp.dtype != kp.dtype) fail(ErrorCode::DType, std::string("k and v must have the cache's dtype ") + dtype_name(kp.dtype));
-  KvAppendParams p;
-  p.k = k; p.v = v; p.k_pool = kp; p.v_pool = vp;
+  KvRowsParams p;
+  p.k = k; p.v = v; p.k_pool = kp; p.v_pool = vp; p.gather = r.gather;
   p.pool_pages = kp.shape[0]; p.heads_kv = kp.shape[1]; p.page_size = kp.shape[2]; p.head_dim = kp.shape[3];
   if (k.rank != 4 || v.rank != 4) shape_fail("k and v must have rank 4 [B, kvHeads, T, headDim]");
   p.batch = k.shape[0];
-  if (!has_shape(k, {p.batch, p.heads_kv, k.shape[2], p.head_dim}) || !has_shape(v, {p.batch, p.heads_kv, k.shape[2], p.head_dim}))
-    shape_fail("k and v must have shape [B, kvHeads=" + std::to_string(p.heads_kv) + ", T, headDim=" + std::to_string(p.head_dim) + "], got " + shape_str(k) + " and " + shape_str(v));
-  if (!r.counts.present || !r.starts.present || static_cast<int64_t>(r.counts.length) != p.batch || static_cast<int64_t>(r.starts.length) != p.batch)
-    arg_fail("internal: kv append counts and starts must have one entry per sequence");
-  if (!r.table.present || p.batch == 0 || r.table.length % static_cast<size_t>(p.batch) != 0) arg_fail("internal: kv append page table must be [B, width]");
-  p.table_width = static_cast<int64_t>(r.table.length) / p.batch;
   const int64_t T = k.shape[2];
+  if (!has_shape(k, {p.batch, p.heads_kv, T, p.head_dim}) || !has_shape(v, {p.batch, p.heads_kv, T, p.head_dim}))
+    shape_fail("k and v must have shape [B, kvHeads=" + std::to_string(p.heads_kv) + ", T, headDim=" + std::to_string(p.head_dim) + "], got " + shape_str(k) + " and " + shape_str(v));
+  // Gathered rows are written: no element of k or v may be written twice.
+  if (r.gather) {
+    require_no_self_overlap("k", k);
+    require_no_self_overlap("v", v);
+  }
+  const Int32Array& index = r.gather ? r.positions : r.starts;
+  const int64_t per_seq = r.gather ? T : 1;
+  if (!r.counts.present || !index.present || static_cast<int64_t>(r.counts.length) != p.batch || static_cast<int64_t>(index.length) != p.batch * per_seq)
+    arg_fail("internal: kv rows counts, starts and positions must have one entry per sequence (and row)");
+  if (!r.table.present || p.batch == 0 || r.table.length % static_cast<size_t>(p.batch) != 0) arg_fail("internal: kv rows page table must be [B, width]");
+  p.table_width = static_cast<int64_t>(r.table.length) / p.batch;
+  // Every position a row goes to or comes from must lie in a page of the sequence's table that is in the pool.
+  auto check_position = [&](int64_t b, int64_t pos) {
+    if (pos < 0 || pos / p.page_size >= p.table_width) arg_fail("internal: kv rows position of sequence " + std::to_string(b) + " outside its page table");
+    const int32_t page = r.table.data[b * p.table_width + pos / p.page_size];
+    if (page < 0 || page >= p.pool_pages) arg_fail("internal: kv rows page table entry out of range");
+  };
   for (int64_t b = 0; b < p.batch; ++b) {
-    const int64_t n = r.counts.data[b], s0 = r.starts.data[b];
-    if (n < 0 || n > T || s0 < 0) arg_fail("internal: kv append count or start of sequence " + std::to_string(b) + " out of range");
-    if (n == 0) continue;
-    const int64_t first = s0 / p.page_size, last = (s0 + n - 1) / p.page_size;
-    if (last >= p.table_width) arg_fail("internal: kv append of sequence " + std::to_string(b) + " reaches past its page table");
-    for (int64_t i = first; i <= last; ++i) {
-      const int32_t page = r.table.data[b * p.table_width + i];
-      if (page < 0 || page >= p.pool_pages) arg_fail("internal: kv append page table entry out of range");
+    const int64_t n = r.counts.data[b];
+    if (n < 0 || n > T) arg_fail("internal: kv rows count of sequence " + std::to_string(b) + " out of range");
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t pos = r.gather ? int64_t(index.data[b * T + t]) : int64_t(index.data[b]) + t;
+      // Rows of one page share its check: test each page once per sequence on the append path.
+      if (r.gather || t == 0 || pos % p.page_size == 0) check_position(b, pos);
     }
   }
   const CallerBuffer& dt = r.device_table;
   if (!dt.base || dt.device != kp.device || dt.array_dtype != DType::Int32 || dt.length < r.table.length)
-    arg_fail("internal: kv append needs the int32 device copy of the page table on " + device_name(kp.device));
+    arg_fail("internal: kv rows need the int32 device copy of the page table on " + device_name(kp.device));
   p.counts = r.counts.data;
-  p.starts = r.starts.data;
+  (r.gather ? p.positions : p.starts) = index.data;
   p.device_page_table = static_cast<const int32_t*>(dt.base);
   return p;
 }

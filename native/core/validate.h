@@ -114,14 +114,16 @@ struct DecodeRequest {
 
 DecodeParams validate_decode(const DecodeRequest& req);
 
-// KVCache.append on a device cache (lib/ops/decode.ts): k, v [B, Hkv, T, D] any strides on the
-// pools' device; table: the host mirror of the device table [B, width]; counts / starts [B].
-struct KvAppendRequest {
+// KVCache.append / eviction on a device cache (lib/ops/decode.ts): k, v [B, Hkv, T, D] any strides
+// on the pools' device; table: the host mirror of the device table [B, width]; counts [B]; starts
+// [B] (append) or positions [B, T] (gather: rows read out of the cache into k, v).
+struct KvRowsRequest {
   TensorView k, v, k_pool, v_pool;
-  Int32Array table, counts, starts;
+  bool gather = false;
+  Int32Array table, counts, starts, positions;
   CallerBuffer device_table;
 };
-KvAppendParams validate_kv_append(const KvAppendRequest& req);
+KvRowsParams validate_kv_rows(const KvRowsRequest& req);
 
 struct MergeRequest {
   int64_t num_parts = 0;

@@ -1,7 +1,7 @@
 // decodeAttention() bindings: arguments -> validated DecodeParams -> the CPU decode kernel
 // (native/cpu/decode) or, for a cache on a GPU, the CUDA library's decode_attention, synchronously
-// or on a libuv worker that waits for attnkit's pool or the GPU. Also KVCache.append's device
-// scatter (kvAppendSync).
+// or on a libuv worker that waits for attnkit's pool or the GPU. Also the device cache's row moves:
+// KVCache.append's scatter (kvAppendSync) and eviction's gather (kvGatherSync).
 #include <napi.h>
 
 #include <atomic>
@@ -116,15 +116,18 @@ Napi::Value decode_async(const Napi::CallbackInfo& info) {
   });
 }
 
-// kvAppendSync(kPool, vPool, deviceTable, k, v, table, counts, starts, descriptor): KVCache.append
-// on a device cache. table: the Int32Array mirror of deviceTable [B, width]; counts, starts:
-// Int32Array [B]; the descriptor holds the records of k, v, kPool, vPool.
-Napi::Value kv_append_sync(const Napi::CallbackInfo& info) {
+// kvAppendSync / kvGatherSync(kPool, vPool, deviceTable, k, v, table, counts, index, descriptor):
+// rows between k, v and a device cache's pools (KVCache.append; eviction reads the kept rows out).
+// table: the Int32Array mirror of deviceTable [B, width]; counts: Int32Array [B]; index: starts
+// [B] (append) or positions [B, T] (gather); the descriptor holds the records of k, v, kPool, vPool.
+template <bool kGather>
+Napi::Value kv_rows_sync(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&] {
     Napi::Env env = info.Env();
-    if (info.Length() < 9) throw_attn_error(env, ErrorCode::Argument, "internal: kv append binding needs 9 arguments");
+    if (info.Length() < 9) throw_attn_error(env, ErrorCode::Argument, "internal: kv rows binding needs 9 arguments");
     const double* d = descriptor_arg(env, info[8], desc::kKvAppendLength);
-    KvAppendRequest r;
+    KvRowsRequest r;
+    r.gather = kGather;
     r.k_pool = tensor_slot(env, info[0], "cache.k", d, desc::kAppKPool);
     r.v_pool = tensor_slot(env, info[1], "cache.v", d, desc::kAppVPool);
     r.device_table = device_array_arg(env, info[2], "deviceTable", DType::Int32);
@@ -132,9 +135,9 @@ Napi::Value kv_append_sync(const Napi::CallbackInfo& info) {
     r.v = tensor_slot(env, info[4], "v", d, desc::kAppV);
     r.table = int32_array_arg(env, info[5], "pageTable");
     r.counts = int32_array_arg(env, info[6], "counts");
-    r.starts = int32_array_arg(env, info[7], "starts");
-    const KvAppendParams p = validate_kv_append(r);
-    cuda_kv_append(p, p.k_pool.device);
+    (kGather ? r.positions : r.starts) = int32_array_arg(env, info[7], kGather ? "positions" : "starts");
+    const KvRowsParams p = validate_kv_rows(r);
+    cuda_kv_rows(p, p.k_pool.device);
     return env.Undefined();
   });
 }
@@ -142,7 +145,8 @@ Napi::Value kv_append_sync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_decode_bindings(Napi::Env env, Napi::Object exports) {
-  exports.Set("kvAppendSync", Napi::Function::New(env, kv_append_sync, "kvAppendSync"));
+  exports.Set("kvAppendSync", Napi::Function::New(env, kv_rows_sync<false>, "kvAppendSync"));
+  exports.Set("kvGatherSync", Napi::Function::New(env, kv_rows_sync<true>, "kvGatherSync"));
   exports.Set("decodeAttentionSync", Napi::Function::New(env, decode_sync, "decodeAttentionSync"));
   exports.Set("decodeAttentionAsync", Napi::Function::New(env, decode_async, "decodeAttentionAsync"));
 }

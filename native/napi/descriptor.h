@@ -41,7 +41,7 @@ enum DecodeOption {
 };
 constexpr int kDecodeLength = kDecodeOptions + kDecodeOptionCount;
 
-// KVCache.append on a device cache: tensor records only.
+// Rows between k, v and a device cache's pools (kvAppendSync, kvGatherSync): tensor records only.
 enum KvAppendSlot { kAppK = 0, kAppV, kAppKPool, kAppVPool, kKvAppendSlots };
 constexpr int kKvAppendLength = kKvAppendSlots * kTensorRecord;
 

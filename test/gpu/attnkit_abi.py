@@ -76,6 +76,15 @@ class AppendArgs(ctypes.Structure):
                 ("page_size", ctypes.c_int64)]
 
 
+class GatherArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32), ("k", CudaTensor), ("v", CudaTensor),
+                ("k_pool", ctypes.c_void_p), ("v_pool", ctypes.c_void_p), ("pool_pages", ctypes.c_int64),
+                ("page_table", ctypes.c_void_p), ("table_width", ctypes.c_int64),
+                ("counts", ctypes.POINTER(ctypes.c_int32)), ("positions", ctypes.POINTER(ctypes.c_int32)),
+                ("batch", ctypes.c_int64), ("heads_kv", ctypes.c_int64), ("head_dim", ctypes.c_int64),
+                ("page_size", ctypes.c_int64)]
+
+
 STATUS = ctypes.c_int
 ERR = ctypes.c_char_p
 SIZE = ctypes.c_size_t
@@ -107,6 +116,7 @@ class Api(ctypes.Structure):
         ("decode_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(DecodeArgs), ctypes.c_void_p, ctypes.c_int32,
                                                ERR, SIZE)),
         ("kv_append", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AppendArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
+        ("kv_gather", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(GatherArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
     ]
 
 

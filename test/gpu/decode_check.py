@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Correctness of libattnkit_cuda's decode_attention and kv_append entries through the C ABI
+"""Correctness of libattnkit_cuda's decode_attention, kv_append and kv_gather entries through the C ABI
 (ctypes), against a float64 reference computed with torch from the cache's contents. On a GPU,
 float16 / bfloat16 with head dims 64 and 128 run the tensor-core kernel, everything else the
 CUDA-core one (the emulator runs only the latter).
@@ -215,6 +215,43 @@ def run_append_case(api, res, dev, dev_index, gen, dtype, B, Hkv, D, P, T):
     res.check(name, torch.equal(cache.k.cpu(), want_k) and torch.equal(cache.v.cpu(), want_v), "pools differ")
 
 
+def run_gather_case(api, res, dev, dev_index, gen, dtype, B, Hkv, D, P, T):
+    """kv_gather == the rows read one by one out of the pools, into a strided view whose other
+    elements stay NaN."""
+    lengths = [int(x) for x in torch.randint(T, 4 * P + T, (B,), generator=gen)]
+    cache = PagedCache(gen, dev, dtype, B, Hkv, D, P, lengths)
+    counts = [int(x) for x in torch.randint(0, T + 1, (B,), generator=gen)]
+    positions = [[int(x) for x in torch.randperm(lengths[b], generator=gen)[:T]] for b in range(B)]
+    base = torch.full((B, T, Hkv, D + 2), float("nan"), dtype=TORCH_DTYPE[dtype]).to(dev)
+    k = base[..., :D].permute(0, 2, 1, 3)
+    v = torch.full((B, Hkv, T, D), float("nan"), dtype=TORCH_DTYPE[dtype]).to(dev)
+    a = abi.GatherArgs()
+    a.device = dev_index
+    a.k, a.v = abi.as_cuda_tensor(k, dtype), abi.as_cuda_tensor(v, dtype)
+    a.k_pool, a.v_pool, a.pool_pages = cache.k.data_ptr(), cache.v.data_ptr(), cache.pages
+    a.page_table, a.table_width = cache.table.data_ptr(), cache.width
+    c_counts = (ctypes.c_int32 * B)(*counts)
+    c_pos = (ctypes.c_int32 * (B * T))(*[x for row in positions for x in row])
+    a.counts, a.positions = c_counts, c_pos
+    a.batch, a.heads_kv, a.head_dim, a.page_size = B, Hkv, D, P
+    status, msg = abi.Call()(api.kv_gather, ctypes.byref(a), None, 1)
+    name = "kv_gather %s B%d Hkv%d D%d P%d T%d" % (abi.DTYPE_NAMES[dtype], B, Hkv, D, P, T)
+    if status != abi.OK:
+        res.check(name, False, msg)
+        return
+    ok = True
+    kc, vc = k.cpu(), v.cpu()
+    for b in range(B):
+        seq_k, seq_v = cache.contents(b)
+        for t in range(T):
+            if t < counts[b]:
+                ok &= torch.equal(kc[b, :, t].double(), seq_k[:, positions[b][t]]) and torch.equal(vc[b, :, t].double(), seq_v[:, positions[b][t]])
+            else:
+                ok &= bool(torch.isnan(kc[b, :, t].float()).all() and torch.isnan(vc[b, :, t].float()).all())
+    ok &= bool(torch.isnan(base.cpu()[..., D:].float()).all())
+    res.check(name, ok, "rows differ or a row past its count / outside the view was written")
+
+
 def check_errors(api, res, dev, dev_index):
     call = abi.Call()
     status, _ = call(api.decode_attention, None, None, 1)
@@ -228,6 +265,8 @@ def check_errors(api, res, dev, dev_index):
     res.check("decode head dim 300 refused", status == abi.ARGUMENT and "head dim" in msg, msg)
     status, _ = call(api.kv_append, None, None, 1)
     res.check("kv_append NULL args", status == abi.ARGUMENT)
+    status, _ = call(api.kv_gather, None, None, 1)
+    res.check("kv_gather NULL args", status == abi.ARGUMENT)
 
 
 def cases(quick, gen):
@@ -285,6 +324,7 @@ def main():
         run_case(api, res, "decode " + name, dev, args.device, gen, **kw)
     for dtype in (abi.F32, abi.BF16):
         run_append_case(api, res, dev, args.device, gen, dtype, B=3, Hkv=2, D=40, P=6, T=5)
+        run_gather_case(api, res, dev, args.device, gen, dtype, B=3, Hkv=2, D=40, P=6, T=5)
     check_errors(api, res, dev, args.device)
     print("decode_check: %d passed, %d failed" % (res.passed, res.failed))
     return 1 if res.failed else 0

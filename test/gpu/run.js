@@ -1044,17 +1044,7 @@ async function runDecodeCase(c) {
         }
       }
       // The cache's own contents hold exactly the rows appended (the kernel's view of the pages).
-      for (let b = 0; b < c.B; b++) {
-        const { k, v } = st.cache.contents(b);
-        try {
-          assert.strictEqual(k.device, DEV);
-          const seq = seqsOf(st)[b];
-          bitsEqual(k.toSync('cpu').toFloat32Array(), seq.k);
-          bitsEqual(v.toSync('cpu').toFloat32Array(), seq.v);
-        } finally {
-          disposeAll(k, v);
-        }
-      }
+      expectContents(st);
     } finally {
       disposeAll(qd);
     }
@@ -1063,6 +1053,67 @@ async function runDecodeCase(c) {
   }
 }
 for (const c of decodeCases) test(c.name, () => runDecodeCase(c));
+
+/** The device cache holds exactly the test's rows (bitwise), sequence by sequence. */
+function expectContents(st) {
+  const seqs = seqsOf(st);
+  for (let b = 0; b < st.cfg.batch; b++) {
+    const { k, v } = st.cache.contents(b);
+    try {
+      assert.strictEqual(k.device, DEV);
+      bitsEqual(k.toSync('cpu').toFloat32Array(), seqs[b].k);
+      bitsEqual(v.toSync('cpu').toFloat32Array(), seqs[b].v);
+    } finally {
+      disposeAll(k, v);
+    }
+  }
+}
+
+/** The test's rows of sequence b after streaming eviction keeps `sinks` + `window` of them. */
+function streamRows(st, b, sinks, window) {
+  const s = st.rows[b], n = s.k[0].length;
+  if (n <= sinks + window) return;
+  for (const side of ['k', 'v']) s[side] = s[side].map((rows) => [...rows.slice(0, sinks), ...rows.slice(n - window)]);
+}
+
+test('decode: streaming eviction on the device compacts in place (== decode over exactly the kept rows), pages reused', async () => {
+  const r = R.rng('decode device eviction');
+  for (const dtype of ['float32', 'bfloat16']) {
+    const cfg = { batch: 3, kvHeads: 2, headDim: 64, pageSize: 5, dtype, device: DEV };
+    const st = makeCache({ ...cfg, maxPages: 3 * 12 + 2 }), cache = st.cache;
+    const q = toDev(randomCpu(r, [3, 4, 2, 64], dtype));
+    try {
+      decodeAppend(r, st, 50, [50, 7, 31], false);
+      decodeAppend(r, st, 6, null, true);  // lengths 56, 13, 37
+      const used = cache.pagesUsed;
+      cache.evict({ kind: 'streaming', sinks: 3, window: 10 }, { batch: 0 });  // sequence 0 only
+      streamRows(st, 0, 3, 10);
+      assert.deepStrictEqual([0, 1, 2].map((b) => cache.length(b)), [13, 13, 37]);
+      expectContents(st);
+      assert.strictEqual(cache.pagesUsed, used - (Math.ceil(56 / 5) - Math.ceil(13 / 5)));
+      cache.evict({ kind: 'streaming', sinks: 2, window: 9 });  // every sequence (13 -> 11, 37 -> 11)
+      for (let b = 0; b < 3; b++) streamRows(st, b, 2, 9);
+      assert.deepStrictEqual([0, 1, 2].map((b) => cache.length(b)), [11, 11, 11]);
+      expectContents(st);
+      decodeAppend(r, st, 8, null, true);  // into pages freed above
+      for (const mode of ['sync', 'async']) {
+        const res = mode === 'sync' ? decodeAttentionSync(q, cache, { returnLse: true }) : await decodeAttention(q, cache, { returnLse: true });
+        try {
+          const ref = decodeAttentionReference(q.toSync('cpu'), seqsOf(st), 2, {});
+          const oh = res.out.toSync('cpu'), lh = res.lse.toSync('cpu');
+          check(`${dtype} ${mode} out after eviction`, relErr(oh, ref.out), tolFor(dtype, dtype), () => worst(oh, ref.out));
+          check(`${dtype} ${mode} lse after eviction`, lseErr(lh, ref.lse), LSE_TOL * 4, () => worst(lh, ref.lse));
+        } finally {
+          disposeAll(res.out, res.lse);
+        }
+      }
+      expectContents(st);
+    } finally {
+      q.dispose();
+      cache.dispose();
+    }
+  }
+});
 
 test('decode: device cache errors (options it refuses, devices mixed, pool full, disposed)', async () => {
   const r = R.rng('decode errors');
@@ -1073,7 +1124,7 @@ test('decode: device cache errors (options it refuses, devices mixed, pool full,
     decodeAppend(r, st, 4, null, false);
     expectCode(() => decodeAttentionSync(q, cache, { accumulateScores: true }), 'ERR_ATTN_DEVICE', /accumulateScores/);
     await expectRejects(() => decodeAttention(q, cache, { accumulateScores: true }), 'ERR_ATTN_DEVICE', /accumulateScores/);
-    expectCode(() => cache.evict({ kind: 'streaming', sinks: 1, window: 2 }), 'ERR_ATTN_DEVICE', /evict/);
+    expectCode(() => cache.evict({ kind: 'h2o', heavy: 1, recent: 2 }), 'ERR_ATTN_DEVICE', /accumulateScores/);
     expectCode(() => decodeAttentionSync(randomCpu(r, [2, 4, 1, 16]), cache), 'ERR_ATTN_DEVICE', /q is on cpu/);
     // The pool (3 pages of 4) holds 2 + 1: five more tokens for each sequence need 4 -> refused, nothing changed.
     const k = randomCpu(r, [2, 2, 5, 16]);

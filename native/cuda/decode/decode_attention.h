@@ -94,11 +94,12 @@ cudaError_t launch_decode_attention(const DecodeProblem& p, const DecodePlan& pl
 namespace attnkit {
 namespace cuda {
 
-// KVCache.append on a device cache: row t < counts[b] of sequence b of k / v [B, Hkv, T, D] (any
-// strides) goes to position starts[b] + t through the page table. counts / starts: device [B].
-struct AppendProblem {
-  const void* k;
-  const void* v;
+// Rows moved between [B, Hkv, T, D] tensors (any strides) and a paged cache's pools, through the
+// page table: KVCache.append scatters row t < counts[b] of sequence b to position starts[b] + t;
+// eviction gathers it from position positions[b * T + t]. counts, starts: device [B].
+struct KvRowsProblem {
+  void* k;  // read by append, written by gather
+  void* v;
   int64_t k_stride[4], v_stride[4];
   int64_t tokens;  // T
   int elem_bytes;  // 2 or 4: rows are copied as bits
@@ -108,11 +109,13 @@ struct AppendProblem {
   const int32_t* page_table;
   int64_t table_width;
   const int32_t* counts;
-  const int32_t* starts;
+  const int32_t* starts;  // append only
   int batch, heads_kv, head_dim, page_size;
 };
 
-cudaError_t launch_kv_append(const AppendProblem& p, int multiprocessors, cudaStream_t stream);
+cudaError_t launch_kv_append(const KvRowsProblem& p, int multiprocessors, cudaStream_t stream);
+// positions: device [B, T].
+cudaError_t launch_kv_gather(const KvRowsProblem& p, const int32_t* positions, int multiprocessors, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace attnkit

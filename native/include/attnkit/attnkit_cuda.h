@@ -180,6 +180,23 @@ typedef struct attnkit_cuda_append_args {
   int64_t batch, heads_kv, head_dim, page_size;
 } attnkit_cuda_append_args;
 
+/* kv_gather (KVCache eviction on a device cache): row t < counts[b] of sequence b of k and v
+ * ([B, Hkv, T, D], any strides, device, the pools' dtype) is read from position positions[b * T +
+ * t] of that sequence, through page_table (device [B, table_width]). counts and positions are host
+ * arrays; the caller made sure every position is inside the sequence's pages. */
+typedef struct attnkit_cuda_gather_args {
+  int32_t device;
+  attnkit_cuda_tensor k, v;
+  const void* k_pool;
+  const void* v_pool;
+  int64_t pool_pages;
+  const int32_t* page_table;
+  int64_t table_width;
+  const int32_t* counts;    /* host [B] */
+  const int32_t* positions; /* host [B, T] */
+  int64_t batch, heads_kv, head_dim, page_size;
+} attnkit_cuda_gather_args;
+
 typedef struct attnkit_cuda_api {
   uint32_t abi_version;
   uint32_t struct_size;
@@ -242,6 +259,9 @@ typedef struct attnkit_cuda_api {
                                           char* err, size_t err_len);
   /* Rows appended to a paged KV cache (attnkit_cuda_append_args); blocking as decode_attention. */
   attnkit_cuda_status (*kv_append)(const attnkit_cuda_append_args* args, void* stream, int32_t blocking, char* err,
+                                   size_t err_len);
+  /* Rows read out of a paged KV cache (attnkit_cuda_gather_args); blocking as decode_attention. */
+  attnkit_cuda_status (*kv_gather)(const attnkit_cuda_gather_args* args, void* stream, int32_t blocking, char* err,
                                    size_t err_len);
 } attnkit_cuda_api;
 
