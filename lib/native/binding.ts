@@ -72,14 +72,14 @@ export type LinearArgs = [
 export const enum LinearArg { LastData = 9, AbortFlag = 11, Resizable = 12 }
 
 /** q, out, kPool, vPool (typed arrays, or device handles for a device cache), pageTable [B, width],
- *  lengths [B] (the host mirror), alibiSlopes, sinkLogits, lse [B, Hq, Sq] (Float32Array or device
- *  handle) or null, scores [pages, Hkv, P] or null, descriptor, abortFlag, index of the first
+ *  lengths [B] (the host mirror), alibiSlopes, sinkLogits, lse [B, Hq, Sq] and scores [pages, Hkv,
+ *  P] (each a Float32Array or device handle) or null, descriptor, abortFlag, index of the first
  *  argument over a resizable ArrayBuffer (-1: none; async only), then a device cache's copies of
  *  pageTable and lengths (null for a CPU cache). */
 export type DecodeArgs = [
   NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData, Int32Array, Int32Array, Float32Array | null,
-  Float32Array | null, Float32Array | DeviceHandle | null, Float32Array | null, Float64Array, Int32Array | null, number,
-  DeviceHandle | null, DeviceHandle | null,
+  Float32Array | null, Float32Array | DeviceHandle | null, Float32Array | DeviceHandle | null, Float64Array, Int32Array | null,
+  number, DeviceHandle | null, DeviceHandle | null,
 ];
 
 /** Where decode's argument list keeps the last data argument, the abort flag and the resizable index. */

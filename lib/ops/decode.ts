@@ -13,9 +13,9 @@
 // ERR_ATTN_DISPOSED. A cache on a GPU (device 'cuda' / 'cuda:N') keeps its pools in device memory
 // (device tensors) together with device copies of the page table and lengths, which the GPU
 // kernels read (native/cuda/decode); the TS page table stays the one the cache decides with and
-// validation reads, and each append uploads the entries it changed. Streaming eviction compacts on
-// the device too (the kept rows gathered out, then written back from position 0); H2O eviction and
-// accumulateScores are CPU-only for now: a device cache refuses them with ERR_ATTN_DEVICE.
+// validation reads, and each append uploads the entries it changed. Eviction compacts on the device
+// too (the kept rows gathered out, then written back from position 0); accumulateScores adds into a
+// device score array, which H2O's ranking and the compaction's score moves read through a host copy.
 //
 // decodeAttention: the new queries q [B, Hq, Sq_new, D] are the last Sq_new positions of each
 // sequence (bottom-right aligned, causal among themselves). The native kernel (native/cpu/decode)
@@ -98,8 +98,8 @@ export class KVCache {
   /** CPU pools. */
   #k: TypedArray | null = null;
   #v: TypedArray | null = null;
-  /** Device pools and the device copies of #table and #len (a cache on a GPU). */
-  #dev: { k: Tensor; v: Tensor; table: Tensor; lengths: Tensor } | null = null;
+  /** Device pools, the device copies of #table and #len, and the scores once used (a cache on a GPU). */
+  #dev: { k: Tensor; v: Tensor; table: Tensor; lengths: Tensor; scores: Tensor | null } | null = null;
   /** Stack of free page ids; #free[0..#freeTop) are free. */
   #free: Int32Array;
   #freeTop: number;
@@ -141,7 +141,7 @@ export class KVCache {
         for (const t of made) t.dispose();
         throw e;
       }
-      this.#dev = { k: made[0], v: made[1], table: made[2], lengths: made[3] };
+      this.#dev = { k: made[0], v: made[1], table: made[2], lengths: made[3], scores: null };
     } else {
       this.device = 'cpu';
       const Ctor = arrayTypeOf(dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
@@ -181,7 +181,7 @@ export class KVCache {
   }
 
   dispose(): void {
-    if (this.#dev) for (const t of Object.values(this.#dev)) t.dispose();
+    if (this.#dev) for (const t of Object.values(this.#dev)) t?.dispose();
     this.#disposed = true;
     this.#dev = null;
     this.#k = null;
@@ -248,6 +248,11 @@ export class KVCache {
       this.#table[b * this.maxPages + pages.length] = page;
       pages.push(page);
       this.#scores?.fill(0, page * this.kvHeads * P, (page + 1) * this.kvHeads * P);
+      const ds = this.#dev?.scores;
+      if (ds) {
+        const bytes = this.kvHeads * P * 4;
+        native().cudaCopyToDevice(ds[kNative]() as DeviceHandle, page * bytes, new Float32Array(this.kvHeads * P), 0, bytes);
+      }
     }
   }
 
@@ -315,14 +320,11 @@ export class KVCache {
       const sinks = count('sinks', policy.sinks ?? 0), window = count('window', policy.window);
       keep = (_b, len) => len <= sinks + window ? null : [...range(0, sinks), ...range(len - window, len)];
     } else if (policy.kind === 'h2o') {
-      if (this.#dev) {
-        throw new AttnError('ERR_ATTN_DEVICE', `KVCache.evict: the 'h2o' policy ranks tokens by accumulated scores, which only CPU caches keep for now (accumulateScores); this cache is on ${this.device}`);
-      }
       const heavy = count('heavy', policy.heavy), recent = count('recent', policy.recent);
       keep = (b, len) => {
         if (len <= heavy + recent) return null;
         const older = len - recent, mass = new Float64Array(older);
-        for (let t = 0; t < older; t++) mass[t] = this.#mass(b, t);
+        for (let t = 0; t < older; t++) mass[t] = this.#mass(b, t, scores);
         const top = range(0, older).sort((x, y) => mass[y] - mass[x] || x - y).slice(0, heavy).sort((x, y) => x - y);
         return [...top, ...range(older, len)];
       };
@@ -330,8 +332,9 @@ export class KVCache {
       throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.kind must be 'streaming' or 'h2o', got ${String((policy as { kind?: unknown }).kind)}`);
     }
     const seqs = opts?.batch === undefined ? range(0, this.batch) : [this.#seq('evict', opts.batch)];
+    const scores = this.#scoresHost();  // H2O's ranking reads it; on a GPU, a host copy
     if (this.#dev) {
-      this.#compactOnDevice(range(0, this.batch).map((b) => (seqs.includes(b) ? keep(b, this.#len[b]) : null)));
+      this.#compactOnDevice(range(0, this.batch).map((b) => (seqs.includes(b) ? keep(b, this.#len[b]) : null)), scores);
       return;
     }
     for (const b of seqs) {
@@ -348,9 +351,10 @@ export class KVCache {
    * Eviction on a device cache: kept[b] lists the positions sequence b keeps (null: all of them).
    * The kept rows are gathered into a scratch [B, kvHeads, T, headDim] by one kernel and written
    * back from position 0 by the append kernel (two launches in stream order, so a row is read
-   * before anything overwrites it), then the pages past the kept rows return to the pool.
+   * before anything overwrites it), then the pages past the kept rows return to the pool. The
+   * scores (a host copy, if the cache has any) move with their rows and go back to the device.
    */
-  #compactOnDevice(kept: (number[] | null)[]): void {
+  #compactOnDevice(kept: (number[] | null)[], scores: Float32Array | null): void {
     const dev = this.#dev!, B = this.batch;
     if (kept.every((k) => k === null)) return;
     const T = kept.reduce((n, k) => Math.max(n, k ? k.length : 0), 0);
@@ -379,12 +383,22 @@ export class KVCache {
         v.dispose();
       }
     }
+    const H = this.kvHeads, P = this.pageSize;
     kept.forEach((k, b) => {
       if (!k) return;
+      // kept is increasing, so every score moves down (or stays): safe in place, as #moveRow does.
+      const pages = this.#pages[b];
+      if (scores) {
+        k.forEach((from, to) => {
+          const pf = pages[(from / P) | 0], pt = pages[(to / P) | 0];
+          for (let h = 0; h < H; h++) scores[(pt * H + h) * P + (to % P)] = scores[(pf * H + h) * P + (from % P)];
+        });
+      }
       this.#len[b] = k.length;
-      this.#release(b, Math.ceil(k.length / this.pageSize));
+      this.#release(b, Math.ceil(k.length / P));
     });
     native().cudaCopyToDevice(dev.lengths[kNative]() as DeviceHandle, 0, this.#len, 0, B * 4);
+    if (scores && dev.scores) native().cudaCopyToDevice(dev.scores[kNative]() as DeviceHandle, 0, scores, 0, scores.byteLength);
   }
 
   /** Accumulated attention mass of sequence b's tokens, [kvHeads, length(b)] (zeros before any accumulateScores call). */
@@ -392,11 +406,18 @@ export class KVCache {
     this.#live('scores');
     const s = this.#seq('scores', b), n = this.#len[s], P = this.pageSize, H = this.kvHeads;
     const out = new Float32Array(H * n);
-    if (!this.#scores) return out;
+    const scores = this.#scoresHost();
+    if (!scores) return out;
     for (let h = 0; h < H; h++) {
-      for (let t = 0; t < n; t++) out[h * n + t] = this.#scores[(this.#pages[s][(t / P) | 0] * H + h) * P + (t % P)];
+      for (let t = 0; t < n; t++) out[h * n + t] = scores[(this.#pages[s][(t / P) | 0] * H + h) * P + (t % P)];
     }
     return out;
+  }
+
+  /** The per-slot scores in host memory: the CPU cache's own array, a device cache's copied over, or null before any accumulateScores. */
+  #scoresHost(): Float32Array | null {
+    if (!this.#dev) return this.#scores;
+    return this.#dev.scores ? (this.#dev.scores.toSync('cpu').data as Float32Array) : null;
   }
 
   /**
@@ -404,13 +425,14 @@ export class KVCache {
    * page table and lengths (host mirror), and for a device cache their device copies.
    */
   nativeState(withScores: boolean): {
-    k: Tensor; v: Tensor; table: Int32Array; lengths: Int32Array; scores: Float32Array | null;
+    k: Tensor; v: Tensor; table: Int32Array; lengths: Int32Array; scores: Float32Array | DeviceHandle | null;
     deviceTable: DeviceHandle | null; deviceLengths: DeviceHandle | null;
   } {
     if (this.#dev) {
       const d = this.#dev;
+      if (withScores && !d.scores) d.scores = Tensor.zeros([this.maxPages, this.kvHeads, this.pageSize], { dtype: 'float32', device: this.device });
       return {
-        k: d.k, v: d.v, table: this.#table, lengths: this.#len, scores: null,
+        k: d.k, v: d.v, table: this.#table, lengths: this.#len, scores: withScores ? (d.scores![kNative]() as DeviceHandle) : null,
         deviceTable: d.table[kNative]() as DeviceHandle, deviceLengths: d.lengths[kNative]() as DeviceHandle,
       };
     }
@@ -486,11 +508,11 @@ export class KVCache {
     while (pages.length > keep) this.#free[this.#freeTop++] = pages.pop()!;
   }
 
-  #mass(b: number, t: number): number {
-    if (!this.#scores) return 0;
+  #mass(b: number, t: number, scores: Float32Array | null): number {
+    if (!scores) return 0;
     const P = this.pageSize, H = this.kvHeads, page = this.#pages[b][(t / P) | 0];
     let m = 0;
-    for (let h = 0; h < H; h++) m += this.#scores[(page * H + h) * P + (t % P)];
+    for (let h = 0; h < H; h++) m += scores[(page * H + h) * P + (t % P)];
     return m;
   }
 
@@ -547,10 +569,6 @@ function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | und
   if (cache.disposed) throw new AttnError('ERR_ATTN_DISPOSED', 'decodeAttention: the cache was disposed');
   const q = tensorArg('q', q_);
   if (q.device !== cache.device) throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: q is on ${q.device} but the cache is on ${cache.device}`);
-  const onDevice = cache.device !== 'cpu';
-  if (onDevice && o.accumulateScores) {
-    throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: accumulateScores runs on CPU caches only for now; this cache is on ${cache.device}`);
-  }
   if (q.dtype !== cache.dtype) throw new AttnError('ERR_ATTN_DTYPE', `decodeAttention: q must have the cache's dtype ${cache.dtype}, got ${q.dtype}`);
   const s = q.shape;
   if (s.length !== 4 || s[0] !== cache.batch || s[3] !== cache.headDim || s[1] % cache.kvHeads !== 0 || s[1] === 0) {

@@ -388,6 +388,7 @@ void cuda_decode_attention(const DecodeParams& p, int device) {
   a.sink_logits = p.sink_logits;
   a.lse = p.lse;
   a.splits = p.splits;
+  a.scores = p.scores;
   call("decodeAttention on cuda:" + std::to_string(device),
        [&](char* err, size_t len) { return api.decode_attention(&a, nullptr, 1, err, len); });
 }

@@ -534,8 +534,13 @@ DecodeParams validate_decode(const DecodeRequest& r) {
       arg_fail("internal: a device decode needs int32 device copies of the page table and lengths on " + device_name(q.device));
     p.device_page_table = static_cast<const int32_t*>(dt.base);
     p.device_lengths = static_cast<const int32_t*>(dl.base);
-    if (r.scores.present) fail(ErrorCode::Device, "decodeAttention: accumulateScores is not available for a cache on " + device_name(q.device) + " yet (H2O scores are kept on CPU caches only)");
-  } else if (r.device_table.base || r.device_lengths.base) {
+    if (r.scores.present) arg_fail("internal: a device decode keeps its scores on the device");
+    if (const CallerBuffer& sc = r.device_scores; sc.base) {
+      if (sc.device != q.device || sc.array_dtype != DType::Float32 || static_cast<int64_t>(sc.length) < p.pool_pages * p.heads_kv * p.page_size)
+        arg_fail("internal: decode scores must be float32 [pages, kvHeads, pageSize] on " + device_name(q.device));
+      p.scores = static_cast<float*>(sc.base);
+    }
+  } else if (r.device_table.base || r.device_lengths.base || r.device_scores.base) {
     arg_fail("internal: a CPU decode takes no device tables");
   }
   if (r.scores.present) {

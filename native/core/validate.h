@@ -108,8 +108,9 @@ struct DecodeRequest {
   double softcap = 0;
   double splits = 0;
   int lse_device = -1;
-  // A device cache's copies of page_table and lengths (device int32 buffers; base nullptr: none).
-  CallerBuffer device_table, device_lengths;
+  // A device cache's copies of page_table and lengths (device int32 buffers; base nullptr: none),
+  // and its scores (device float32 [pages, kvHeads, P]) when accumulateScores.
+  CallerBuffer device_table, device_lengths, device_scores;
 };
 
 DecodeParams validate_decode(const DecodeRequest& req);

@@ -813,7 +813,21 @@ attnkit_cuda_status decode_impl(const attnkit_cuda_decode_args* args, const Call
       return cuda_failure(e, "allocating the split-KV partials of decodeAttention", err, err_len);
     }
   }
-  const cudaError_t launched = launch_decode_attention(p, plan, scratch, h.traits, stream);
+  // H2O scores need every row's final lse: the caller's, or the call's own.
+  float* own_lse = nullptr;
+  if (a.scores && !p.lse) {
+    const size_t lse_bytes = size_t(a.batch) * size_t(a.heads_q) * size_t(a.seq_q) * sizeof(float);
+    const cudaError_t e = cudaMallocFromPoolAsync(reinterpret_cast<void**>(&own_lse), lse_bytes, h.pool, stream);
+    if (e != cudaSuccess) {
+      release_tables(scratch, stream);
+      release_tables(tables, stream);
+      return cuda_failure(e, "allocating the lse that decodeAttention's scores need", err, err_len);
+    }
+    p.lse = own_lse;
+  }
+  cudaError_t launched = launch_decode_attention(p, plan, scratch, h.traits, stream);
+  if (launched == cudaSuccess && a.scores) launched = launch_decode_scores(p, p.lse, a.scores, a.max_length, stream);
+  release_tables(own_lse, stream);
   release_tables(scratch, stream);
   release_tables(tables, stream);
   return finish_call(where, h, launched, "decodeAttention kernel", err, err_len);

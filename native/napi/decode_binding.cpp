@@ -22,8 +22,8 @@ namespace {
 
 // decodeAttention(q, out, kPool, vPool, pageTable, lengths, alibiSlopes, sinkLogits, lse, scores,
 // descriptor, abortFlag, resizableArg, deviceTable, deviceLengths). pageTable: Int32Array [B, width];
-// lengths: Int32Array [B]; lse: [B, Hq, Sq] float32 (a Float32Array, or a device handle for a
-// device cache) or null; scores: Float32Array [pages, Hkv, P] or null. q, out and the pools are
+// lengths: Int32Array [B]; lse: [B, Hq, Sq] float32 and scores: [pages, Hkv, P] float32 (each a
+// Float32Array, or a device handle for a device cache) or null. q, out and the pools are
 // TypedArrays or device handles; a device cache also passes the device copies of pageTable and
 // lengths (deviceTable, deviceLengths: int32 device handles; null for a CPU cache).
 enum {
@@ -52,7 +52,11 @@ DecodeParams decode_params_from(const Napi::CallbackInfo& info) {
   r.lse_device = lse.device;
   r.device_table = device_array_arg(env, info[aDeviceTable], "deviceTable", DType::Int32);
   r.device_lengths = device_array_arg(env, info[aDeviceLengths], "deviceLengths", DType::Int32);
-  r.scores = float_array_arg(env, info[aScores], "scores");
+  // scores: a Float32Array (CPU cache) or a float32 device handle (device cache).
+  if (device_storage_of(env, info[aScores]))
+    r.device_scores = device_array_arg(env, info[aScores], "scores", DType::Float32);
+  else
+    r.scores = float_array_arg(env, info[aScores], "scores");
   r.has_scale = opt[desc::kDecHasScale] != 0;
   r.scale = opt[desc::kDecScale];
   r.has_window = opt[desc::kDecHasWindow] != 0;
@@ -80,7 +84,7 @@ class DecodeWorker : public PromiseWorker {
   DecodeWorker(Napi::Env env, const Napi::CallbackInfo& info, const DecodeParams& p)
       : PromiseWorker(env, "attnkit.decodeAttention", info, ErrorCode::Argument), params_(p) {
     // Device memory of this call stays allocated until it settles, even if disposed meanwhile.
-    for (int i : {aQ, aOut, aKPool, aVPool, aLse, aDeviceTable, aDeviceLengths}) mark_busy(env, info[i], &busy());
+    for (int i : {aQ, aOut, aKPool, aVPool, aLse, aScores, aDeviceTable, aDeviceLengths}) mark_busy(env, info[i], &busy());
   }
 
  private:

@@ -64,7 +64,7 @@ class DecodeArgs(ctypes.Structure):
                 ("scale", ctypes.c_float), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
                 ("sinks", ctypes.c_int64), ("softcap", ctypes.c_float),
                 ("alibi_slopes", ctypes.POINTER(ctypes.c_float)), ("sink_logits", ctypes.POINTER(ctypes.c_float)),
-                ("lse", ctypes.c_void_p), ("splits", ctypes.c_int64)]
+                ("lse", ctypes.c_void_p), ("splits", ctypes.c_int64), ("scores", ctypes.POINTER(ctypes.c_float))]
 
 
 class AppendArgs(ctypes.Structure):

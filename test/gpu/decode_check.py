@@ -63,12 +63,14 @@ class PagedCache:
 
 
 def reference(q, cache, opt):
-    """float64 out [B, Hq, Sq, D] and lse [B, Hq, Sq] of decode attention over the cache."""
+    """float64 out [B, Hq, Sq, D], lse [B, Hq, Sq] of decode attention over the cache, and each key's
+    probability summed over its kv head's rows (H2O's scores): mass[b] [Hkv, length(b)]."""
     q = q.cpu().double()
     B, Hq, Sq, D = q.shape
     G = Hq // cache.Hkv
     out = torch.zeros(B, Hq, Sq, D, dtype=torch.float64)
     lse = torch.full((B, Hq, Sq), -math.inf, dtype=torch.float64)
+    mass = [torch.zeros(cache.Hkv, n, dtype=torch.float64) for n in cache.lengths]
     wl, wr, sinks = opt.get("window", (-1, -1)) + (opt.get("sinks", 0),)
     for b in range(B):
         k, v = cache.contents(b)
@@ -101,7 +103,8 @@ def reference(q, cache, opt):
                 total = e.sum()
                 lse[b, h, i] = m + torch.log(total)
                 out[b, h, i] = (e[:n] / total) @ v[h // G] if n else 0
-    return out, lse
+                mass[b][h // G] += e[:n] / total
+    return out, lse, mass
 
 
 class Results:
@@ -165,11 +168,25 @@ def run_case(api, res, name, dev, dev_index, gen, dtype, B, Hq, Hkv, Sq, D, P, l
         out = torch.full((B, Hq, Sq, D), float("nan"), dtype=TORCH_DTYPE[out_dtype]).to(dev)
     lse = torch.full((B, Hq, Sq), float("nan"), dtype=torch.float32).to(dev) if opt.get("lse") else None
     a, keep = decode_args(cache, q, out, lse, dtype, out_dtype, opt, dev_index)
+    scores = None
+    if opt.get("scores"):  # H2O: added on top of what the slots hold
+        scores = torch.rand(cache.pages, Hkv, P, generator=gen).to(dev)
+        scores0 = scores.cpu().clone()
+        a.scores = ctypes.cast(scores.data_ptr(), ctypes.POINTER(ctypes.c_float))
     status, msg = abi.Call()(api.decode_attention, ctypes.byref(a), None, 1)
     if status != abi.OK:
         res.check(name, False, "status %s: %s" % (abi.STATUS_NAMES.get(status, status), msg))
         return
-    ref_out, ref_lse = reference(q, cache, opt)
+    ref_out, ref_lse, ref_mass = reference(q, cache, opt)
+    if scores is not None:
+        want = scores0.double()
+        for b in range(B):
+            j = torch.arange(cache.lengths[b])
+            page = cache.table_host[b, j // P].long()
+            for hk in range(Hkv):
+                want[page, hk, j % P] += ref_mass[b][hk]
+        serr = ((scores.cpu().double() - want).abs() / want.abs().clamp(min=1e-3)).max().item()
+        res.check(name + " scores", serr <= 1e-4, "scores error %s" % serr)
     got = out.cpu().double()
     scale = max(ref_out.abs().max().item(), 1e-30)
     err = (got - ref_out).abs().max().item() / scale if not torch.isnan(got).any() else float("nan")
@@ -286,12 +303,12 @@ def cases(quick, gen):
                     lengths=[37, 2, 300], opt={"lse": True})
         add("%s page 7, splits 3, lse" % dn, dtype=dtype, B=2, Hq=4, Hkv=2, Sq=2, D=128, P=7, lengths=[0, 203],
             opt={"lse": True, "splits": 3})
-        add("%s window + sinks" % dn, dtype=dtype, B=2, Hq=4, Hkv=1, Sq=2, D=64, P=8, lengths=[150, 61],
-            opt={"window": (20, 0), "sinks": 4, "lse": True, "splits": 2})
+        add("%s window + sinks, scores" % dn, dtype=dtype, B=2, Hq=4, Hkv=1, Sq=2, D=64, P=8, lengths=[150, 61],
+            opt={"window": (20, 0), "sinks": 4, "lse": True, "splits": 2, "scores": True})
         add("%s softcap + alibi" % dn, dtype=dtype, B=2, Hq=4, Hkv=2, Sq=1, D=64, P=16, lengths=[90, 33],
             opt={"softcap": 5.0, "alibi": [0.5, 0.25, 0.125, 0.0625], "lse": True})
-        add("%s sink logits, splits 4" % dn, dtype=dtype, B=2, Hq=2, Hkv=1, Sq=1, D=64, P=16, lengths=[200, 0],
-            opt={"sink_logits": [0.7, -1.5], "lse": True, "splits": 4})
+        add("%s sink logits, splits 4, scores without lse" % dn, dtype=dtype, B=2, Hq=2, Hkv=1, Sq=1, D=64, P=16,
+            lengths=[200, 0], opt={"sink_logits": [0.7, -1.5], "splits": 4, "scores": True})
         add("%s head dim 80 (padded), strided out" % dn, dtype=dtype, B=2, Hq=4, Hkv=2, Sq=1, D=80, P=16,
             lengths=[50, 19], opt={}, strided_out=True)
         add("%s head dim 36 (element copies for 16-bit)" % dn, dtype=dtype, B=1, Hq=2, Hkv=1, Sq=2, D=36, P=5,

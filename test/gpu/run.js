@@ -28,7 +28,7 @@ const {
 } = attnkit;
 const {
   attentionReference, blockSparseAttentionReference, neighborhoodAttentionReference, topkBlockAttentionReference,
-  decodeAttentionReference,
+  decodeAttentionReference, decodeScoresReference,
 } = require(path.join(root, 'dist', 'reference'));
 const { native } = require(path.join(root, 'dist', 'native', 'binding'));
 const R = require('../helpers/random');
@@ -1115,16 +1115,64 @@ test('decode: streaming eviction on the device compacts in place (== decode over
   }
 });
 
-test('decode: device cache errors (options it refuses, devices mixed, pool full, disposed)', async () => {
+test('decode: accumulateScores on the device == the oracle\'s column sums; h2o eviction keeps the heaviest, scores move with rows', async () => {
+  const r = R.rng('decode device h2o');
+  for (const dtype of ['float32', 'float16']) {
+    const cfg = { batch: 2, kvHeads: 2, headDim: 64, pageSize: 5, dtype, device: DEV };
+    const st = makeCache({ ...cfg, maxPages: 40 }), cache = st.cache;
+    const heavy = 6, recent = 4, H = 2;
+    const q = R.randomTensor(r, [2, 4, 2, 64], dtype), qd = toDev(q.t);
+    try {
+      decodeAppend(r, st, 30, [30, 8], false);
+      const opts = { window: [20, 0], sinks: 2, softcap: 6 };
+      const ref = decodeScoresReference(q.t, seqsOf(st), H, opts);
+      const out = decodeAttentionSync(qd, cache, { ...opts, accumulateScores: true });
+      out.dispose();
+      const res = await decodeAttention(qd, cache, { ...opts, accumulateScores: true, returnLse: true });  // adds a second time
+      disposeAll(res.out, res.lse);
+      const before = [0, 1].map((b) => cache.scores(b));
+      for (let b = 0; b < 2; b++) {
+        const twice = Float64Array.from(ref[b], (x) => 2 * x);
+        check(`${dtype} scores of sequence ${b}`, relErr(before[b], twice), 1e-4, () => worst(before[b], twice));
+      }
+      // The keep set H2O must choose, from the cache's own scores (ties keep the earlier token).
+      const kept = [0, 1].map((b) => {
+        const n = st.rows[b].k[0].length;
+        if (n <= heavy + recent) return null;
+        const mass = Array.from({ length: n - recent }, (_, t) => before[b][t] + before[b][n + t]);
+        const top = mass.map((m, t) => t).sort((x, y) => mass[y] - mass[x] || x - y).slice(0, heavy).sort((x, y) => x - y);
+        return [...top, ...Array.from({ length: recent }, (_, i) => n - recent + i)];
+      });
+      const used = cache.pagesUsed;
+      cache.evict({ kind: 'h2o', heavy, recent });
+      kept.forEach((k, b) => {
+        if (!k) return;
+        const n = st.rows[b].k[0].length;
+        st.rows[b].k = st.rows[b].k.map((hr) => k.map((t) => hr[t]));
+        st.rows[b].v = st.rows[b].v.map((hr) => k.map((t) => hr[t]));
+        const now = cache.scores(b);
+        for (let h = 0; h < H; h++) k.forEach((t, i) => assert.strictEqual(now[h * k.length + i], before[b][h * n + t]));
+      });
+      assert.deepStrictEqual([cache.length(0), cache.length(1)], [heavy + recent, 8]);
+      assert.ok(cache.pagesUsed < used);
+      expectContents(st);
+      decodeAppend(r, st, 3, null, true);  // new pages' scores start at 0
+      const fresh = cache.scores(0);
+      for (let h = 0; h < H; h++) for (let t = heavy + recent; t < heavy + recent + 3; t++) assert.strictEqual(fresh[h * (heavy + recent + 3) + t], 0);
+    } finally {
+      qd.dispose();
+      cache.dispose();
+    }
+  }
+});
+
+test('decode: device cache errors (devices mixed, pool full, disposed)', async () => {
   const r = R.rng('decode errors');
   const cfg = { batch: 2, kvHeads: 2, headDim: 16, pageSize: 4, maxPages: 3, dtype: 'float32', device: DEV };
   const st = makeCache(cfg), cache = st.cache;
   const q = toDev(randomCpu(r, [2, 4, 1, 16]));
   try {
     decodeAppend(r, st, 4, null, false);
-    expectCode(() => decodeAttentionSync(q, cache, { accumulateScores: true }), 'ERR_ATTN_DEVICE', /accumulateScores/);
-    await expectRejects(() => decodeAttention(q, cache, { accumulateScores: true }), 'ERR_ATTN_DEVICE', /accumulateScores/);
-    expectCode(() => cache.evict({ kind: 'h2o', heavy: 1, recent: 2 }), 'ERR_ATTN_DEVICE', /accumulateScores/);
     expectCode(() => decodeAttentionSync(randomCpu(r, [2, 4, 1, 16]), cache), 'ERR_ATTN_DEVICE', /q is on cpu/);
     // The pool (3 pages of 4) holds 2 + 1: five more tokens for each sequence need 4 -> refused, nothing changed.
     const k = randomCpu(r, [2, 2, 5, 16]);

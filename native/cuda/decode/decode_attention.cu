@@ -279,6 +279,46 @@ __global__ void __launch_bounds__(kThreads, Config<DT, NVT, RB>::kMinBlocks)
   combine_and_store<C::kGroups, RB, C::kDPad, kThreads>(p, launch, cta, red);
 }
 
+// H2O scores (see decode_attention.h): one warp per key, the lanes splitting D; every row of the
+// kv head's group in turn (a documented cost: R dot products per key, as on the CPU).
+constexpr int kScoreWarps = 8;
+constexpr int kScoreKeysPerWarp = 4;
+constexpr int kScoreKeys = kScoreWarps * kScoreKeysPerWarp;  // keys per CTA
+
+__global__ void __launch_bounds__(kScoreWarps * 32)
+    decode_scores_kernel(const __grid_constant__ DecodeProblem p, const float* lse, float* scores) {
+  const int key_blocks = int(gridDim.x) / (p.batch * p.heads_kv);
+  const int kb = int(blockIdx.x) % key_blocks, hkv = (int(blockIdx.x) / key_blocks) % p.heads_kv,
+            b = int(blockIdx.x) / (key_blocks * p.heads_kv);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int G = p.heads_q / p.heads_kv, Sq = p.seq_q, D = p.head_dim;
+  int len = p.lengths[b];
+  const int64_t cap = p.table_width * p.page_size;
+  len = len < 0 ? 0 : (len > cap ? int(cap) : len);
+  for (int k = 0; k < kScoreKeysPerWarp; ++k) {
+    const int j = kb * kScoreKeys + warp * kScoreKeysPerWarp + k;
+    if (j >= len) break;  // the same for the whole warp
+    const int64_t row = pool_row(p, b, hkv, j);
+    float mass = 0.0f;
+    for (int r = 0; r < G * Sq; ++r) {
+      const int h = hkv * G + r / Sq, i = r % Sq;
+      const int64_t q0 = int64_t(b) * p.q_stride[0] + int64_t(h) * p.q_stride[1] + int64_t(i) * p.q_stride[2];
+      float dot = 0.0f;
+      for (int d = lane; d < D; d += 32)
+        dot += p.scale * load_element(p.q, p.dtype, q0 + d * p.q_stride[3]) * load_element(p.k_pool, p.dtype, row + d);
+      for (int off = 16; off > 0; off /= 2) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+      const float s = decode_score(p, len - Sq + i, h, j, dot);
+      const float l = lse[(int64_t(b) * p.heads_q + h) * Sq + i];
+      if (s != neg_inf() && l != neg_inf()) mass += expf(s - l);
+    }
+    if (lane == 0) {
+      const int64_t page = p.page_table[int64_t(b) * p.table_width + j / p.page_size];
+      const int64_t clamped = page < 0 ? 0 : (page >= p.pool_pages ? p.pool_pages - 1 : page);
+      scores[(clamped * p.heads_kv + hkv) * p.page_size + j % p.page_size] += mass;
+    }
+  }
+}
+
 // ---- host side ----------------------------------------------------------------------------------
 
 int padded_vectors(const DecodeProblem& p) {
@@ -376,6 +416,17 @@ DecodePlan plan_decode(const DecodeProblem& p, int64_t max_length, int64_t split
     plan.scratch_bytes = (out_bytes + 255) / 256 * 256 + size_t(plan.splits + 1) * rows_total * sizeof(float);
   }
   return plan;
+}
+
+cudaError_t launch_decode_scores(const DecodeProblem& p, const float* lse, float* scores, int64_t max_length,
+                                 cudaStream_t stream) {
+  const int64_t key_blocks = (max_length + kScoreKeys - 1) / kScoreKeys;
+  const int64_t blocks = int64_t(p.batch) * p.heads_kv * key_blocks;
+  if (blocks == 0 || p.pool_pages == 0) return cudaSuccess;
+  if (blocks > int64_t(INT32_MAX)) return cudaErrorInvalidValue;
+  auto kernel = decode_scores_kernel;
+  kernel<<<unsigned(blocks), kScoreWarps * 32, 0, stream>>>(p, lse, scores);
+  return cudaGetLastError();
 }
 
 cudaError_t launch_decode_attention(const DecodeProblem& p, const DecodePlan& plan, void* scratch,

@@ -48,6 +48,12 @@ struct DecodeProblem {
   float* lse;                         // device, contiguous [B, Hq, Sq], or nullptr
 };
 
+// H2O's accumulated scores: scores[slot of key j] += sum over the kv head's rows of exp(s - lse),
+// s the row's score of key j (every option applied), lse the row's final lse (device [B, Hq, Sq]).
+// A pass over K alone after the decode; max_length bounds the lengths (sizes the grid).
+cudaError_t launch_decode_scores(const DecodeProblem& p, const float* lse, float* scores, int64_t max_length,
+                                 cudaStream_t stream);
+
 // How a call is cut into CTAs: query rows of a kv head's group per CTA (row blocks), key chunks
 // per (sequence, kv head) (splits), and the float32 scratch the split partials need.
 struct DecodePlan {

@@ -161,6 +161,10 @@ typedef struct attnkit_cuda_decode_args {
   const float* sink_logits;  /* host [Hq] or NULL */
   float* lse;                /* device, contiguous [B, Hq, Sq] float32, or NULL */
   int64_t splits;            /* key chunks per (sequence, kv head) (split-KV); 0: the library's choice */
+  /* device [pool_pages, Hkv, P] float32, or NULL: each key's softmax probability, summed over its
+   * kv head's query heads and the new queries, is added to its slot (H2O; a second pass over K
+   * after the final lse is known, as on the CPU). */
+  float* scores;
 } attnkit_cuda_decode_args;
 
 /* kv_append (KVCache.append on a device cache): row t < counts[b] of sequence b of k and v
