@@ -398,33 +398,23 @@ void cuda_kv_rows(const KvRowsParams& p, int device) {
   if (p.gather ? !(ATTNKIT_CUDA_API_HAS(&api, kv_gather) && api.kv_gather) : !(ATTNKIT_CUDA_API_HAS(&api, kv_append) && api.kv_append))
     fail_library_too_old(device, p.gather ? "KVCache.evict" : "KVCache.append", p.gather ? "kv_gather" : "kv_append");
   if (p.batch == 0 || p.k.shape[2] == 0) return;
-  // The two argument structs share their fields but for starts / positions.
-  auto fill = [&](auto& a) {
-    a.device = device;
-    a.k = to_cuda(p.k);
-    a.v = to_cuda(p.v);
-    a.k_pool = p.k_pool.data;
-    a.v_pool = p.v_pool.data;
-    a.pool_pages = p.pool_pages;
-    a.page_table = p.device_page_table;
-    a.table_width = p.table_width;
-    a.counts = p.counts;
-    a.batch = p.batch;
-    a.heads_kv = p.heads_kv;
-    a.head_dim = p.head_dim;
-    a.page_size = p.page_size;
-  };
-  if (p.gather) {
-    attnkit_cuda_gather_args a{};
-    fill(a);
-    a.positions = p.positions;
-    call("KVCache.evict on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.kv_gather(&a, nullptr, 1, err, len); });
-  } else {
-    attnkit_cuda_append_args a{};
-    fill(a);
-    a.starts = p.starts;
-    call("KVCache.append on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.kv_append(&a, nullptr, 1, err, len); });
-  }
+  attnkit_cuda_kv_rows_args a{};
+  a.device = device;
+  a.k = to_cuda(p.k);
+  a.v = to_cuda(p.v);
+  a.k_pool = p.k_pool.data;
+  a.v_pool = p.v_pool.data;
+  a.pool_pages = p.pool_pages;
+  a.page_table = p.device_page_table;
+  a.table_width = p.table_width;
+  a.counts = p.counts;
+  a.index = p.gather ? p.positions : p.starts;
+  a.batch = p.batch;
+  a.heads_kv = p.heads_kv;
+  a.head_dim = p.head_dim;
+  a.page_size = p.page_size;
+  const std::string what = std::string(p.gather ? "KVCache.evict" : "KVCache.append") + " on cuda:" + std::to_string(device);
+  call(what, [&](char* err, size_t len) { return (p.gather ? api.kv_gather : api.kv_append)(&a, nullptr, 1, err, len); });
 }
 
 }  // namespace attnkit

@@ -833,23 +833,12 @@ attnkit_cuda_status decode_impl(const attnkit_cuda_decode_args* args, const Call
   return finish_call(where, h, launched, "decodeAttention kernel", err, err_len);
 }
 
-// What kv_append and kv_gather share: rows between [B, Hkv, T, D] tensors and the pools.
-struct KvRowsCall {
-  int32_t device;
-  attnkit_cuda_tensor k, v;
-  void* k_pool;
-  void* v_pool;
-  int64_t pool_pages;
-  const int32_t* page_table;
-  int64_t table_width;
-  const int32_t* counts;  // host [B]
-  const int32_t* index;   // host: starts [B] (append) or positions [B, T] (gather)
-  int64_t batch, heads_kv, head_dim, page_size;
-  bool gather;
-};
-
-attnkit_cuda_status kv_rows_impl(const KvRowsCall& a, const CallStream& where, char* err, size_t err_len) {
-  const char* what = a.gather ? "kv_gather" : "kv_append";
+// kv_append and kv_gather: rows between [B, Hkv, T, D] tensors and the pools.
+attnkit_cuda_status kv_rows_impl(const attnkit_cuda_kv_rows_args* args, bool gather, const CallStream& where, char* err,
+                                 size_t err_len) {
+  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
+  const attnkit_cuda_kv_rows_args& a = *args;
+  const char* what = gather ? "kv_gather" : "kv_append";
   if (!is_float_dtype(a.k.dtype) || a.v.dtype != a.k.dtype || a.k.rank != 4 || a.v.rank != 4 ||
       a.k.shape[2] != a.v.shape[2])
     return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "%s k and v must be 4-d float tensors of one dtype and length", what);
@@ -861,14 +850,14 @@ attnkit_cuda_status kv_rows_impl(const KvRowsCall& a, const CallStream& where, c
   if (a.batch == 0 || tokens == 0) return ATTNKIT_CUDA_OK;
   if (a.counts == nullptr || a.index == nullptr || a.page_table == nullptr || a.k_pool == nullptr || a.v_pool == nullptr)
     return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "%s needs counts, %s, a page table and pools", what,
-                a.gather ? "positions" : "starts");
+                gather ? "positions" : "starts");
   DeviceHandle h;
   cudaStream_t stream = nullptr;
   attnkit_cuda_status s = enter_call(a.device, where, &h, &stream, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
   TablePack pack;
   const size_t counts_at = pack.add(a.counts, size_t(a.batch) * sizeof(int32_t));
-  const size_t index_at = pack.add(a.index, size_t(a.batch) * (a.gather ? size_t(tokens) : 1) * sizeof(int32_t));
+  const size_t index_at = pack.add(a.index, size_t(a.batch) * (gather ? size_t(tokens) : 1) * sizeof(int32_t));
   void* tables = nullptr;
   s = upload_tables(h, stream, pack, &tables, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
@@ -891,34 +880,14 @@ attnkit_cuda_status kv_rows_impl(const KvRowsCall& a, const CallStream& where, c
   p.head_dim = int(a.head_dim);
   p.page_size = int(a.page_size);
   cudaError_t launched;
-  if (a.gather) {
+  if (gather) {
     launched = launch_kv_gather(p, at_offset<int32_t>(tables, index_at), h.traits.multiprocessors, stream);
   } else {
     p.starts = at_offset<int32_t>(tables, index_at);
     launched = launch_kv_append(p, h.traits.multiprocessors, stream);
   }
   release_tables(tables, stream);
-  return finish_call(where, h, launched, a.gather ? "KVCache gather kernel" : "KVCache append kernel", err, err_len);
-}
-
-attnkit_cuda_status append_impl(const attnkit_cuda_append_args* args, const CallStream& where, char* err,
-                                size_t err_len) {
-  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
-  const attnkit_cuda_append_args& a = *args;
-  const KvRowsCall c{a.device,     a.k,        a.v,        a.k_pool,   a.v_pool,     a.pool_pages, a.page_table,
-                     a.table_width, a.counts,  a.starts,   a.batch,    a.heads_kv,   a.head_dim,   a.page_size,
-                     false};
-  return kv_rows_impl(c, where, err, err_len);
-}
-
-attnkit_cuda_status gather_impl(const attnkit_cuda_gather_args* args, const CallStream& where, char* err,
-                                size_t err_len) {
-  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
-  const attnkit_cuda_gather_args& a = *args;
-  const KvRowsCall c{a.device,      a.k,       a.v,         const_cast<void*>(a.k_pool), const_cast<void*>(a.v_pool),
-                     a.pool_pages,  a.page_table, a.table_width, a.counts, a.positions, a.batch, a.heads_kv,
-                     a.head_dim,    a.page_size, true};
-  return kv_rows_impl(c, where, err, err_len);
+  return finish_call(where, h, launched, gather ? "KVCache gather kernel" : "KVCache append kernel", err, err_len);
 }
 
 // ---- the shells in the table: nothing may throw across the C boundary ---------------------------
@@ -992,13 +961,13 @@ attnkit_cuda_status api_decode_attention(const attnkit_cuda_decode_args* args, v
                                          size_t err_len) {
   ATTNKIT_GUARDED(decode_impl(args, stream_choice(stream, blocking), err, err_len))
 }
-attnkit_cuda_status api_kv_append(const attnkit_cuda_append_args* args, void* stream, int32_t blocking, char* err,
+attnkit_cuda_status api_kv_append(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
                                   size_t err_len) {
-  ATTNKIT_GUARDED(append_impl(args, stream_choice(stream, blocking), err, err_len))
+  ATTNKIT_GUARDED(kv_rows_impl(args, false, stream_choice(stream, blocking), err, err_len))
 }
-attnkit_cuda_status api_kv_gather(const attnkit_cuda_gather_args* args, void* stream, int32_t blocking, char* err,
+attnkit_cuda_status api_kv_gather(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
                                   size_t err_len) {
-  ATTNKIT_GUARDED(gather_impl(args, stream_choice(stream, blocking), err, err_len))
+  ATTNKIT_GUARDED(kv_rows_impl(args, true, stream_choice(stream, blocking), err, err_len))
 }
 
 #define ATTNKIT_STR2(...) #__VA_ARGS__

@@ -67,20 +67,12 @@ class DecodeArgs(ctypes.Structure):
                 ("lse", ctypes.c_void_p), ("splits", ctypes.c_int64), ("scores", ctypes.POINTER(ctypes.c_float))]
 
 
-class AppendArgs(ctypes.Structure):
+class KvRowsArgs(ctypes.Structure):
+    """attnkit_cuda_kv_rows_args: index = starts [B] (kv_append) or positions [B, T] (kv_gather)."""
     _fields_ = [("device", ctypes.c_int32), ("k", CudaTensor), ("v", CudaTensor),
                 ("k_pool", ctypes.c_void_p), ("v_pool", ctypes.c_void_p), ("pool_pages", ctypes.c_int64),
                 ("page_table", ctypes.c_void_p), ("table_width", ctypes.c_int64),
-                ("counts", ctypes.POINTER(ctypes.c_int32)), ("starts", ctypes.POINTER(ctypes.c_int32)),
-                ("batch", ctypes.c_int64), ("heads_kv", ctypes.c_int64), ("head_dim", ctypes.c_int64),
-                ("page_size", ctypes.c_int64)]
-
-
-class GatherArgs(ctypes.Structure):
-    _fields_ = [("device", ctypes.c_int32), ("k", CudaTensor), ("v", CudaTensor),
-                ("k_pool", ctypes.c_void_p), ("v_pool", ctypes.c_void_p), ("pool_pages", ctypes.c_int64),
-                ("page_table", ctypes.c_void_p), ("table_width", ctypes.c_int64),
-                ("counts", ctypes.POINTER(ctypes.c_int32)), ("positions", ctypes.POINTER(ctypes.c_int32)),
+                ("counts", ctypes.POINTER(ctypes.c_int32)), ("index", ctypes.POINTER(ctypes.c_int32)),
                 ("batch", ctypes.c_int64), ("heads_kv", ctypes.c_int64), ("head_dim", ctypes.c_int64),
                 ("page_size", ctypes.c_int64)]
 
@@ -115,8 +107,8 @@ class Api(ctypes.Structure):
         # (args, stream, blocking)
         ("decode_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(DecodeArgs), ctypes.c_void_p, ctypes.c_int32,
                                                ERR, SIZE)),
-        ("kv_append", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(AppendArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
-        ("kv_gather", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(GatherArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
+        ("kv_append", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(KvRowsArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
+        ("kv_gather", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(KvRowsArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
     ]
 
 

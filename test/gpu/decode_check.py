@@ -216,13 +216,13 @@ def run_append_case(api, res, dev, dev_index, gen, dtype, B, Hkv, D, P, T):
             page = int(cache.table_host[b, pos // P])
             want_k[page, :, pos % P] = k[b, :, t].cpu()
             want_v[page, :, pos % P] = v[b, :, t].cpu()
-    a = abi.AppendArgs()
+    a = abi.KvRowsArgs()
     a.device = dev_index
     a.k, a.v = abi.as_cuda_tensor(k, dtype), abi.as_cuda_tensor(v, dtype)
     a.k_pool, a.v_pool, a.pool_pages = cache.k.data_ptr(), cache.v.data_ptr(), cache.pages
     a.page_table, a.table_width = cache.table.data_ptr(), cache.width
     c_counts, c_starts = (ctypes.c_int32 * B)(*counts), (ctypes.c_int32 * B)(*starts)
-    a.counts, a.starts = c_counts, c_starts
+    a.counts, a.index = c_counts, c_starts
     a.batch, a.heads_kv, a.head_dim, a.page_size = B, Hkv, D, P
     status, msg = abi.Call()(api.kv_append, ctypes.byref(a), None, 1)
     name = "kv_append %s B%d Hkv%d D%d P%d T%d" % (abi.DTYPE_NAMES[dtype], B, Hkv, D, P, T)
@@ -242,14 +242,14 @@ def run_gather_case(api, res, dev, dev_index, gen, dtype, B, Hkv, D, P, T):
     base = torch.full((B, T, Hkv, D + 2), float("nan"), dtype=TORCH_DTYPE[dtype]).to(dev)
     k = base[..., :D].permute(0, 2, 1, 3)
     v = torch.full((B, Hkv, T, D), float("nan"), dtype=TORCH_DTYPE[dtype]).to(dev)
-    a = abi.GatherArgs()
+    a = abi.KvRowsArgs()
     a.device = dev_index
     a.k, a.v = abi.as_cuda_tensor(k, dtype), abi.as_cuda_tensor(v, dtype)
     a.k_pool, a.v_pool, a.pool_pages = cache.k.data_ptr(), cache.v.data_ptr(), cache.pages
     a.page_table, a.table_width = cache.table.data_ptr(), cache.width
     c_counts = (ctypes.c_int32 * B)(*counts)
     c_pos = (ctypes.c_int32 * (B * T))(*[x for row in positions for x in row])
-    a.counts, a.positions = c_counts, c_pos
+    a.counts, a.index = c_counts, c_pos
     a.batch, a.heads_kv, a.head_dim, a.page_size = B, Hkv, D, P
     status, msg = abi.Call()(api.kv_gather, ctypes.byref(a), None, 1)
     name = "kv_gather %s B%d Hkv%d D%d P%d T%d" % (abi.DTYPE_NAMES[dtype], B, Hkv, D, P, T)

@@ -167,11 +167,13 @@ typedef struct attnkit_cuda_decode_args {
   float* scores;
 } attnkit_cuda_decode_args;
 
-/* kv_append (KVCache.append on a device cache): row t < counts[b] of sequence b of k and v
- * ([B, Hkv, T, D], any strides, device, the pools' dtype) goes to position starts[b] + t of that
- * sequence, through page_table (device [B, table_width]). counts and starts are host arrays [B];
- * the caller made sure every page those positions need is in the table and inside the pool. */
-typedef struct attnkit_cuda_append_args {
+/* kv_append and kv_gather (KVCache.append and eviction on a device cache): rows between k, v
+ * ([B, Hkv, T, D], any strides, device, the pools' dtype) and the pools, through page_table
+ * (device [B, table_width]). kv_append writes row t < counts[b] of sequence b to position
+ * index[b] + t (index: starts [B]); kv_gather reads it from position index[b * T + t] (index:
+ * positions [B, T]). counts and index are host arrays; the caller made sure every position lies in
+ * a page of the sequence's table that is inside the pool (the kernels skip any other). */
+typedef struct attnkit_cuda_kv_rows_args {
   int32_t device;
   attnkit_cuda_tensor k, v;
   void* k_pool;
@@ -180,26 +182,9 @@ typedef struct attnkit_cuda_append_args {
   const int32_t* page_table;
   int64_t table_width;
   const int32_t* counts; /* host [B] */
-  const int32_t* starts; /* host [B] */
+  const int32_t* index;  /* host: starts [B] (kv_append) or positions [B, T] (kv_gather) */
   int64_t batch, heads_kv, head_dim, page_size;
-} attnkit_cuda_append_args;
-
-/* kv_gather (KVCache eviction on a device cache): row t < counts[b] of sequence b of k and v
- * ([B, Hkv, T, D], any strides, device, the pools' dtype) is read from position positions[b * T +
- * t] of that sequence, through page_table (device [B, table_width]). counts and positions are host
- * arrays; the caller made sure every position is inside the sequence's pages. */
-typedef struct attnkit_cuda_gather_args {
-  int32_t device;
-  attnkit_cuda_tensor k, v;
-  const void* k_pool;
-  const void* v_pool;
-  int64_t pool_pages;
-  const int32_t* page_table;
-  int64_t table_width;
-  const int32_t* counts;    /* host [B] */
-  const int32_t* positions; /* host [B, T] */
-  int64_t batch, heads_kv, head_dim, page_size;
-} attnkit_cuda_gather_args;
+} attnkit_cuda_kv_rows_args;
 
 typedef struct attnkit_cuda_api {
   uint32_t abi_version;
@@ -261,11 +246,11 @@ typedef struct attnkit_cuda_api {
    * like attention_on_stream (the pools, tables, q, out and lse must stay valid until it ran). */
   attnkit_cuda_status (*decode_attention)(const attnkit_cuda_decode_args* args, void* stream, int32_t blocking,
                                           char* err, size_t err_len);
-  /* Rows appended to a paged KV cache (attnkit_cuda_append_args); blocking as decode_attention. */
-  attnkit_cuda_status (*kv_append)(const attnkit_cuda_append_args* args, void* stream, int32_t blocking, char* err,
+  /* Rows written into / read out of a paged KV cache (attnkit_cuda_kv_rows_args); blocking as
+   * decode_attention. */
+  attnkit_cuda_status (*kv_append)(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
                                    size_t err_len);
-  /* Rows read out of a paged KV cache (attnkit_cuda_gather_args); blocking as decode_attention. */
-  attnkit_cuda_status (*kv_gather)(const attnkit_cuda_gather_args* args, void* stream, int32_t blocking, char* err,
+  attnkit_cuda_status (*kv_gather)(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
                                    size_t err_len);
 } attnkit_cuda_api;
 
