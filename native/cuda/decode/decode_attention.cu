@@ -6,9 +6,9 @@
 //   block are the GQA group's query heads x the new queries, so K and V are read once for all of
 //   them (a group wider than a block re-reads them in a neighbouring CTA, mostly from L2).
 // - Keys go through shared memory in tiles of kTile rows, copied with 16-byte cp.async (bypassing
-//   L1) kStages tiles ahead: ~96 KB in flight per CTA, two CTAs per SM for 4-row blocks (enough
-//   bytes in flight to cover the HBM latency on an H100, ~23 KB per SM by Little's law). Each row
-//   of a tile is located through the page table, so pages of any size and order work.
+//   L1) kStages tiles ahead: ~96 KB of stages per CTA, two CTAs per SM for 4-row blocks (Little's
+//   law asks ~23 KB per SM at 3 TB/s and 1 us; bench/NOTES.md has what limited it in practice).
+//   Each row of a tile is located through the page table, so pages of any size and order work.
 // - Compute is on CUDA cores in float32 here: float32 caches, head dims other than 64 / 128, and
 //   builds without the tensor-core form (decode_attention_sm80.cu takes float16 / bfloat16 with
 //   head dims 64 and 128: on an H100 this kernel's instruction issue, not memory, set its pace).
@@ -18,6 +18,7 @@
 //   its own online-softmax state (m, l, acc) in registers, and the groups are combined once at the
 //   end through shared memory (FlashInfer's decode kernel splits the work the same way).
 // - Split-KV: partial results (float32) go to scratch and the merge kernel combines them.
+// - H2O scores (accumulateScores): a separate, simple kernel over K once the lse is final.
 #include "decode_attention.h"
 
 #include <algorithm>
