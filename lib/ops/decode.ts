@@ -178,6 +178,12 @@ export class KVCache {
     this.#idle('reset');
     this.#release(s, 0);
     this.#len[s] = 0;
+    this.#uploadLengths();
+  }
+
+  /** A device cache's kernels read their own copy of the lengths: sent after every change of #len. */
+  #uploadLengths(): void {
+    if (this.#dev) native().cudaCopyToDevice(this.#dev.lengths[kNative]() as DeviceHandle, 0, this.#len, 0, this.batch * 4);
   }
 
   dispose(): void {
@@ -290,7 +296,7 @@ export class KVCache {
       native().kvAppendSync(dev.k[kNative]() as DeviceHandle, dev.v[kNative]() as DeviceHandle, dev.table[kNative]() as DeviceHandle,
         kd[kNative]() as DeviceHandle, vd[kNative]() as DeviceHandle, this.#table, counts, starts, desc);
       for (let b = 0; b < B; b++) this.#len[b] += counts[b];
-      native().cudaCopyToDevice(dev.lengths[kNative]() as DeviceHandle, 0, this.#len, 0, B * 4);
+      this.#uploadLengths();
     } catch (e) {
       this.#len.set(starts);
       for (let b = 0; b < B; b++) this.#release(b, had[b]);
@@ -397,7 +403,7 @@ export class KVCache {
       this.#len[b] = k.length;
       this.#release(b, Math.ceil(k.length / P));
     });
-    native().cudaCopyToDevice(dev.lengths[kNative]() as DeviceHandle, 0, this.#len, 0, B * 4);
+    this.#uploadLengths();
     if (scores && dev.scores) native().cudaCopyToDevice(dev.scores[kNative]() as DeviceHandle, 0, scores, 0, scores.byteLength);
   }
 

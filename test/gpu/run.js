@@ -1095,18 +1095,26 @@ test('decode: streaming eviction on the device compacts in place (== decode over
       for (let b = 0; b < 3; b++) streamRows(st, b, 2, 9);
       assert.deepStrictEqual([0, 1, 2].map((b) => cache.length(b)), [11, 11, 11]);
       expectContents(st);
-      decodeAppend(r, st, 8, null, true);  // into pages freed above
-      for (const mode of ['sync', 'async']) {
-        const res = mode === 'sync' ? decodeAttentionSync(q, cache, { returnLse: true }) : await decodeAttention(q, cache, { returnLse: true });
-        try {
-          const ref = decodeAttentionReference(q.toSync('cpu'), seqsOf(st), 2, {});
-          const oh = res.out.toSync('cpu'), lh = res.lse.toSync('cpu');
-          check(`${dtype} ${mode} out after eviction`, relErr(oh, ref.out), tolFor(dtype, dtype), () => worst(oh, ref.out));
-          check(`${dtype} ${mode} lse after eviction`, lseErr(lh, ref.lse), LSE_TOL * 4, () => worst(lh, ref.lse));
-        } finally {
-          disposeAll(res.out, res.lse);
+      const expectDecode = async (what) => {
+        for (const mode of ['sync', 'async']) {
+          const res = mode === 'sync' ? decodeAttentionSync(q, cache, { returnLse: true }) : await decodeAttention(q, cache, { returnLse: true });
+          try {
+            const ref = decodeAttentionReference(q.toSync('cpu'), seqsOf(st), 2, {});
+            const oh = res.out.toSync('cpu'), lh = res.lse.toSync('cpu');
+            check(`${dtype} ${mode} out ${what}`, relErr(oh, ref.out), tolFor(dtype, dtype), () => worst(oh, ref.out));
+            check(`${dtype} ${mode} lse ${what}`, lseErr(lh, ref.lse), LSE_TOL * 4, () => worst(lh, ref.lse));
+          } finally {
+            disposeAll(res.out, res.lse);
+          }
         }
-      }
+      };
+      decodeAppend(r, st, 8, null, true);  // into pages freed above
+      await expectDecode('after eviction');
+      cache.reset(1);  // the kernels must see sequence 1 empty at once (their copy of the lengths)
+      st.rows[1] = { k: [[], []], v: [[], []] };
+      await expectDecode('after a reset');
+      decodeAppend(r, st, 4, [0, 4, 0], false);  // and its pages reused
+      await expectDecode('after appending to the reset sequence');
       expectContents(st);
     } finally {
       q.dispose();
