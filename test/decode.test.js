@@ -12,56 +12,19 @@
 //
 // Replay a failure: ATTNKIT_SEED=<printed seed> npx jest test/decode.test.js -t '<name>'
 const {
-  Tensor, AttnError, KVCache, decodeAttention, decodeAttentionSync, attentionSync,
+  Tensor, AttnError, KVCache, decodeAttention, decodeAttentionSync, attentionSync, backendInfo,
 } = require('..');
 const { decodeAttentionReference, decodeScoresReference } = require('../dist/reference');
 const { describeEachIsa } = require('./helpers/isa');
 const R = require('./helpers/random');
 const { tolFor, relErr, lseErr, worst, toleranceChecker } = require('./helpers/compare');
 const { expectRefusedBothWays, checkError } = require('./helpers/bad-input');
+const { makeCache, appendRandom, seqsOf } = require('./helpers/decode-rows');
 
 R.announceSeed('decode');
 const check = toleranceChecker(R.BASE_SEED);
 
 const DTYPES = ['float32', 'float16', 'bfloat16'];
-
-/** A cache plus the test's own copy of its rows: rows[b][h] is an array of Float32Array(D). */
-function makeCache(cfg) {
-  const cache = new KVCache(cfg);
-  const rows = Array.from({ length: cfg.batch }, () => ({
-    k: Array.from({ length: cfg.kvHeads }, () => []), v: Array.from({ length: cfg.kvHeads }, () => []),
-  }));
-  return { cache, rows, cfg };
-}
-
-/** Appends T random rows to every sequence (or lengths[b]), in `layout`; mirrors them into rows. */
-function appendRandom(r, st, T, lengths, layout = 'bhsd') {
-  const { batch: B, kvHeads: H, headDim: D, dtype } = st.cfg;
-  const k = R.randomTensor(r, [B, H, T, D], dtype, { layout });
-  const v = R.randomTensor(r, [B, H, T, D], dtype, { layout });
-  st.cache.append(k.t, v.t, lengths ? { lengths: Int32Array.from(lengths) } : undefined);
-  for (let b = 0; b < B; b++) {
-    const n = lengths ? lengths[b] : T;
-    for (let h = 0; h < H; h++) {
-      for (let t = 0; t < n; t++) {
-        const at = ((b * H + h) * T + t) * D;
-        st.rows[b].k[h].push(k.values.slice(at, at + D));
-        st.rows[b].v[h].push(v.values.slice(at, at + D));
-      }
-    }
-  }
-}
-
-/** The reference's sequences from the test's rows. */
-function seqsOf(st) {
-  return st.rows.map((s) => {
-    const n = s.k[0].length, D = st.cfg.headDim;
-    const k = new Float32Array(st.cfg.kvHeads * n * D), v = new Float32Array(k.length);
-    s.k.forEach((hr, h) => hr.forEach((row, t) => k.set(row, (h * n + t) * D)));
-    s.v.forEach((hr, h) => hr.forEach((row, t) => v.set(row, (h * n + t) * D)));
-    return { k, v, length: n };
-  });
-}
 
 function expectDecodeMatches(what, st, q, opts, got) {
   const ref = decodeAttentionReference(q.t, seqsOf(st), st.cfg.kvHeads, opts);
@@ -321,7 +284,9 @@ describe('bad input', () => {
   }
 
   const ctorCases = [
-    ['device cuda', { ...cfg, device: 'cuda' }, 'ERR_ATTN_DEVICE', /GPU cache comes later/],
+    ['device tpu', { ...cfg, device: 'tpu' }, 'ERR_ATTN_DEVICE', /device must be 'cpu', 'cuda' or 'cuda:N'/],
+    // Device caches run over the fake CUDA library in test/cuda.test.js (test/gpu/run.js).
+    ...(backendInfo().cuda.available ? [] : [['device cuda without CUDA', { ...cfg, device: 'cuda' }, 'ERR_ATTN_CUDA_UNAVAILABLE', /KVCache: CUDA is unavailable/]]),
     ['dtype int32', { ...cfg, dtype: 'int32' }, 'ERR_ATTN_DTYPE', /dtype/],
     ['pageSize 0', { ...cfg, pageSize: 0 }, 'ERR_ATTN_ARGUMENT', /pageSize/],
     ['maxPages 1.5', { ...cfg, maxPages: 1.5 }, 'ERR_ATTN_ARGUMENT', /maxPages/],

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Everything the GPU machine runs in one call: the kernel checks through the C ABI, the node GPU
-# suite, the kernel probe (and probe variants, A/B), and the side-by-side benchmark against
-# PyTorch. Logs and JSON go to $OUT (or ./gpu-out). Prepare here first:
+# Everything the GPU machine runs in one call: the kernel checks through the C ABI (attention,
+# decode), the node GPU suite, the kernel probe (and probe variants, A/B), and the side-by-side
+# benchmarks against PyTorch (attention; decode over a paged KV cache). Logs and JSON go to $OUT
+# (or ./gpu-out). Prepare here first:
 #   npm run build:ts && npx cmake-js compile --CDATTNKIT_CUDA=ON --CDATTNKIT_CUDA_GENCODE="arch=compute_90a,code=sm_90a"
 #   bench/gpu/build-probe.sh && ../shared/device/pack.sh
 #   mkdir -p build/carry && tar -C build -cf - probe Release/libattnkit_cuda.so Release/attnkit.node | xz -T2 > build/carry/bundle.tar.xz
@@ -41,6 +42,10 @@ echo "== kernels_check"
 timeout 240 python3 test/gpu/kernels_check.py $lib ${quick:+--quick} > "$out/kernels_check.log" 2>&1 || status=1
 grep -v "^ok" "$out/kernels_check.log" | tail -15
 
+echo "== decode_check (decode attention and KV append through the C ABI)"
+timeout 120 python3 test/gpu/decode_check.py --lib $lib ${quick:+--quick} > "$out/decode_check.log" 2>&1 || status=1
+grep -v "^ok" "$out/decode_check.log" | tail -8
+
 echo "== node test/gpu/run.js"
 timeout 300 node test/gpu/run.js > "$out/node_gpu.log" 2>&1 || status=1
 grep -E "FAIL|✗|GPU:" "$out/node_gpu.log" | tail -15
@@ -69,4 +74,7 @@ echo "== peers (PyTorch SDPA flash / cuDNN, FlexAttention) and attnkit through t
 PYTHONUNBUFFERED=1 timeout 420 python3 bench/gpu/peers.py --lib $lib --out "$out/gpu-latest.json" ${quick:+--quick} \
   2>&1 | grep -v -i warn | tee "$out/peers.log" | tail -12 || status=1
 linear_bench
+echo "== decode over a paged KV cache vs copy bandwidth and SDPA (bench/gpu/decode.py)"
+PYTHONUNBUFFERED=1 timeout 150 python3 bench/gpu/decode.py --lib $lib --out "$out/decode.json" ${quick:+--quick} \
+  2>&1 | grep -v -i warn | tee "$out/decode.log" | tail -20 || status=1
 exit $status

@@ -27,6 +27,10 @@ export interface NativeBinding {
   linearAttentionAsync(...args: LinearArgs): Promise<void>;
   decodeAttentionSync(...args: DecodeArgs): void;
   decodeAttentionAsync(...args: DecodeArgs): Promise<void>;
+  kvAppendSync(kPool: DeviceHandle, vPool: DeviceHandle, deviceTable: DeviceHandle, k: DeviceHandle, v: DeviceHandle,
+    table: Int32Array, counts: Int32Array, starts: Int32Array, desc: Float64Array): void;
+  kvGatherSync(kPool: DeviceHandle, vPool: DeviceHandle, deviceTable: DeviceHandle, k: DeviceHandle, v: DeviceHandle,
+    table: Int32Array, counts: Int32Array, positions: Int32Array, desc: Float64Array): void;
   mergeStates(outs: NativeTensorData[], lses: NativeTensorData[], out: NativeTensorData, lse: NativeTensorData, desc: Float64Array): void;
   /** topkBlockAttention's gating on a device: records for q, k, states, indices, then blockSize, topk, causal. */
   topkSelect(q: NativeTensorData, k: NativeTensorData, states: NativeTensorData, indices: NativeTensorData, desc: Float64Array): void;
@@ -72,12 +76,15 @@ export type LinearArgs = [
 /** Where linear attention's argument list keeps the last data argument, the abort flag and the resizable index. */
 export const enum LinearArg { LastData = 9, AbortFlag = 11, Resizable = 12 }
 
-/** q, out, kPool, vPool (the cache's typed arrays), pageTable [B, width], lengths [B], alibiSlopes,
- *  sinkLogits, lse [B, Hq, Sq] or null, scores [pages, Hkv, P] or null, descriptor, abortFlag, index
- *  of the first argument over a resizable ArrayBuffer (-1: none; async only). CPU only. */
+/** q, out, kPool, vPool (typed arrays, or device handles for a device cache), pageTable [B, width],
+ *  lengths [B] (the host mirror), alibiSlopes, sinkLogits, lse [B, Hq, Sq] and scores [pages, Hkv,
+ *  P] (each a Float32Array or device handle) or null, descriptor, abortFlag, index of the first
+ *  argument over a resizable ArrayBuffer (-1: none; async only), then a device cache's copies of
+ *  pageTable and lengths (null for a CPU cache). */
 export type DecodeArgs = [
   NativeTensorData, NativeTensorData, NativeTensorData, NativeTensorData, Int32Array, Int32Array, Float32Array | null,
-  Float32Array | null, Float32Array | null, Float32Array | null, Float64Array, Int32Array | null, number,
+  Float32Array | null, Float32Array | DeviceHandle | null, Float32Array | DeviceHandle | null, Float64Array, Int32Array | null,
+  number, DeviceHandle | null, DeviceHandle | null,
 ];
 
 /** Where decode's argument list keeps the last data argument, the abort flag and the resizable index. */

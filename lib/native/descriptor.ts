@@ -30,6 +30,10 @@ export const enum DecodeOption { Scale = 0, HasScale, WindowLeft, WindowRight, H
 export const DECODE_OPTIONS = DecodeSlot.Count * TENSOR_RECORD;
 export const DECODE_DESCRIPTOR_LENGTH = DECODE_OPTIONS + DecodeOption.Count;
 
+// KVCache.append on a device cache (native/napi/descriptor.h KvAppendSlot): tensor records only.
+export const enum KvAppendSlot { K = 0, V, KPool, VPool, Count }
+export const KV_APPEND_DESCRIPTOR_LENGTH = KvAppendSlot.Count * TENSOR_RECORD;
+
 export function writeTensorRecord(desc: Float64Array, slot: number, t: Tensor, name: string): void {
   const r = t.shape.length;
   if (r > MAX_RANK) throw new AttnError('ERR_ATTN_SHAPE', `${name} has rank ${r}; attnkit tensors have rank <= ${MAX_RANK}`);

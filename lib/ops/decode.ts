@@ -7,9 +7,15 @@
 // that pass), and in HND a page holds each head's P rows as one contiguous P*D block, so a page is
 // one streaming read per head instead of P reads strided by Hkv*D.
 //
-// Memory: the pools are ordinary JS typed arrays (Float32Array, or Uint16Array for float16 and
-// bfloat16) owned by the cache object; the page tables, free list and lengths are TS data. The GC
-// frees them; dispose() drops them at once and makes every later use an ERR_ATTN_DISPOSED.
+// Memory: on the CPU the pools are ordinary JS typed arrays (Float32Array, or Uint16Array for
+// float16 and bfloat16) owned by the cache object; the page tables, free list and lengths are TS
+// data. The GC frees them; dispose() drops them at once and makes every later use an
+// ERR_ATTN_DISPOSED. A cache on a GPU (device 'cuda' / 'cuda:N') keeps its pools in device memory
+// (device tensors) together with device copies of the page table and lengths, which the GPU
+// kernels read (native/cuda/decode); the TS page table stays the one the cache decides with and
+// validation reads, and each append uploads the entries it changed. Eviction compacts on the device
+// too (the kept rows gathered out, then written back from position 0); accumulateScores adds into a
+// device score array, which H2O's ranking and the compaction's score moves read through a host copy.
 //
 // decodeAttention: the new queries q [B, Hq, Sq_new, D] are the last Sq_new positions of each
 // sequence (bottom-right aligned, causal among themselves). The native kernel (native/cpu/decode)
@@ -25,10 +31,14 @@
 // attention matrix); scores live beside their rows and move with them on compaction.
 import { AttnError, asAttnError } from '../errors';
 import { FloatDType, TypedArray, arrayTypeOf, isFloatDType } from '../dtype';
-import { Tensor } from '../tensor';
+import { Tensor, kNative } from '../tensor';
 import type { AttentionOptions, AttentionWithLse } from './attention';
-import { native, DecodeArg, DecodeArgs } from '../native/binding';
-import { DECODE_DESCRIPTOR_LENGTH, DECODE_OPTIONS, DecodeOption, DecodeSlot, writeTensorRecord } from '../native/descriptor';
+import { native, DecodeArg, DecodeArgs, DeviceHandle } from '../native/binding';
+import {
+  DECODE_DESCRIPTOR_LENGTH, DECODE_OPTIONS, DecodeOption, DecodeSlot, KV_APPEND_DESCRIPTOR_LENGTH, KvAppendSlot,
+  writeTensorRecord,
+} from '../native/descriptor';
+import { parseDevice, requireCudaDevice } from '../device';
 import {
   abortedError, float32ArrayArg, startNativeAsync, int32ArrayArg, numberArg, signalArg, tensorArg,
 } from './args';
@@ -43,7 +53,7 @@ export interface KVCacheOptions {
   maxPages: number;
   /** Default 'float32'. */
   dtype?: FloatDType;
-  /** Only 'cpu' for now. */
+  /** 'cpu' (default), 'cuda' or 'cuda:N': where the pools live and decodeAttention runs. */
   device?: string;
 }
 
@@ -81,10 +91,15 @@ export class KVCache {
   readonly pageSize: number;
   readonly maxPages: number;
   readonly dtype: FloatDType;
-  readonly device = 'cpu';
+  /** 'cpu' or 'cuda:N'. */
+  readonly device: string;
 
-  #k: TypedArray | null;
-  #v: TypedArray | null;
+  #disposed = false;
+  /** CPU pools. */
+  #k: TypedArray | null = null;
+  #v: TypedArray | null = null;
+  /** Device pools, the device copies of #table and #len, and the scores once used (a cache on a GPU). */
+  #dev: { k: Tensor; v: Tensor; table: Tensor; lengths: Tensor; scores: Tensor | null } | null = null;
   /** Stack of free page ids; #free[0..#freeTop) are free. */
   #free: Int32Array;
   #freeTop: number;
@@ -100,10 +115,7 @@ export class KVCache {
 
   constructor(opts: KVCacheOptions) {
     if (typeof opts !== 'object' || opts === null) throw new AttnError('ERR_ATTN_ARGUMENT', 'KVCache options must be an object');
-    const device = opts.device ?? 'cpu';
-    if (device !== 'cpu') {
-      throw new AttnError('ERR_ATTN_DEVICE', `KVCache: device must be 'cpu' for now, got ${String(device)}; the GPU cache comes later`);
-    }
+    const where = parseDevice(opts.device, 'KVCache');
     const dtype = opts.dtype ?? 'float32';
     if (typeof dtype !== 'string' || !isFloatDType(dtype as FloatDType)) {
       throw new AttnError('ERR_ATTN_DTYPE', `KVCache: dtype must be 'float32', 'float16' or 'bfloat16', got ${String(dtype)}`);
@@ -115,12 +127,30 @@ export class KVCache {
     this.maxPages = intOption('maxPages', opts.maxPages, 1);
     this.dtype = dtype;
     const elems = this.maxPages * this.kvHeads * this.pageSize * this.headDim;
-    const Ctor = arrayTypeOf(dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
-    try {
-      this.#k = new Ctor(elems);
-      this.#v = new Ctor(elems);
-    } catch (e) {
-      throw new AttnError('ERR_ATTN_OOM', `KVCache: could not allocate 2 x ${elems} ${dtype} elements (maxPages ${this.maxPages} x kvHeads ${this.kvHeads} x pageSize ${this.pageSize} x headDim ${this.headDim})`, { cause: e });
+    if (where.kind === 'cuda') {
+      requireCudaDevice(where.index, 'KVCache');
+      this.device = `cuda:${where.index}`;
+      const shape = [this.maxPages, this.kvHeads, this.pageSize, this.headDim], device = this.device;
+      const made: Tensor[] = [];
+      try {
+        // Zero-filled so a pool never holds stale device memory; ERR_ATTN_OOM when the GPU is full.
+        for (const [dims, dt] of [[shape, dtype], [shape, dtype], [[this.batch, this.maxPages], 'int32'], [[this.batch], 'int32']] as const) {
+          made.push(Tensor.zeros([...dims], { dtype: dt, device }));
+        }
+      } catch (e) {
+        for (const t of made) t.dispose();
+        throw e;
+      }
+      this.#dev = { k: made[0], v: made[1], table: made[2], lengths: made[3], scores: null };
+    } else {
+      this.device = 'cpu';
+      const Ctor = arrayTypeOf(dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
+      try {
+        this.#k = new Ctor(elems);
+        this.#v = new Ctor(elems);
+      } catch (e) {
+        throw new AttnError('ERR_ATTN_OOM', `KVCache: could not allocate 2 x ${elems} ${dtype} elements (maxPages ${this.maxPages} x kvHeads ${this.kvHeads} x pageSize ${this.pageSize} x headDim ${this.headDim})`, { cause: e });
+      }
     }
     this.#free = new Int32Array(this.maxPages);
     // Lowest page ids are handed out first.
@@ -131,7 +161,7 @@ export class KVCache {
     this.#table = new Int32Array(this.batch * this.maxPages);
   }
 
-  get disposed(): boolean { return this.#k === null; }
+  get disposed(): boolean { return this.#disposed; }
   get pagesFree(): number { this.#live('pagesFree'); return this.#freeTop; }
   get pagesUsed(): number { this.#live('pagesUsed'); return this.maxPages - this.#freeTop; }
 
@@ -148,9 +178,18 @@ export class KVCache {
     this.#idle('reset');
     this.#release(s, 0);
     this.#len[s] = 0;
+    this.#uploadLengths();
+  }
+
+  /** A device cache's kernels read their own copy of the lengths: sent after every change of #len. */
+  #uploadLengths(): void {
+    if (this.#dev) native().cudaCopyToDevice(this.#dev.lengths[kNative]() as DeviceHandle, 0, this.#len, 0, this.batch * 4);
   }
 
   dispose(): void {
+    if (this.#dev) for (const t of Object.values(this.#dev)) t?.dispose();
+    this.#disposed = true;
+    this.#dev = null;
     this.#k = null;
     this.#v = null;
     this.#scores = null;
@@ -166,6 +205,9 @@ export class KVCache {
    */
   append(k_: Tensor, v_: Tensor, opts?: AppendOptions): void {
     this.#live('append');
+    // A device cache's append writes the device table and lengths that an async decode still
+    // running on the GPU may read: refused until it settles.
+    if (this.#dev) this.#idle('append');
     const k = this.#rowsArg('k', k_), v = this.#rowsArg('v', v_);
     const T = k.shape[2];
     if (v.shape[2] !== T) throw new AttnError('ERR_ATTN_SHAPE', `KVCache.append: v has ${v.shape[2]} tokens but k has ${T}`);
@@ -187,21 +229,80 @@ export class KVCache {
     if (need > this.#freeTop) {
       throw new AttnError('ERR_ATTN_CACHE_FULL', `KVCache.append: needs ${need} free pages but the pool has ${this.#freeTop} of ${this.maxPages} (pageSize ${P}); nothing was appended. Evict or reset sequences, or make a larger cache`);
     }
+    if (this.#dev) {
+      this.#appendOnDevice(k, v, lengths);
+      return;
+    }
     for (let b = 0; b < this.batch; b++) {
       const n = lengths ? lengths[b] : T;
+      this.#grow(b, n);
       const pages = this.#pages[b];
-      while (pages.length * P < this.#len[b] + n) {
-        const page = this.#free[--this.#freeTop];
-        this.#table[b * this.maxPages + pages.length] = page;
-        pages.push(page);
-        this.#scores?.fill(0, page * this.kvHeads * P, (page + 1) * this.kvHeads * P);
-      }
       for (let t = 0; t < n; t++) {
         const pos = this.#len[b] + t;
         this.#writeRow(this.#k!, k, b, t, pages[(pos / P) | 0], pos % P);
         this.#writeRow(this.#v!, v, b, t, pages[(pos / P) | 0], pos % P);
       }
       this.#len[b] += n;
+    }
+  }
+
+  /** Takes pages from the pool until sequence b holds room for n more tokens (the caller checked there are enough). */
+  #grow(b: number, n: number): void {
+    const P = this.pageSize, pages = this.#pages[b];
+    while (pages.length * P < this.#len[b] + n) {
+      const page = this.#free[--this.#freeTop];
+      this.#table[b * this.maxPages + pages.length] = page;
+      pages.push(page);
+      this.#scores?.fill(0, page * this.kvHeads * P, (page + 1) * this.kvHeads * P);
+      const ds = this.#dev?.scores;
+      if (ds) {
+        const bytes = this.kvHeads * P * 4;
+        native().cudaCopyToDevice(ds[kNative]() as DeviceHandle, page * bytes, new Float32Array(this.kvHeads * P), 0, bytes);
+      }
+    }
+  }
+
+  /**
+   * append on a device cache: the new pages' table entries go to the device copy, the rows are
+   * scattered into their pages by one kernel (host rows are copied to the device first), then the
+   * lengths are uploaded. If the kernel fails, the pages taken are returned and nothing changed.
+   */
+  #appendOnDevice(k: Tensor, v: Tensor, lengths: Int32Array | null): void {
+    const dev = this.#dev!, B = this.batch, W = this.maxPages;
+    const starts = this.#len.slice(), counts = new Int32Array(B), had = this.#pages.map((p) => p.length);
+    for (let b = 0; b < B; b++) counts[b] = lengths ? lengths[b] : k.shape[2];
+    const temps: Tensor[] = [];
+    try {
+      for (let b = 0; b < B; b++) {
+        this.#grow(b, counts[b]);
+        const added = this.#pages[b].length - had[b];
+        if (added > 0) {
+          const at = (b * W + had[b]) * 4;
+          native().cudaCopyToDevice(dev.table[kNative]() as DeviceHandle, at, this.#table, at, added * 4);
+        }
+      }
+      const onDevice = (t: Tensor): Tensor => {
+        if (t.device !== 'cpu') return t;
+        const d = t.toSync(this.device);
+        temps.push(d);
+        return d;
+      };
+      const kd = onDevice(k), vd = onDevice(v);
+      const desc = new Float64Array(KV_APPEND_DESCRIPTOR_LENGTH);
+      writeTensorRecord(desc, KvAppendSlot.K, kd, 'k');
+      writeTensorRecord(desc, KvAppendSlot.V, vd, 'v');
+      writeTensorRecord(desc, KvAppendSlot.KPool, dev.k, 'cache.k');
+      writeTensorRecord(desc, KvAppendSlot.VPool, dev.v, 'cache.v');
+      native().kvAppendSync(dev.k[kNative]() as DeviceHandle, dev.v[kNative]() as DeviceHandle, dev.table[kNative]() as DeviceHandle,
+        kd[kNative]() as DeviceHandle, vd[kNative]() as DeviceHandle, this.#table, counts, starts, desc);
+      for (let b = 0; b < B; b++) this.#len[b] += counts[b];
+      this.#uploadLengths();
+    } catch (e) {
+      this.#len.set(starts);
+      for (let b = 0; b < B; b++) this.#release(b, had[b]);
+      throw e;
+    } finally {
+      for (const t of temps) t.dispose();
     }
   }
 
@@ -229,7 +330,7 @@ export class KVCache {
       keep = (b, len) => {
         if (len <= heavy + recent) return null;
         const older = len - recent, mass = new Float64Array(older);
-        for (let t = 0; t < older; t++) mass[t] = this.#mass(b, t);
+        for (let t = 0; t < older; t++) mass[t] = this.#mass(b, t, scores);
         const top = range(0, older).sort((x, y) => mass[y] - mass[x] || x - y).slice(0, heavy).sort((x, y) => x - y);
         return [...top, ...range(older, len)];
       };
@@ -237,6 +338,11 @@ export class KVCache {
       throw new AttnError('ERR_ATTN_ARGUMENT', `KVCache.evict: policy.kind must be 'streaming' or 'h2o', got ${String((policy as { kind?: unknown }).kind)}`);
     }
     const seqs = opts?.batch === undefined ? range(0, this.batch) : [this.#seq('evict', opts.batch)];
+    const scores = this.#scoresHost();  // H2O's ranking reads it; on a GPU, a host copy
+    if (this.#dev) {
+      this.#compactOnDevice(range(0, this.batch).map((b) => (seqs.includes(b) ? keep(b, this.#len[b]) : null)), scores);
+      return;
+    }
     for (const b of seqs) {
       const kept = keep(b, this.#len[b]);
       if (!kept) continue;
@@ -247,53 +353,134 @@ export class KVCache {
     }
   }
 
+  /**
+   * Eviction on a device cache: kept[b] lists the positions sequence b keeps (null: all of them).
+   * The kept rows are gathered into a scratch [B, kvHeads, T, headDim] by one kernel and written
+   * back from position 0 by the append kernel (two launches in stream order, so a row is read
+   * before anything overwrites it), then the pages past the kept rows return to the pool. The
+   * scores (a host copy, if the cache has any) move with their rows and go back to the device.
+   */
+  #compactOnDevice(kept: (number[] | null)[], scores: Float32Array | null): void {
+    const dev = this.#dev!, B = this.batch;
+    if (kept.every((k) => k === null)) return;
+    const T = kept.reduce((n, k) => Math.max(n, k ? k.length : 0), 0);
+    const counts = new Int32Array(B), positions = new Int32Array(B * T), starts = new Int32Array(B);
+    kept.forEach((k, b) => {
+      if (!k) return;
+      counts[b] = k.length;
+      positions.set(k, b * T);
+    });
+    if (T > 0) {
+      const shape = [B, this.kvHeads, T, this.headDim];
+      const k = Tensor.empty(shape, { dtype: this.dtype, device: this.device });
+      const v = Tensor.empty(shape, { dtype: this.dtype, device: this.device });
+      try {
+        const desc = new Float64Array(KV_APPEND_DESCRIPTOR_LENGTH);
+        writeTensorRecord(desc, KvAppendSlot.K, k, 'k');
+        writeTensorRecord(desc, KvAppendSlot.V, v, 'v');
+        writeTensorRecord(desc, KvAppendSlot.KPool, dev.k, 'cache.k');
+        writeTensorRecord(desc, KvAppendSlot.VPool, dev.v, 'cache.v');
+        const args = [dev.k[kNative]() as DeviceHandle, dev.v[kNative]() as DeviceHandle, dev.table[kNative]() as DeviceHandle,
+          k[kNative]() as DeviceHandle, v[kNative]() as DeviceHandle, this.#table, counts] as const;
+        native().kvGatherSync(...args, positions, desc);
+        native().kvAppendSync(...args, starts, desc);
+      } finally {
+        k.dispose();
+        v.dispose();
+      }
+    }
+    const H = this.kvHeads, P = this.pageSize;
+    kept.forEach((k, b) => {
+      if (!k) return;
+      // kept is increasing, so every score moves down (or stays): safe in place, as #moveRow does.
+      const pages = this.#pages[b];
+      if (scores) {
+        k.forEach((from, to) => {
+          const pf = pages[(from / P) | 0], pt = pages[(to / P) | 0];
+          for (let h = 0; h < H; h++) scores[(pt * H + h) * P + (to % P)] = scores[(pf * H + h) * P + (from % P)];
+        });
+      }
+      this.#len[b] = k.length;
+      this.#release(b, Math.ceil(k.length / P));
+    });
+    this.#uploadLengths();
+    if (scores && dev.scores) native().cudaCopyToDevice(dev.scores[kNative]() as DeviceHandle, 0, scores, 0, scores.byteLength);
+  }
+
   /** Accumulated attention mass of sequence b's tokens, [kvHeads, length(b)] (zeros before any accumulateScores call). */
   scores(b: number): Float32Array {
     this.#live('scores');
     const s = this.#seq('scores', b), n = this.#len[s], P = this.pageSize, H = this.kvHeads;
     const out = new Float32Array(H * n);
-    if (!this.#scores) return out;
+    const scores = this.#scoresHost();
+    if (!scores) return out;
     for (let h = 0; h < H; h++) {
-      for (let t = 0; t < n; t++) out[h * n + t] = this.#scores[(this.#pages[s][(t / P) | 0] * H + h) * P + (t % P)];
+      for (let t = 0; t < n; t++) out[h * n + t] = scores[(this.#pages[s][(t / P) | 0] * H + h) * P + (t % P)];
     }
     return out;
   }
 
-  /** @internal What the kernel reads: pools as [maxPages, kvHeads, pageSize, headDim] tensors, the page table, lengths. */
-  nativeState(withScores: boolean): { k: Tensor; v: Tensor; table: Int32Array; lengths: Int32Array; scores: Float32Array | null } {
+  /** The per-slot scores in host memory: the CPU cache's own array, a device cache's copied over, or null before any accumulateScores. */
+  #scoresHost(): Float32Array | null {
+    if (!this.#dev) return this.#scores;
+    return this.#dev.scores ? (this.#dev.scores.toSync('cpu').data as Float32Array) : null;
+  }
+
+  /**
+   * @internal What the kernel reads: pools as [maxPages, kvHeads, pageSize, headDim] tensors, the
+   * page table and lengths (host mirror), and for a device cache their device copies.
+   */
+  nativeState(withScores: boolean): {
+    k: Tensor; v: Tensor; table: Int32Array; lengths: Int32Array; scores: Float32Array | DeviceHandle | null;
+    deviceTable: DeviceHandle | null; deviceLengths: DeviceHandle | null;
+  } {
+    if (this.#dev) {
+      const d = this.#dev;
+      if (withScores && !d.scores) d.scores = Tensor.zeros([this.maxPages, this.kvHeads, this.pageSize], { dtype: 'float32', device: this.device });
+      return {
+        k: d.k, v: d.v, table: this.#table, lengths: this.#len, scores: withScores ? (d.scores![kNative]() as DeviceHandle) : null,
+        deviceTable: d.table[kNative]() as DeviceHandle, deviceLengths: d.lengths[kNative]() as DeviceHandle,
+      };
+    }
     const shape = [this.maxPages, this.kvHeads, this.pageSize, this.headDim];
     if (withScores && !this.#scores) this.#scores = new Float32Array(this.maxPages * this.kvHeads * this.pageSize);
     return {
       k: Tensor.from(this.#k!, shape, { dtype: this.dtype }), v: Tensor.from(this.#v!, shape, { dtype: this.dtype }),
-      table: this.#table, lengths: this.#len, scores: withScores ? this.#scores : null,
+      table: this.#table, lengths: this.#len, scores: withScores ? this.#scores : null, deviceTable: null, deviceLengths: null,
     };
   }
 
   /** @internal */
   track(delta: number): void { this.#inFlight += delta; }
 
-  /** Copies of sequence b's keys and values as contiguous tensors [1, kvHeads, length(b), headDim]. */
+  /**
+   * Copies of sequence b's keys and values as contiguous tensors [1, kvHeads, length(b), headDim],
+   * on the cache's device (a device cache gathers them through a host copy of its pools: a
+   * debugging and testing aid, not a fast path).
+   */
   contents(b: number): { k: Tensor; v: Tensor } {
     this.#live('contents');
     const s = this.#seq('contents', b);
     const n = this.#len[s];
     const Ctor = arrayTypeOf(this.dtype) as Float32ArrayConstructor | Uint16ArrayConstructor;
     const k = new Ctor(this.kvHeads * n * this.headDim), v = new Ctor(this.kvHeads * n * this.headDim);
-    this.#gatherInto(s, k, v);
+    const pools = this.#dev ? { k: this.#dev.k.toSync('cpu').data, v: this.#dev.v.toSync('cpu').data } : { k: this.#k!, v: this.#v! };
+    this.#gatherInto(s, k, v, pools.k, pools.v);
     const shape = [1, this.kvHeads, n, this.headDim];
-    return { k: Tensor.from(k, shape, { dtype: this.dtype }), v: Tensor.from(v, shape, { dtype: this.dtype }) };
+    const kt = Tensor.from(k, shape, { dtype: this.dtype }), vt = Tensor.from(v, shape, { dtype: this.dtype });
+    return this.#dev ? { k: kt.toSync(this.device), v: vt.toSync(this.device) } : { k: kt, v: vt };
   }
 
-  /** Sequence b's rows into k, v laid out [kvHeads, length(b), headDim]. */
-  #gatherInto(b: number, k: TypedArray, v: TypedArray): void {
+  /** Sequence b's rows from pools kPool, vPool into k, v laid out [kvHeads, length(b), headDim]. */
+  #gatherInto(b: number, k: TypedArray, v: TypedArray, kPool: TypedArray, vPool: TypedArray): void {
     const n = this.#len[b], P = this.pageSize, D = this.headDim, H = this.kvHeads;
     const pages = this.#pages[b];
     for (let i = 0; i * P < n; i++) {
       const rows = Math.min(P, n - i * P);
       for (let h = 0; h < H; h++) {
         const src = ((pages[i] * H + h) * P) * D, dst = (h * n + i * P) * D;
-        k.set(this.#k!.subarray(src, src + rows * D), dst);
-        v.set(this.#v!.subarray(src, src + rows * D), dst);
+        k.set(kPool.subarray(src, src + rows * D), dst);
+        v.set(vPool.subarray(src, src + rows * D), dst);
       }
     }
   }
@@ -327,11 +514,11 @@ export class KVCache {
     while (pages.length > keep) this.#free[this.#freeTop++] = pages.pop()!;
   }
 
-  #mass(b: number, t: number): number {
-    if (!this.#scores) return 0;
+  #mass(b: number, t: number, scores: Float32Array | null): number {
+    if (!scores) return 0;
     const P = this.pageSize, H = this.kvHeads, page = this.#pages[b][(t / P) | 0];
     let m = 0;
-    for (let h = 0; h < H; h++) m += this.#scores[(page * H + h) * P + (t % P)];
+    for (let h = 0; h < H; h++) m += scores[(page * H + h) * P + (t % P)];
     return m;
   }
 
@@ -340,7 +527,7 @@ export class KVCache {
   }
 
   #live(what: string): void {
-    if (this.#k === null) throw new AttnError('ERR_ATTN_DISPOSED', `KVCache.${what}: the cache was disposed`);
+    if (this.#disposed) throw new AttnError('ERR_ATTN_DISPOSED', `KVCache.${what}: the cache was disposed`);
   }
 
   #seq(what: string, b: unknown): number {
@@ -352,7 +539,10 @@ export class KVCache {
 
   #rowsArg(name: string, t_: unknown): Tensor {
     const t = tensorArg(name, t_);
-    if (t.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `KVCache.append: ${name} is on ${t.device} but the cache is on cpu`);
+    // A device cache takes rows from the host too (copied over first); a CPU cache only host rows.
+    if (t.device !== this.device && !(this.#dev && t.device === 'cpu')) {
+      throw new AttnError('ERR_ATTN_DEVICE', `KVCache.append: ${name} is on ${t.device} but the cache is on ${this.device}`);
+    }
     if (t.dtype !== this.dtype) throw new AttnError('ERR_ATTN_DTYPE', `KVCache.append: ${name} must have the cache's dtype ${this.dtype}, got ${t.dtype}`);
     const s = t.shape;
     if (s.length !== 4 || s[0] !== this.batch || s[1] !== this.kvHeads || s[3] !== this.headDim) {
@@ -384,7 +574,7 @@ function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | und
   if (!(cache instanceof KVCache)) throw new AttnError('ERR_ATTN_ARGUMENT', 'decodeAttention: cache must be a KVCache');
   if (cache.disposed) throw new AttnError('ERR_ATTN_DISPOSED', 'decodeAttention: the cache was disposed');
   const q = tensorArg('q', q_);
-  if (q.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: q is on ${q.device} but the cache is on cpu`);
+  if (q.device !== cache.device) throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: q is on ${q.device} but the cache is on ${cache.device}`);
   if (q.dtype !== cache.dtype) throw new AttnError('ERR_ATTN_DTYPE', `decodeAttention: q must have the cache's dtype ${cache.dtype}, got ${q.dtype}`);
   const s = q.shape;
   if (s.length !== 4 || s[0] !== cache.batch || s[3] !== cache.headDim || s[1] % cache.kvHeads !== 0 || s[1] === 0) {
@@ -394,14 +584,14 @@ function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | und
   let out: Tensor;
   if (o.out !== undefined && o.out !== null) {
     out = tensorArg('out', o.out);
-    if (out.device !== 'cpu') throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: out is on ${out.device} but the cache is on cpu`);
+    if (out.device !== cache.device) throw new AttnError('ERR_ATTN_DEVICE', `decodeAttention: out is on ${out.device} but the cache is on ${cache.device}`);
     if (out.shape.length !== 4 || out.shape.some((n, i) => n !== s[i])) {
       throw new AttnError('ERR_ATTN_SHAPE', `decodeAttention: out must have shape [${s.join(', ')}], got [${out.shape.join(', ')}]`);
     }
   } else {
-    out = Tensor.empty([...s], { dtype: q.dtype });
+    out = Tensor.empty([...s], { dtype: q.dtype, device: cache.device });
   }
-  const lse = o.returnLse ? Tensor.empty([s[0], s[1], s[2]], { dtype: 'float32' }) : undefined;
+  const lse = o.returnLse ? Tensor.empty([s[0], s[1], s[2]], { dtype: 'float32', device: cache.device }) : undefined;
   const st = cache.nativeState(o.accumulateScores === true);
   const d = new Float64Array(DECODE_DESCRIPTOR_LENGTH);
   writeTensorRecord(d, DecodeSlot.Q, q, 'q');
@@ -423,8 +613,9 @@ function marshal(q_: unknown, cache: unknown, opts: DecodeAttentionOptions | und
   // runs; eviction and reset are refused until it settles).
   const table = snapshot ? st.table.slice() : st.table, lengths = snapshot ? st.lengths.slice() : st.lengths;
   const args: DecodeArgs = [
-    q.data, out.data, st.k.data, st.v.data, table, lengths, float32ArrayArg('alibiSlopes', o.alibiSlopes),
-    float32ArrayArg('sinkLogits', o.sinkLogits), lse ? (lse.data as Float32Array) : null, st.scores, d, null, -1,
+    q[kNative](), out[kNative](), st.k[kNative](), st.v[kNative](), table, lengths, float32ArrayArg('alibiSlopes', o.alibiSlopes),
+    float32ArrayArg('sinkLogits', o.sinkLogits), lse ? (lse[kNative]() as Float32Array | DeviceHandle) : null, st.scores, d, null, -1,
+    st.deviceTable, st.deviceLengths,
   ];
   return { args, out, lse, signal };
 }

@@ -448,6 +448,64 @@ void cuda_linear_attention(const LinearParams& p, int device, const char* op) {
   if (p.has_state_out) a.state_out = to_cuda(p.state_out);
   if (p.has_normalizer_out) a.normalizer_out = to_cuda(p.normalizer_out);
   call(std::string(op) + " on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.linear_attention(&a, nullptr, 1, err, len); });
+void cuda_decode_attention(const DecodeParams& p, int device) {
+  const attnkit_cuda_api& api = cuda_api();
+  if (!(ATTNKIT_CUDA_API_HAS(&api, decode_attention) && api.decode_attention))
+    fail_library_too_old(device, "decodeAttention", "decode_attention");
+  if (p.batch == 0 || p.heads_q == 0 || p.seq_q == 0) return;
+  attnkit_cuda_decode_args a{};
+  a.device = device;
+  a.q = to_cuda(p.q);
+  a.out = to_cuda(p.out);
+  a.k_pool = p.k_pool.data;
+  a.v_pool = p.v_pool.data;
+  a.pool_pages = p.pool_pages;
+  a.page_table = p.device_page_table;
+  a.table_width = p.table_width;
+  a.lengths = p.device_lengths;
+  a.max_length = p.max_length;
+  a.batch = p.batch;
+  a.heads_q = p.heads_q;
+  a.heads_kv = p.heads_kv;
+  a.seq_q = p.seq_q;
+  a.head_dim = p.head_dim;
+  a.page_size = p.page_size;
+  a.scale = p.scale;
+  a.window_left = p.window_left;
+  a.window_right = p.window_right;
+  a.sinks = p.sinks;
+  a.softcap = p.softcap;
+  a.alibi_slopes = p.alibi_slopes;
+  a.sink_logits = p.sink_logits;
+  a.lse = p.lse;
+  a.splits = p.splits;
+  a.scores = p.scores;
+  call("decodeAttention on cuda:" + std::to_string(device),
+       [&](char* err, size_t len) { return api.decode_attention(&a, nullptr, 1, err, len); });
+}
+
+void cuda_kv_rows(const KvRowsParams& p, int device) {
+  const attnkit_cuda_api& api = cuda_api();
+  if (p.gather ? !(ATTNKIT_CUDA_API_HAS(&api, kv_gather) && api.kv_gather) : !(ATTNKIT_CUDA_API_HAS(&api, kv_append) && api.kv_append))
+    fail_library_too_old(device, p.gather ? "KVCache.evict" : "KVCache.append", p.gather ? "kv_gather" : "kv_append");
+  if (p.batch == 0 || p.k.shape[2] == 0) return;
+  attnkit_cuda_kv_rows_args a{};
+  a.device = device;
+  a.k = to_cuda(p.k);
+  a.v = to_cuda(p.v);
+  a.k_pool = p.k_pool.data;
+  a.v_pool = p.v_pool.data;
+  a.pool_pages = p.pool_pages;
+  a.page_table = p.device_page_table;
+  a.table_width = p.table_width;
+  a.counts = p.counts;
+  a.index = p.gather ? p.positions : p.starts;
+  a.batch = p.batch;
+  a.heads_kv = p.heads_kv;
+  a.head_dim = p.head_dim;
+  a.page_size = p.page_size;
+  const std::string what = std::string(p.gather ? "KVCache.evict" : "KVCache.append") + " on cuda:" + std::to_string(device);
+  call(what, [&](char* err, size_t len) { return (p.gather ? api.kv_gather : api.kv_append)(&a, nullptr, 1, err, len); });
 }
 
 }  // namespace attnkit

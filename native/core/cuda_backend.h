@@ -76,4 +76,11 @@ void cuda_linear_attention(const LinearParams& p, int device, const char* op);
 // Validated top-k gating request (every tensor on `device`) -> the library's topk_block_select.
 void cuda_topk_select(const TopkSelectRequest& r, int device);
 
+// Validated decode over a device cache (p.device_page_table / device_lengths set) -> the
+// library's decode_attention (blocking); a library older than that entry fails with
+// ERR_ATTN_CUDA_UNAVAILABLE saying so. cuda_kv_rows likewise: kv_append (KVCache.append) or
+// kv_gather (eviction).
+void cuda_decode_attention(const DecodeParams& p, int device);
+void cuda_kv_rows(const KvRowsParams& p, int device);
+
 }  // namespace attnkit

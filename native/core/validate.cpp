@@ -1,5 +1,6 @@
 #include "validate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <initializer_list>
 #include <sstream>
@@ -482,9 +483,9 @@ LinearParams validate_linear(const LinearRequest& r) {
 
 DecodeParams validate_decode(const DecodeRequest& r) {
   const TensorView &q = r.q, &o = r.out, &kp = r.k_pool, &vp = r.v_pool;
-  for (const TensorView* t : {&q, &o, &kp, &vp}) {
-    if (t->device >= 0) fail(ErrorCode::Device, "decodeAttention runs on the CPU for now; a tensor is on " + device_name(t->device));
-  }
+  require_device("out", o.device, "q", q.device);
+  require_device("cache.k", kp.device, "q", q.device);
+  require_device("cache.v", vp.device, "q", q.device);
   if (q.rank != 4) shape_fail("q must have rank 4 [B, Hq, Sq, D], got shape " + shape_str(q));
   if (kp.rank != 4 || vp.rank != 4 || !is_row_major(kp) || !is_row_major(vp)) shape_fail("the cache's pools must be contiguous [pages, kvHeads, pageSize, headDim]");
   if (!is_float(q.dtype)) fail(ErrorCode::DType, std::string("q must be float32, float16 or bfloat16, got ") + dtype_name(q.dtype));
@@ -513,10 +514,29 @@ DecodeParams validate_decode(const DecodeRequest& r) {
   }
   p.page_table = r.page_table.data;
   p.lengths = r.lengths.data;
+  for (int64_t b = 0; b < p.batch; ++b) p.max_length = std::max<int64_t>(p.max_length, r.lengths.data[b]);
   score_options(r, &p);
   if (r.lse) {
     if (static_cast<int64_t>(r.lse_length) != p.batch * p.heads_q * p.seq_q) arg_fail("internal: decode lse must be [B, Hq, Sq]");
+    require_device("lse", r.lse_device, "q", q.device);
     p.lse = r.lse;
+  }
+  if (q.device >= 0) {
+    // The device copies of the table and lengths: as large as the host mirror says, on q's device.
+    const CallerBuffer &dt = r.device_table, &dl = r.device_lengths;
+    if (!dt.base || dt.device != q.device || dt.array_dtype != DType::Int32 || dt.length < r.page_table.length ||
+        !dl.base || dl.device != q.device || dl.array_dtype != DType::Int32 || dl.length < r.lengths.length)
+      arg_fail("internal: a device decode needs int32 device copies of the page table and lengths on " + device_name(q.device));
+    p.device_page_table = static_cast<const int32_t*>(dt.base);
+    p.device_lengths = static_cast<const int32_t*>(dl.base);
+    if (r.scores.present) arg_fail("internal: a device decode keeps its scores on the device");
+    if (const CallerBuffer& sc = r.device_scores; sc.base) {
+      if (sc.device != q.device || sc.array_dtype != DType::Float32 || static_cast<int64_t>(sc.length) < p.pool_pages * p.heads_kv * p.page_size)
+        arg_fail("internal: decode scores must be float32 [pages, kvHeads, pageSize] on " + device_name(q.device));
+      p.scores = static_cast<float*>(sc.base);
+    }
+  } else if (r.device_table.base || r.device_lengths.base || r.device_scores.base) {
+    arg_fail("internal: a CPU decode takes no device tables");
   }
   if (r.scores.present) {
     if (static_cast<int64_t>(r.scores.length) != p.pool_pages * p.heads_kv * p.page_size) arg_fail("internal: decode scores must be [pages, kvHeads, pageSize]");
@@ -524,6 +544,58 @@ DecodeParams validate_decode(const DecodeRequest& r) {
   }
   if (!(r.splits >= 0) || r.splits != std::floor(r.splits) || r.splits > 65536) arg_fail("splits must be an integer in [0, 65536] (0: chosen by attnkit), got " + std::to_string(r.splits));
   p.splits = static_cast<int64_t>(r.splits);
+  return p;
+}
+
+KvRowsParams validate_kv_rows(const KvRowsRequest& r) {
+  const TensorView &k = r.k, &v = r.v, &kp = r.k_pool, &vp = r.v_pool;
+  if (kp.device < 0) fail(ErrorCode::Device, "internal: kv rows are for device caches");
+  require_device("k", k.device, "cache.k", kp.device);
+  require_device("v", v.device, "cache.k", kp.device);
+  require_device("cache.v", vp.device, "cache.k", kp.device);
+  if (kp.rank != 4 || vp.rank != 4 || !is_row_major(kp) || !is_row_major(vp)) shape_fail("the cache's pools must be contiguous [pages, kvHeads, pageSize, headDim]");
+  for (int i = 0; i < 4; ++i) if (vp.shape[i] != kp.shape[i]) shape_fail("the cache's K and V pools must have one shape");
+  if (k.dtype != kp.dtype || v.dtype != kp.dtype || vp.dtype != kp.dtype) fail(ErrorCode::DType, std::string("k and v must have the cache's dtype ") + dtype_name(kp.dtype));
+  KvRowsParams p;
+  p.k = k; p.v = v; p.k_pool = kp; p.v_pool = vp; p.gather = r.gather;
+  p.pool_pages = kp.shape[0]; p.heads_kv = kp.shape[1]; p.page_size = kp.shape[2]; p.head_dim = kp.shape[3];
+  if (k.rank != 4 || v.rank != 4) shape_fail("k and v must have rank 4 [B, kvHeads, T, headDim]");
+  p.batch = k.shape[0];
+  const int64_t T = k.shape[2];
+  if (!has_shape(k, {p.batch, p.heads_kv, T, p.head_dim}) || !has_shape(v, {p.batch, p.heads_kv, T, p.head_dim}))
+    shape_fail("k and v must have shape [B, kvHeads=" + std::to_string(p.heads_kv) + ", T, headDim=" + std::to_string(p.head_dim) + "], got " + shape_str(k) + " and " + shape_str(v));
+  // Gathered rows are written: no element of k or v may be written twice.
+  if (r.gather) {
+    require_no_self_overlap("k", k);
+    require_no_self_overlap("v", v);
+  }
+  const Int32Array& index = r.gather ? r.positions : r.starts;
+  const int64_t per_seq = r.gather ? T : 1;
+  if (!r.counts.present || !index.present || static_cast<int64_t>(r.counts.length) != p.batch || static_cast<int64_t>(index.length) != p.batch * per_seq)
+    arg_fail("internal: kv rows counts, starts and positions must have one entry per sequence (and row)");
+  if (!r.table.present || p.batch == 0 || r.table.length % static_cast<size_t>(p.batch) != 0) arg_fail("internal: kv rows page table must be [B, width]");
+  p.table_width = static_cast<int64_t>(r.table.length) / p.batch;
+  // Every position a row goes to or comes from must lie in a page of the sequence's table that is in the pool.
+  auto check_position = [&](int64_t b, int64_t pos) {
+    if (pos < 0 || pos / p.page_size >= p.table_width) arg_fail("internal: kv rows position of sequence " + std::to_string(b) + " outside its page table");
+    const int32_t page = r.table.data[b * p.table_width + pos / p.page_size];
+    if (page < 0 || page >= p.pool_pages) arg_fail("internal: kv rows page table entry out of range");
+  };
+  for (int64_t b = 0; b < p.batch; ++b) {
+    const int64_t n = r.counts.data[b];
+    if (n < 0 || n > T) arg_fail("internal: kv rows count of sequence " + std::to_string(b) + " out of range");
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t pos = r.gather ? int64_t(index.data[b * T + t]) : int64_t(index.data[b]) + t;
+      // Rows of one page share its check: test each page once per sequence on the append path.
+      if (r.gather || t == 0 || pos % p.page_size == 0) check_position(b, pos);
+    }
+  }
+  const CallerBuffer& dt = r.device_table;
+  if (!dt.base || dt.device != kp.device || dt.array_dtype != DType::Int32 || dt.length < r.table.length)
+    arg_fail("internal: kv rows need the int32 device copy of the page table on " + device_name(kp.device));
+  p.counts = r.counts.data;
+  (r.gather ? p.positions : p.starts) = index.data;
+  p.device_page_table = static_cast<const int32_t*>(dt.base);
   return p;
 }
 

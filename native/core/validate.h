@@ -107,9 +107,24 @@ struct DecodeRequest {
   double sinks = 0;
   double softcap = 0;
   double splits = 0;
+  int lse_device = -1;
+  // A device cache's copies of page_table and lengths (device int32 buffers; base nullptr: none),
+  // and its scores (device float32 [pages, kvHeads, P]) when accumulateScores.
+  CallerBuffer device_table, device_lengths, device_scores;
 };
 
 DecodeParams validate_decode(const DecodeRequest& req);
+
+// KVCache.append / eviction on a device cache (lib/ops/decode.ts): k, v [B, Hkv, T, D] any strides
+// on the pools' device; table: the host mirror of the device table [B, width]; counts [B]; starts
+// [B] (append) or positions [B, T] (gather: rows read out of the cache into k, v).
+struct KvRowsRequest {
+  TensorView k, v, k_pool, v_pool;
+  bool gather = false;
+  Int32Array table, counts, starts, positions;
+  CallerBuffer device_table;
+};
+KvRowsParams validate_kv_rows(const KvRowsRequest& req);
 
 struct MergeRequest {
   int64_t num_parts = 0;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "attnkit/attnkit_cuda.h"
+#include "decode/decode_attention.h"
 #include "fused/fused_attention.h"
 #include "linear/linear_attention.h"
 #include "merge/merge_states.h"
@@ -273,6 +274,14 @@ attnkit_cuda_status call_stream(const CallStream& where, const DeviceHandle& h, 
     return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "stream belongs to device %d, but args->device is %d", owner,
                 h.device);
   return ATTNKIT_CUDA_OK;
+}
+
+// How every entry with a CallStream begins: enter_device, then the stream the call enqueues on.
+attnkit_cuda_status enter_call(int device, const CallStream& where, DeviceHandle* h, cudaStream_t* stream, char* err,
+                               size_t err_len) {
+  const attnkit_cuda_status s = enter_device(device, h, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  return call_stream(where, *h, stream, err, err_len);
 }
 
 // The end of a call whose kernel launch returned `launched`: a blocking call waits for its stream,
@@ -638,10 +647,8 @@ attnkit_cuda_status attention_impl(const attnkit_cuda_attention_args* args, cons
   }
 
   DeviceHandle h;
-  s = enter_device(a.device, &h, err, err_len);
-  if (s != ATTNKIT_CUDA_OK) return s;
   cudaStream_t stream = nullptr;
-  s = call_stream(where, h, &stream, err, err_len);
+  s = enter_call(a.device, where, &h, &stream, err, err_len);
   if (s != ATTNKIT_CUDA_OK) return s;
 
   // The small host tables go to the device in one upload.
@@ -929,6 +936,163 @@ attnkit_cuda_status topk_block_select_impl(const attnkit_cuda_topk_args* args, c
   const cudaError_t launched = launch_topk_select(p, scratch, h.stream);
   cudaFreeAsync(scratch, h.stream);
   return finish_call(kBlocking, h, launched, "topk_block_select kernels", err, err_len);
+// ---- decode attention over a paged KV cache ------------------------------------------------------
+
+// The stream of a call with a `blocking` flag: the library's (then a wait) or the caller's.
+CallStream stream_choice(void* stream, int32_t blocking) {
+  return blocking ? kBlocking : CallStream{false, static_cast<cudaStream_t>(stream)};
+}
+
+attnkit_cuda_status decode_impl(const attnkit_cuda_decode_args* args, const CallStream& where, char* err,
+                                size_t err_len) {
+  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
+  const attnkit_cuda_decode_args& a = *args;
+  if (!is_float_dtype(a.q.dtype) || !is_float_dtype(a.out.dtype) || a.q.rank != 4 || a.out.rank != 4)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "decode q and out must be 4-d float tensors (dtypes %d, %d)",
+                a.q.dtype, a.out.dtype);
+  if (a.batch < 0 || a.batch > kMaxExtent || a.heads_q < 0 || a.heads_q > kMaxExtent || a.seq_q < 0 ||
+      a.seq_q > kMaxSequence || a.pool_pages < 0 || a.table_width < 0 || a.page_size < 1 || a.page_size > kMaxExtent ||
+      a.max_length < 0 || a.max_length > INT32_MAX || a.splits < 0 || a.sinks < 0)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT,
+                "decode extents out of range (B %lld, Hq %lld, Sq %lld, pages %lld, width %lld, P %lld, max length %lld)",
+                (long long)a.batch, (long long)a.heads_q, (long long)a.seq_q, (long long)a.pool_pages,
+                (long long)a.table_width, (long long)a.page_size, (long long)a.max_length);
+  if (a.batch == 0 || a.heads_q == 0 || a.seq_q == 0) return ATTNKIT_CUDA_OK;
+  DecodeProblem p;
+  std::memset(&p, 0, sizeof(p));
+  p.q = a.q.data;
+  copy_strides(a.q, p.q_stride);
+  p.out = a.out.data;
+  copy_strides(a.out, p.out_stride);
+  p.dtype = a.q.dtype;
+  p.out_dtype = a.out.dtype;
+  p.k_pool = a.k_pool;
+  p.v_pool = a.v_pool;
+  p.pool_pages = a.pool_pages;
+  p.page_table = a.page_table;
+  p.table_width = a.table_width;
+  p.lengths = a.lengths;
+  p.batch = int(a.batch);
+  p.heads_q = int(a.heads_q);
+  p.heads_kv = int(a.heads_kv);
+  p.seq_q = int(a.seq_q);
+  p.head_dim = int(a.head_dim);
+  p.page_size = int(a.page_size);
+  p.scale = a.scale;
+  p.softcap = a.softcap > 0.0f ? a.softcap : 0.0f;
+  p.window_left = a.window_left < 0 ? -1 : a.window_left;
+  p.window_right = a.window_right < 0 ? -1 : a.window_right;
+  p.sinks = a.sinks;
+  p.lse = a.lse;
+  const char* why = "";
+  if (a.heads_kv < 1 || a.heads_kv > kMaxExtent || a.head_dim < 0 || a.head_dim > kMaxExtent || !decode_supports(p, &why))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "decode: %s (dtype %d, Hq %lld, Hkv %lld, D %lld)", why, a.q.dtype,
+                (long long)a.heads_q, (long long)a.heads_kv, (long long)a.head_dim);
+  // An empty pool holds no key: a table width of 0 clamps every length to 0 in the kernel, which
+  // then reads no page (so the pool pointers may be NULL) and writes empty rows.
+  if (a.pool_pages == 0) p.table_width = 0;
+  if (a.page_table == nullptr || a.lengths == nullptr || (a.pool_pages > 0 && (a.k_pool == nullptr || a.v_pool == nullptr)))
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "decode needs device page_table, lengths and pools");
+
+  DeviceHandle h;
+  cudaStream_t stream = nullptr;
+  attnkit_cuda_status s = enter_call(a.device, where, &h, &stream, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+
+  const DecodePlan plan = plan_decode(p, a.max_length, a.splits, h.traits);
+  // One allocation from the pool for the per-head tables and the split partials.
+  TablePack pack;
+  const size_t head_bytes = size_t(a.heads_q) * sizeof(float);
+  const size_t slopes_at = a.alibi_slopes ? pack.add(a.alibi_slopes, head_bytes) : 0;
+  const size_t sinks_at = a.sink_logits ? pack.add(a.sink_logits, head_bytes) : 0;
+  void* tables = nullptr;
+  s = upload_tables(h, stream, pack, &tables, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  if (a.alibi_slopes) p.alibi_slopes = at_offset<float>(tables, slopes_at);
+  if (a.sink_logits) p.sink_logits = at_offset<float>(tables, sinks_at);
+  void* scratch = nullptr;
+  if (plan.scratch_bytes > 0) {
+    const cudaError_t e = cudaMallocFromPoolAsync(&scratch, plan.scratch_bytes, h.pool, stream);
+    if (e != cudaSuccess) {
+      release_tables(tables, stream);
+      return cuda_failure(e, "allocating the split-KV partials of decodeAttention", err, err_len);
+    }
+  }
+  // H2O scores need every row's final lse: the caller's, or the call's own.
+  float* own_lse = nullptr;
+  if (a.scores && !p.lse) {
+    const size_t lse_bytes = size_t(a.batch) * size_t(a.heads_q) * size_t(a.seq_q) * sizeof(float);
+    const cudaError_t e = cudaMallocFromPoolAsync(reinterpret_cast<void**>(&own_lse), lse_bytes, h.pool, stream);
+    if (e != cudaSuccess) {
+      release_tables(scratch, stream);
+      release_tables(tables, stream);
+      return cuda_failure(e, "allocating the lse that decodeAttention's scores need", err, err_len);
+    }
+    p.lse = own_lse;
+  }
+  cudaError_t launched = launch_decode_attention(p, plan, scratch, h.traits, stream);
+  if (launched == cudaSuccess && a.scores) launched = launch_decode_scores(p, p.lse, a.scores, a.max_length, stream);
+  release_tables(own_lse, stream);
+  release_tables(scratch, stream);
+  release_tables(tables, stream);
+  return finish_call(where, h, launched, "decodeAttention kernel", err, err_len);
+}
+
+// kv_append and kv_gather: rows between [B, Hkv, T, D] tensors and the pools.
+attnkit_cuda_status kv_rows_impl(const attnkit_cuda_kv_rows_args* args, bool gather, const CallStream& where, char* err,
+                                 size_t err_len) {
+  if (args == nullptr) return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "args must not be NULL");
+  const attnkit_cuda_kv_rows_args& a = *args;
+  const char* what = gather ? "kv_gather" : "kv_append";
+  if (!is_float_dtype(a.k.dtype) || a.v.dtype != a.k.dtype || a.k.rank != 4 || a.v.rank != 4 ||
+      a.k.shape[2] != a.v.shape[2])
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "%s k and v must be 4-d float tensors of one dtype and length", what);
+  if (a.batch < 0 || a.batch > kMaxExtent || a.heads_kv < 1 || a.heads_kv > kMaxExtent || a.head_dim < 1 ||
+      a.head_dim > kMaxExtent || a.page_size < 1 || a.page_size > kMaxExtent || a.pool_pages < 0 || a.table_width < 0 ||
+      a.k.shape[2] < 0 || a.k.shape[2] > kMaxSequence)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "%s extents out of range", what);
+  const int64_t tokens = a.k.shape[2];
+  if (a.batch == 0 || tokens == 0) return ATTNKIT_CUDA_OK;
+  if (a.counts == nullptr || a.index == nullptr || a.page_table == nullptr || a.k_pool == nullptr || a.v_pool == nullptr)
+    return fail(err, err_len, ATTNKIT_CUDA_ARGUMENT, "%s needs counts, %s, a page table and pools", what,
+                gather ? "positions" : "starts");
+  DeviceHandle h;
+  cudaStream_t stream = nullptr;
+  attnkit_cuda_status s = enter_call(a.device, where, &h, &stream, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  TablePack pack;
+  const size_t counts_at = pack.add(a.counts, size_t(a.batch) * sizeof(int32_t));
+  const size_t index_at = pack.add(a.index, size_t(a.batch) * (gather ? size_t(tokens) : 1) * sizeof(int32_t));
+  void* tables = nullptr;
+  s = upload_tables(h, stream, pack, &tables, err, err_len);
+  if (s != ATTNKIT_CUDA_OK) return s;
+  KvRowsProblem p;
+  std::memset(&p, 0, sizeof(p));
+  p.k = a.k.data;
+  p.v = a.v.data;
+  copy_strides(a.k, p.k_stride);
+  copy_strides(a.v, p.v_stride);
+  p.tokens = tokens;
+  p.elem_bytes = a.k.dtype == ATTNKIT_CUDA_FLOAT32 ? 4 : 2;
+  p.k_pool = a.k_pool;
+  p.v_pool = a.v_pool;
+  p.pool_pages = a.pool_pages;
+  p.page_table = a.page_table;
+  p.table_width = a.table_width;
+  p.counts = at_offset<int32_t>(tables, counts_at);
+  p.batch = int(a.batch);
+  p.heads_kv = int(a.heads_kv);
+  p.head_dim = int(a.head_dim);
+  p.page_size = int(a.page_size);
+  cudaError_t launched;
+  if (gather) {
+    launched = launch_kv_gather(p, at_offset<int32_t>(tables, index_at), h.traits.multiprocessors, stream);
+  } else {
+    p.starts = at_offset<int32_t>(tables, index_at);
+    launched = launch_kv_append(p, h.traits.multiprocessors, stream);
+  }
+  release_tables(tables, stream);
+  return finish_call(where, h, launched, gather ? "KVCache gather kernel" : "KVCache append kernel", err, err_len);
 }
 
 // ---- the shells in the table: nothing may throw across the C boundary ---------------------------
@@ -1007,6 +1171,19 @@ attnkit_cuda_status api_topk_block_select(const attnkit_cuda_topk_args* args, ch
   ATTNKIT_GUARDED(topk_block_select_impl(args, err, err_len))
 }
 
+attnkit_cuda_status api_decode_attention(const attnkit_cuda_decode_args* args, void* stream, int32_t blocking, char* err,
+                                         size_t err_len) {
+  ATTNKIT_GUARDED(decode_impl(args, stream_choice(stream, blocking), err, err_len))
+}
+attnkit_cuda_status api_kv_append(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
+                                  size_t err_len) {
+  ATTNKIT_GUARDED(kv_rows_impl(args, false, stream_choice(stream, blocking), err, err_len))
+}
+attnkit_cuda_status api_kv_gather(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
+                                  size_t err_len) {
+  ATTNKIT_GUARDED(kv_rows_impl(args, true, stream_choice(stream, blocking), err, err_len))
+}
+
 #define ATTNKIT_STR2(...) #__VA_ARGS__
 #define ATTNKIT_STR(...) ATTNKIT_STR2(__VA_ARGS__)
 #ifdef __CUDA_ARCH_LIST__
@@ -1035,7 +1212,8 @@ extern "C" __attribute__((visibility("default"))) const attnkit_cuda_api* attnki
         api_free,                 api_memset_zero,          api_copy_to_device,
         api_copy_to_host,         api_copy_on_device,       api_attention,
         api_merge_states,         api_attention_on_stream,  api_block_sparse_attention,
-        api_block_sparse_attention_elements, api_linear_attention, api_topk_block_select,
+        api_block_sparse_attention_elements, api_linear_attention, api_topk_block_select, api_decode_attention,
+        api_kv_append, api_kv_gather,
     };
     return &api;
   } catch (...) {

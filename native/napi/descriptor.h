@@ -41,5 +41,9 @@ enum DecodeOption {
 };
 constexpr int kDecodeLength = kDecodeOptions + kDecodeOptionCount;
 
+// Rows between k, v and a device cache's pools (kvAppendSync, kvGatherSync): tensor records only.
+enum KvAppendSlot { kAppK = 0, kAppV, kAppKPool, kAppVPool, kKvAppendSlots };
+constexpr int kKvAppendLength = kKvAppendSlots * kTensorRecord;
+
 }  // namespace desc
 }  // namespace attnkit

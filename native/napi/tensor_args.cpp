@@ -137,6 +137,13 @@ LseArg lse_arg(Napi::Env env, const Napi::Value& v) {
   return a;
 }
 
+CallerBuffer device_array_arg(Napi::Env env, const Napi::Value& v, const char* name, DType dtype) {
+  if (v.IsNull() || v.IsUndefined()) return CallerBuffer{};
+  const DeviceStorage* s = device_storage_of(env, v);
+  if (s == nullptr) fail(ErrorCode::Argument, std::string(name) + " must be a device storage handle");
+  return device_buffer(*s, name, dtype);
+}
+
 void mark_busy(Napi::Env env, const Napi::Value& v, BusyHandles* busy) {
   if (DeviceStorage* s = device_storage_of(env, v)) busy->add(s);
 }

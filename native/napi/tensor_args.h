@@ -23,6 +23,9 @@ struct LseArg {
   int device = -1;
 };
 LseArg lse_arg(Napi::Env env, const Napi::Value& v);
+// A device storage handle read as a buffer of `dtype` elements (a device cache's page table and
+// lengths), or an absent buffer (base nullptr) for null / undefined.
+CallerBuffer device_array_arg(Napi::Env env, const Napi::Value& v, const char* name, DType dtype);
 // The device handles among `values`, for an async call to mark busy (see device_storage.h).
 class BusyHandles;
 void mark_busy(Napi::Env env, const Napi::Value& v, BusyHandles* busy);

@@ -70,6 +70,27 @@ class TopkArgs(ctypes.Structure):
     _fields_ = [("device", ctypes.c_int32), ("q", CudaTensor), ("k", CudaTensor),
                 ("block_size", ctypes.c_int64), ("topk", ctypes.c_int64), ("causal", ctypes.c_int32),
                 ("states", ctypes.c_void_p), ("indices", ctypes.c_void_p)]
+class DecodeArgs(ctypes.Structure):
+    _fields_ = [("device", ctypes.c_int32), ("q", CudaTensor), ("out", CudaTensor),
+                ("k_pool", ctypes.c_void_p), ("v_pool", ctypes.c_void_p), ("pool_pages", ctypes.c_int64),
+                ("page_table", ctypes.c_void_p), ("table_width", ctypes.c_int64), ("lengths", ctypes.c_void_p),
+                ("max_length", ctypes.c_int64),
+                ("batch", ctypes.c_int64), ("heads_q", ctypes.c_int64), ("heads_kv", ctypes.c_int64),
+                ("seq_q", ctypes.c_int64), ("head_dim", ctypes.c_int64), ("page_size", ctypes.c_int64),
+                ("scale", ctypes.c_float), ("window_left", ctypes.c_int64), ("window_right", ctypes.c_int64),
+                ("sinks", ctypes.c_int64), ("softcap", ctypes.c_float),
+                ("alibi_slopes", ctypes.POINTER(ctypes.c_float)), ("sink_logits", ctypes.POINTER(ctypes.c_float)),
+                ("lse", ctypes.c_void_p), ("splits", ctypes.c_int64), ("scores", ctypes.POINTER(ctypes.c_float))]
+
+
+class KvRowsArgs(ctypes.Structure):
+    """attnkit_cuda_kv_rows_args: index = starts [B] (kv_append) or positions [B, T] (kv_gather)."""
+    _fields_ = [("device", ctypes.c_int32), ("k", CudaTensor), ("v", CudaTensor),
+                ("k_pool", ctypes.c_void_p), ("v_pool", ctypes.c_void_p), ("pool_pages", ctypes.c_int64),
+                ("page_table", ctypes.c_void_p), ("table_width", ctypes.c_int64),
+                ("counts", ctypes.POINTER(ctypes.c_int32)), ("index", ctypes.POINTER(ctypes.c_int32)),
+                ("batch", ctypes.c_int64), ("heads_kv", ctypes.c_int64), ("head_dim", ctypes.c_int64),
+                ("page_size", ctypes.c_int64)]
 
 
 STATUS = ctypes.c_int
@@ -102,6 +123,10 @@ class Api(ctypes.Structure):
         # (args, stream, blocking)
         ("linear_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(LinearArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
         ("topk_block_select", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(TopkArgs), ERR, SIZE)),
+        ("decode_attention", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(DecodeArgs), ctypes.c_void_p, ctypes.c_int32,
+                                               ERR, SIZE)),
+        ("kv_append", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(KvRowsArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
+        ("kv_gather", ctypes.CFUNCTYPE(STATUS, ctypes.POINTER(KvRowsArgs), ctypes.c_void_p, ctypes.c_int32, ERR, SIZE)),
     ]
 
 

@@ -6,7 +6,8 @@
 // OOM, device-mix and disposed errors, merge on device), and blockSparseAttention(Sync) on the
 // device against the float64 blockSparseAttentionReference (block sizes that divide the lengths
 // and that do not, every dtype, options, varlen, strided views of q / k / v and of the block
-// states) with its device-mix, disposed and older-library errors.
+// states) with its device-mix, disposed and older-library errors; decodeAttention(Sync) over a
+// KVCache on the device against the float64 decodeAttentionReference (issue 6).
 //
 //   node test/gpu/run.js [--filter <substring>] [--device cuda:N] [--list]
 //
@@ -23,15 +24,17 @@ const attnkit = require(root);
 const {
   Tensor, AttnError, attention, attentionSync, blockSparseAttention, blockSparseAttentionSync, BlockMask, mergeAttentionStates,
   neighborhoodAttention, neighborhoodAttentionSync, clearNeighborhoodCache, topkBlockAttention, topkBlockAttentionSync,
-  backendInfo, toFloat16, toBFloat16,
+  backendInfo, toFloat16, toBFloat16, KVCache, decodeAttention, decodeAttentionSync,
 } = attnkit;
 const {
   attentionReference, blockSparseAttentionReference, neighborhoodAttentionReference, topkBlockAttentionReference,
+  decodeAttentionReference, decodeScoresReference,
 } = require(path.join(root, 'dist', 'reference'));
 const { native } = require(path.join(root, 'dist', 'native', 'binding'));
 const R = require('../helpers/random');
 const { TOL, tolFor, relErr, lseErr, worst } = require('../helpers/compare');
 const { cases, prepareCase, buildInputs, buildOptions, DTYPES: BLOCK_DTYPES } = require('../helpers/parity-cases');
+const { makeCache, appendRandom, seqsOf } = require('../helpers/decode-rows');
 
 const LSE_TOL = TOL.float32;
 
@@ -1195,6 +1198,219 @@ test('linear: a device log gate > 0 is ERR_ATTN_ARGUMENT; mixed devices are ERR_
   } finally {
     disposeAll(...dev, bad);
   }
+});
+
+// decodeAttention over a KVCache on the device (issue 6)
+// ---------------------------------------------------------------------------------------------
+// A device cache and a test-side copy of every row appended (host rows for one append, strided
+// device rows for the next), then decodeAttention(Sync) into poisoned outputs against the float64
+// oracle over those rows and against the cache's own contents. Ragged batches, page sizes that do
+// not divide the lengths, every dtype, GQA 1-8, several new queries, every option, split-KV.
+
+/** decode-rows' appendRandom into a device cache: host rows, or (onDevice) a strided device view. */
+function decodeAppend(r, st, T, lengths, onDevice) {
+  appendRandom(r, st, T, lengths, onDevice ? 'bshd' : 'bhsd', onDevice ? { place: toDev, release: (t) => t.dispose() } : {});
+}
+
+const decodeCases = [];
+const dc = (name, c) => decodeCases.push({ name: `decode: ${name}`, Sq: 1, P: 16, appends: [[40, null], [9, [9, 0, 5]]], opts: {}, ...c });
+for (const dtype of ['float32', 'float16', 'bfloat16']) {
+  for (const [Hq, Hkv] of [[4, 4], [4, 2], [8, 2], [8, 1]]) {
+    dc(`${dtype} GQA ${Hq / Hkv} (Hq ${Hq}, Hkv ${Hkv}), page 7, ragged`, { dtype, B: 3, Hq, Hkv, D: 64, P: 7, opts: { returnLse: true } });
+  }
+  dc(`${dtype} Sq 3 (bottom-right causal), page 16`, { dtype, B: 3, Hq: 4, Hkv: 2, D: 64, Sq: 3, opts: { returnLse: true } });
+  dc(`${dtype} window + sinks, forced splits`, { dtype, B: 3, Hq: 4, Hkv: 1, D: 32, Sq: 2, P: 5, opts: { window: [12, 0], sinks: 3, splits: 3, returnLse: true } });
+  dc(`${dtype} softcap, alibi, sink logits`, { dtype, B: 3, Hq: 4, Hkv: 2, D: 128, opts: { softcap: 4, alibiSlopes: Float32Array.from([0.5, 0.25, 0.1, 0.05]), sinkLogits: Float32Array.from([0.3, -1, 2, 0]), returnLse: true } });
+  dc(`${dtype} long sequence, automatic split-KV`, { dtype, B: 1, Hq: 8, Hkv: 1, D: 128, P: 64, appends: [[2500, null], [3, null]], opts: { returnLse: true } });
+}
+
+async function runDecodeCase(c) {
+  const r = R.rng(c.name);
+  const cfg = { batch: c.B, kvHeads: c.Hkv, headDim: c.D, pageSize: c.P, dtype: c.dtype, device: DEV };
+  let pages = 0;
+  const total = c.appends.reduce((acc, [T]) => acc + T, 0);
+  pages = c.B * (Math.ceil(total / c.P) + 1) + 2;
+  const st = makeCache({ ...cfg, maxPages: pages });
+  try {
+    assert.strictEqual(st.cache.device, DEV);
+    c.appends.forEach(([T, lengths], i) => decodeAppend(r, st, T, lengths, i % 2 === 1));
+    const q = R.randomTensor(r, [c.B, c.Hq, c.Sq, c.D], c.dtype, { layout: c.Sq > 1 ? 'bshd' : 'bhsd' });  // strided q too
+    const qd = toDev(q.t);
+    const ref = decodeAttentionReference(q.t, seqsOf(st), c.Hkv, c.opts);
+    const tol = tolFor(c.dtype, c.dtype);
+    try {
+      for (const mode of ['sync', 'async']) {
+        const out = toDev(R.stridedOut([c.B, c.Hq, c.Sq, c.D], c.dtype));
+        const opts = { ...c.opts, out };
+        const res = mode === 'sync' ? decodeAttentionSync(qd, st.cache, opts) : await decodeAttention(qd, st.cache, opts);
+        try {
+          const o = c.opts.returnLse ? res.out : res;
+          assert.strictEqual(o, out, 'the given out is returned');
+          const oh = o.toSync('cpu');
+          check(`${mode} out`, relErr(oh, ref.out), tol, () => worst(oh, ref.out));
+          if (c.opts.returnLse) {
+            assert.strictEqual(res.lse.device, DEV);
+            const lh = res.lse.toSync('cpu');
+            check(`${mode} lse`, lseErr(lh, ref.lse), LSE_TOL * 4, () => worst(lh, ref.lse));
+          }
+        } finally {
+          disposeAll(out, c.opts.returnLse ? res.lse : undefined);
+        }
+      }
+      // The cache's own contents hold exactly the rows appended (the kernel's view of the pages).
+      expectContents(st);
+    } finally {
+      disposeAll(qd);
+    }
+  } finally {
+    st.cache.dispose();
+  }
+}
+for (const c of decodeCases) test(c.name, () => runDecodeCase(c));
+
+/** The device cache holds exactly the test's rows (bitwise), sequence by sequence. */
+function expectContents(st) {
+  const seqs = seqsOf(st);
+  for (let b = 0; b < st.cfg.batch; b++) {
+    const { k, v } = st.cache.contents(b);
+    try {
+      assert.strictEqual(k.device, DEV);
+      bitsEqual(k.toSync('cpu').toFloat32Array(), seqs[b].k);
+      bitsEqual(v.toSync('cpu').toFloat32Array(), seqs[b].v);
+    } finally {
+      disposeAll(k, v);
+    }
+  }
+}
+
+/** The test's rows of sequence b after streaming eviction keeps `sinks` + `window` of them. */
+function streamRows(st, b, sinks, window) {
+  const s = st.rows[b], n = s.k[0].length;
+  if (n <= sinks + window) return;
+  for (const side of ['k', 'v']) s[side] = s[side].map((rows) => [...rows.slice(0, sinks), ...rows.slice(n - window)]);
+}
+
+test('decode: streaming eviction on the device compacts in place (== decode over exactly the kept rows), pages reused', async () => {
+  const r = R.rng('decode device eviction');
+  for (const dtype of ['float32', 'bfloat16']) {
+    const cfg = { batch: 3, kvHeads: 2, headDim: 64, pageSize: 5, dtype, device: DEV };
+    const st = makeCache({ ...cfg, maxPages: 3 * 12 + 2 }), cache = st.cache;
+    const q = toDev(randomCpu(r, [3, 4, 2, 64], dtype));
+    try {
+      decodeAppend(r, st, 50, [50, 7, 31], false);
+      decodeAppend(r, st, 6, null, true);  // lengths 56, 13, 37
+      const used = cache.pagesUsed;
+      cache.evict({ kind: 'streaming', sinks: 3, window: 10 }, { batch: 0 });  // sequence 0 only
+      streamRows(st, 0, 3, 10);
+      assert.deepStrictEqual([0, 1, 2].map((b) => cache.length(b)), [13, 13, 37]);
+      expectContents(st);
+      assert.strictEqual(cache.pagesUsed, used - (Math.ceil(56 / 5) - Math.ceil(13 / 5)));
+      cache.evict({ kind: 'streaming', sinks: 2, window: 9 });  // every sequence (13 -> 11, 37 -> 11)
+      for (let b = 0; b < 3; b++) streamRows(st, b, 2, 9);
+      assert.deepStrictEqual([0, 1, 2].map((b) => cache.length(b)), [11, 11, 11]);
+      expectContents(st);
+      const expectDecode = async (what) => {
+        for (const mode of ['sync', 'async']) {
+          const res = mode === 'sync' ? decodeAttentionSync(q, cache, { returnLse: true }) : await decodeAttention(q, cache, { returnLse: true });
+          try {
+            const ref = decodeAttentionReference(q.toSync('cpu'), seqsOf(st), 2, {});
+            const oh = res.out.toSync('cpu'), lh = res.lse.toSync('cpu');
+            check(`${dtype} ${mode} out ${what}`, relErr(oh, ref.out), tolFor(dtype, dtype), () => worst(oh, ref.out));
+            check(`${dtype} ${mode} lse ${what}`, lseErr(lh, ref.lse), LSE_TOL * 4, () => worst(lh, ref.lse));
+          } finally {
+            disposeAll(res.out, res.lse);
+          }
+        }
+      };
+      decodeAppend(r, st, 8, null, true);  // into pages freed above
+      await expectDecode('after eviction');
+      cache.reset(1);  // the kernels must see sequence 1 empty at once (their copy of the lengths)
+      st.rows[1] = { k: [[], []], v: [[], []] };
+      await expectDecode('after a reset');
+      decodeAppend(r, st, 4, [0, 4, 0], false);  // and its pages reused
+      await expectDecode('after appending to the reset sequence');
+      expectContents(st);
+    } finally {
+      q.dispose();
+      cache.dispose();
+    }
+  }
+});
+
+test('decode: accumulateScores on the device == the oracle\'s column sums; h2o eviction keeps the heaviest, scores move with rows', async () => {
+  const r = R.rng('decode device h2o');
+  for (const dtype of ['float32', 'float16']) {
+    const cfg = { batch: 2, kvHeads: 2, headDim: 64, pageSize: 5, dtype, device: DEV };
+    const st = makeCache({ ...cfg, maxPages: 40 }), cache = st.cache;
+    const heavy = 6, recent = 4, H = 2;
+    const q = R.randomTensor(r, [2, 4, 2, 64], dtype), qd = toDev(q.t);
+    try {
+      decodeAppend(r, st, 30, [30, 8], false);
+      const opts = { window: [20, 0], sinks: 2, softcap: 6 };
+      const ref = decodeScoresReference(q.t, seqsOf(st), H, opts);
+      const out = decodeAttentionSync(qd, cache, { ...opts, accumulateScores: true });
+      out.dispose();
+      const res = await decodeAttention(qd, cache, { ...opts, accumulateScores: true, returnLse: true });  // adds a second time
+      disposeAll(res.out, res.lse);
+      const before = [0, 1].map((b) => cache.scores(b));
+      for (let b = 0; b < 2; b++) {
+        const twice = Float64Array.from(ref[b], (x) => 2 * x);
+        check(`${dtype} scores of sequence ${b}`, relErr(before[b], twice), 1e-4, () => worst(before[b], twice));
+      }
+      // The keep set H2O must choose, from the cache's own scores (ties keep the earlier token).
+      const kept = [0, 1].map((b) => {
+        const n = st.rows[b].k[0].length;
+        if (n <= heavy + recent) return null;
+        const mass = Array.from({ length: n - recent }, (_, t) => before[b][t] + before[b][n + t]);
+        const top = mass.map((m, t) => t).sort((x, y) => mass[y] - mass[x] || x - y).slice(0, heavy).sort((x, y) => x - y);
+        return [...top, ...Array.from({ length: recent }, (_, i) => n - recent + i)];
+      });
+      const used = cache.pagesUsed;
+      cache.evict({ kind: 'h2o', heavy, recent });
+      kept.forEach((k, b) => {
+        if (!k) return;
+        const n = st.rows[b].k[0].length;
+        st.rows[b].k = st.rows[b].k.map((hr) => k.map((t) => hr[t]));
+        st.rows[b].v = st.rows[b].v.map((hr) => k.map((t) => hr[t]));
+        const now = cache.scores(b);
+        for (let h = 0; h < H; h++) k.forEach((t, i) => assert.strictEqual(now[h * k.length + i], before[b][h * n + t]));
+      });
+      assert.deepStrictEqual([cache.length(0), cache.length(1)], [heavy + recent, 8]);
+      assert.ok(cache.pagesUsed < used);
+      expectContents(st);
+      decodeAppend(r, st, 3, null, true);  // new pages' scores start at 0
+      const fresh = cache.scores(0);
+      for (let h = 0; h < H; h++) for (let t = heavy + recent; t < heavy + recent + 3; t++) assert.strictEqual(fresh[h * (heavy + recent + 3) + t], 0);
+    } finally {
+      qd.dispose();
+      cache.dispose();
+    }
+  }
+});
+
+test('decode: device cache errors (devices mixed, pool full, disposed)', async () => {
+  const r = R.rng('decode errors');
+  const cfg = { batch: 2, kvHeads: 2, headDim: 16, pageSize: 4, maxPages: 3, dtype: 'float32', device: DEV };
+  const st = makeCache(cfg), cache = st.cache;
+  const q = toDev(randomCpu(r, [2, 4, 1, 16]));
+  try {
+    decodeAppend(r, st, 4, null, false);
+    expectCode(() => decodeAttentionSync(randomCpu(r, [2, 4, 1, 16]), cache), 'ERR_ATTN_DEVICE', /q is on cpu/);
+    // The pool (3 pages of 4) holds 2 + 1: five more tokens for each sequence need 4 -> refused, nothing changed.
+    const k = randomCpu(r, [2, 2, 5, 16]);
+    expectCode(() => cache.append(k, k), 'ERR_ATTN_CACHE_FULL');
+    assert.strictEqual(cache.length(0), 4);
+    assert.strictEqual(cache.pagesUsed, 2);
+    const out = decodeAttentionSync(q, cache);
+    const ref = decodeAttentionReference(q.toSync('cpu'), seqsOf(st), 2, {});
+    check('after a refused append', relErr(out.toSync('cpu'), ref.out), TOL.float32);
+    out.dispose();
+  } finally {
+    q.dispose();
+    cache.dispose();
+  }
+  expectCode(() => decodeAttentionSync(randomCpu(r, [2, 4, 1, 16]), cache), 'ERR_ATTN_DISPOSED');
+  expectCode(() => new KVCache({ ...cfg, device: 'cuda:99' }), 'ERR_ATTN_DEVICE', /does not exist/);
 });
 
 // ---------------------------------------------------------------------------------------------

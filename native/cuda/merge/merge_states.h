@@ -20,8 +20,14 @@ struct MergePart {
 };
 
 struct MergeProblem {
-  const MergePart* parts;  // device array of num_parts entries
+  const MergePart* parts;  // device array of num_parts entries, or nullptr: the stacked parts below
   int num_parts;
+  // Parts stacked in one float32 buffer (split-KV decode): part p's out is contiguous
+  // [B, H, S, Dv] at stacked_out + p * stacked_out_stride and its lse at stacked_lse +
+  // p * stacked_lse_stride. Used when parts == nullptr: no per-call table of parts to upload.
+  const float* stacked_out = nullptr;
+  const float* stacked_lse = nullptr;
+  int64_t stacked_out_stride = 0, stacked_lse_stride = 0;
   void* out;  // [B, H, S, Dv], any strides and dtype
   int out_dtype;
   int64_t out_stride[4];

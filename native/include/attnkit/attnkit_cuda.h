@@ -173,6 +173,59 @@ typedef struct attnkit_cuda_topk_args {
   uint8_t* states;
   int32_t* indices;
 } attnkit_cuda_topk_args;
+/* decode_attention (decodeAttention): attention of a few new queries per sequence over a paged KV
+ * cache, the CPU decode's contract (native/cpu/decode). q and out [B, Hq, Sq, D], any strides,
+ * device memory; the pools [pool_pages, Hkv, P, D] contiguous in q's dtype (FlashInfer's HND
+ * pages), device memory; page_table [B, table_width] and lengths [B] int32 in DEVICE memory (a
+ * device cache keeps them there, so a call uploads nothing per token). Query i of sequence b sits
+ * at position lengths[b] - Sq + i and sees keys j <= that position (causal, bottom-right), through
+ * the window / sinks / softcap / ALiBi / sink-logit options as in attention. The kernel clamps
+ * every length to table_width * P and every page id into the pool, so no table content makes it
+ * read outside the pools (the caller validates the tables all the same). */
+typedef struct attnkit_cuda_decode_args {
+  int32_t device;
+  attnkit_cuda_tensor q, out;
+  const void* k_pool;
+  const void* v_pool;
+  int64_t pool_pages;
+  const int32_t* page_table;
+  int64_t table_width;
+  const int32_t* lengths;
+  int64_t max_length; /* host: an upper bound of the lengths (sizes the split-KV plan) */
+  int64_t batch, heads_q, heads_kv, seq_q, head_dim, page_size;
+
+  float scale;
+  int64_t window_left, window_right; /* -1: unbounded */
+  int64_t sinks;
+  float softcap; /* 0: off */
+  const float* alibi_slopes; /* host [Hq] or NULL (copied like attention's) */
+  const float* sink_logits;  /* host [Hq] or NULL */
+  float* lse;                /* device, contiguous [B, Hq, Sq] float32, or NULL */
+  int64_t splits;            /* key chunks per (sequence, kv head) (split-KV); 0: the library's choice */
+  /* device [pool_pages, Hkv, P] float32, or NULL: each key's softmax probability, summed over its
+   * kv head's query heads and the new queries, is added to its slot (H2O; a second pass over K
+   * after the final lse is known, as on the CPU). */
+  float* scores;
+} attnkit_cuda_decode_args;
+
+/* kv_append and kv_gather (KVCache.append and eviction on a device cache): rows between k, v
+ * ([B, Hkv, T, D], any strides, device, the pools' dtype) and the pools, through page_table
+ * (device [B, table_width]). kv_append writes row t < counts[b] of sequence b to position
+ * index[b] + t (index: starts [B]); kv_gather reads it from position index[b * T + t] (index:
+ * positions [B, T]). counts and index are host arrays; the caller made sure every position lies in
+ * a page of the sequence's table that is inside the pool (the kernels skip any other). */
+typedef struct attnkit_cuda_kv_rows_args {
+  int32_t device;
+  attnkit_cuda_tensor k, v;
+  void* k_pool;
+  void* v_pool;
+  int64_t pool_pages;
+  const int32_t* page_table;
+  int64_t table_width;
+  const int32_t* counts; /* host [B] */
+  const int32_t* index;  /* host: starts [B] (kv_append) or positions [B, T] (kv_gather) */
+  int64_t batch, heads_kv, head_dim, page_size;
+} attnkit_cuda_kv_rows_args;
 
 typedef struct attnkit_cuda_api {
   uint32_t abi_version;
@@ -239,6 +292,17 @@ typedef struct attnkit_cuda_api {
   /* MoBA's block gating (see attnkit_cuda_topk_args), on the library's stream for args->device,
    * then a wait. */
   attnkit_cuda_status (*topk_block_select)(const attnkit_cuda_topk_args* args, char* err, size_t err_len);
+  /* Decode attention over a paged KV cache (attnkit_cuda_decode_args). blocking != 0: the
+   * library's stream for args->device, then a wait (`stream` ignored); 0: enqueued on `stream`
+   * like attention_on_stream (the pools, tables, q, out and lse must stay valid until it ran). */
+  attnkit_cuda_status (*decode_attention)(const attnkit_cuda_decode_args* args, void* stream, int32_t blocking,
+                                          char* err, size_t err_len);
+  /* Rows written into / read out of a paged KV cache (attnkit_cuda_kv_rows_args); blocking as
+   * decode_attention. */
+  attnkit_cuda_status (*kv_append)(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
+                                   size_t err_len);
+  attnkit_cuda_status (*kv_gather)(const attnkit_cuda_kv_rows_args* args, void* stream, int32_t blocking, char* err,
+                                   size_t err_len);
 } attnkit_cuda_api;
 
 /* Whether `api`'s table reaches entry `field` (struct_size covers it). */

@@ -4,16 +4,19 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 out=${1:-/tmp/attnkit-emu}
-mkdir -p "$out/src/fused" "$out/src/merge" "$out/src/sparse"
+mkdir -p "$out/src/fused" "$out/src/merge" "$out/src/sparse" "$out/src/decode"
 cp "$root"/native/cuda/fused/*.cuh "$root"/native/cuda/fused/*.h "$root"/native/cuda/fused/*.cu "$out/src/fused/"
 cp "$root"/native/cuda/merge/* "$out/src/merge/"
 cp "$root"/native/cuda/sparse/* "$out/src/sparse/"
+cp "$root"/native/cuda/decode/* "$out/src/decode/"
 cp "$root/native/cuda/c_api.cu" "$out/src/"
-# The only CUDA-only syntax in these sources: launches, dynamic shared memory, f16/bf16 PTX.
+# The only CUDA-only syntax in these sources: launches, dynamic shared memory, f16/bf16 PTX
+# (decode/async_copy.cuh keeps its cp.async PTX behind __CUDA_ARCH__, which g++ never defines).
 python3 - "$out/src" <<'PY'
 import re, sys
 src = sys.argv[1]
-for f in ['c_api.cu', 'fused/attention_problem.cuh', 'fused/fused_attention_generic.cu', 'merge/merge_states.cu', 'sparse/topk_select.cu']:
+for f in ['c_api.cu', 'fused/attention_problem.cuh', 'fused/fused_attention_generic.cu', 'merge/merge_states.cu',
+          'sparse/topk_select.cu', 'decode/decode_attention.cu', 'decode/kv_append.cu']:
     p = src + '/' + f
     s = open(p).read()
     s = re.sub(r'(\w+)<<<(.*?)>>>\((.*?)\);', r'emu_launch(\1, \2, \3);', s)
@@ -32,6 +35,7 @@ for f in ['c_api.cu', 'fused/attention_problem.cuh', 'fused/fused_attention_gene
 PY
 # sm80 / sm90 kernels are not emulated: their placeholders (or any supports() == false) compile as is.
 g++ -std=c++20 -O2 -pthread -fPIC -shared -fvisibility=hidden -I"$here/stub" -I"$out/src" -I"$root/native/include" \
-  -x c++ "$out/src/c_api.cu" "$out/src/fused/fused_attention_generic.cu" "$out/src/merge/merge_states.cu" "$out/src/sparse/topk_select.cu" \
+  -x c++ "$out/src/c_api.cu" "$out/src/fused/fused_attention_generic.cu" "$out/src/merge/merge_states.cu" \
+  "$out/src/sparse/topk_select.cu" "$out/src/decode/decode_attention.cu" "$out/src/decode/kv_append.cu" \
   "$here/emu_runtime.cpp" "$here/sm_stubs.cpp" -o "$out/libattnkit_cuda_emu.so"
 echo "$out/libattnkit_cuda_emu.so"

@@ -44,6 +44,7 @@ cudaError_t cudaDeviceGetAttribute(int*, cudaDeviceAttr, int);
 cudaError_t cudaStreamCreateWithFlags(void**, unsigned);
 cudaError_t cudaStreamSynchronize(void*);
 cudaError_t cudaMalloc(void**, size_t);
+template <class T> inline cudaError_t cudaMalloc(T** p, size_t bytes) { return cudaMalloc(reinterpret_cast<void**>(p), bytes); }
 cudaError_t cudaFree(void*);
 cudaError_t cudaMemsetAsync(void*, int, size_t, void*);
 cudaError_t cudaMemcpyAsync(void*, const void*, size_t, cudaMemcpyKind, void*);
