@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CPU test suite against an ASan + UBSan build of the addon, then a LeakSanitizer run of
-# 10,000 calls (issue 7). `npm run test:sanitize`; CI runs it after `npm test`.
+# 10,000 calls (issue 7). `npm run test:sanitize`; CI runs it after `npm test`. `--build-only`: the
+# sanitizer build alone.
 #   - build-asan/: the addon with -fsanitize=address,undefined (CMakeLists.txt ATTNKIT_SANITIZE),
 #     CPU only; the tests load it through ATTNKIT_ADDON.
 #   - Node is not instrumented, so the ASan and UBSan runtimes are preloaded into every node
@@ -14,6 +15,7 @@ log=$out/sanitizers.log
 mkdir -p "$out"
 npx cmake-js compile --out "$out" --CDATTNKIT_SANITIZE=address,undefined --CDATTNKIT_CUDA=OFF > "$out/build.log" 2>&1 \
   || { tail -40 "$out/build.log"; exit 1; }
+[[ ${1:-} == --build-only ]] && exit 0  # (.ci/run builds it beside npm test, then runs it)
 addon=$PWD/$out/Release/attnkit.node
 preload="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
 : > "$log"

@@ -12,7 +12,9 @@ const { Tensor, AttnError, backendInfo, attentionSync } = require('..');
 
 const root = path.join(__dirname, '..');
 const probePath = path.join(__dirname, 'fixtures', 'cuda-probe.js');
-const addonDir = path.join(root, 'build', 'Release');
+// Where the loaded addon lives (build/Release, or ATTNKIT_ADDON's folder in the sanitizer run):
+// the library is looked for beside it.
+const addonDir = process.env.ATTNKIT_ADDON ? path.dirname(path.resolve(process.env.ATTNKIT_ADDON)) : path.join(root, 'build', 'Release');
 
 function expectAttnError(fn, code, re) {
   let err;
