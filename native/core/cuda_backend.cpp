@@ -448,6 +448,8 @@ void cuda_linear_attention(const LinearParams& p, int device, const char* op) {
   if (p.has_state_out) a.state_out = to_cuda(p.state_out);
   if (p.has_normalizer_out) a.normalizer_out = to_cuda(p.normalizer_out);
   call(std::string(op) + " on cuda:" + std::to_string(device), [&](char* err, size_t len) { return api.linear_attention(&a, nullptr, 1, err, len); });
+}
+
 void cuda_decode_attention(const DecodeParams& p, int device) {
   const attnkit_cuda_api& api = cuda_api();
   if (!(ATTNKIT_CUDA_API_HAS(&api, decode_attention) && api.decode_attention))
