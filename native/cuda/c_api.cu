@@ -936,6 +936,8 @@ attnkit_cuda_status topk_block_select_impl(const attnkit_cuda_topk_args* args, c
   const cudaError_t launched = launch_topk_select(p, scratch, h.stream);
   cudaFreeAsync(scratch, h.stream);
   return finish_call(kBlocking, h, launched, "topk_block_select kernels", err, err_len);
+}
+
 // ---- decode attention over a paged KV cache ------------------------------------------------------
 
 // The stream of a call with a `blocking` flag: the library's (then a wait) or the caller's.
