@@ -23,22 +23,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "test", "gpu"))
 import attnkit_abi as abi  # noqa: E402
+from timing import cuda_times_ms  # noqa: E402
 
 
 def time_ms(fn, reps, inner):
-    """Median over `reps` batches of `inner` calls, per call, in ms (CUDA events)."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / inner)
+    """Median, min and max over `reps` batches of `inner` calls, per call, in ms."""
+    times = cuda_times_ms(lambda _: fn(), reps, inner)
     return statistics.median(times), min(times), max(times)
 
 

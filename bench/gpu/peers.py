@@ -16,6 +16,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import sys
 import time
 
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import cuda_times_ms  # noqa: E402
 
 REPS = 15
 ROUNDS = 3
@@ -31,21 +33,7 @@ ROUNDS = 3
 
 def median_ms(fn, inputs):
     """Median time of fn(*inputs[i % len]) in ms, CUDA events around each call."""
-    for i in range(3):
-        fn(*inputs[i % len(inputs)])
-    torch.cuda.synchronize()
-    times = []
-    for i in range(REPS):
-        a = inputs[i % len(inputs)]
-        e0 = torch.cuda.Event(enable_timing=True)
-        e1 = torch.cuda.Event(enable_timing=True)
-        e0.record()
-        fn(*a)
-        e1.record()
-        e1.synchronize()
-        times.append(e0.elapsed_time(e1))
-    times.sort()
-    return times[len(times) // 2]
+    return statistics.median(cuda_times_ms(lambda i: fn(*inputs[i % len(inputs)]), REPS))
 
 
 def time_side_by_side(impls, inputs):
