@@ -75,13 +75,18 @@ class AttnkitCuda:
         else:
             entry, fn = "attention_on_stream", self.api.attention_on_stream
             extra = (ctypes.c_void_p(abi.stream_handle(stream)),)
+        return self._checked_call(entry, fn, (args,) + extra, keep)
+
+    def _checked_call(self, entry, fn, args, keep):
+        """run() calling fn(*args) and raising on a failed status; `keep` (the structs and tensors
+        the arguments point into) stays alive with the closure."""
         call = self.call
 
         def run():
-            status, message = call(fn, args, *extra)
+            status, message = call(fn, *args)
             if status != abi.OK:
                 raise RuntimeError(f"attnkit {entry}: {abi.STATUS_NAMES.get(status, status)}: {message}")
-        run.args = keep  # keeps the structs (and the states) alive with the closure
+        run.args = keep
         return run
 
     def attention(self, q, k, v, out, **options):
@@ -112,11 +117,4 @@ class AttnkitCuda:
             keep.append(state_out)
         args = ctypes.byref(a)
         extra = (ctypes.c_void_p(abi.stream_handle(stream)), ctypes.c_int32(stream is None))
-        fn, call = self.api.linear_attention, self.call
-
-        def run():
-            status, message = call(fn, args, *extra)
-            if status != abi.OK:
-                raise RuntimeError(f"attnkit linear_attention: {abi.STATUS_NAMES.get(status, status)}: {message}")
-        run.args = keep
-        return run
+        return self._checked_call("linear_attention", self.api.linear_attention, (args,) + extra, keep)
